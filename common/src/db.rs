@@ -1,0 +1,78 @@
+//! PostgreSQL: connecting (creating the database when it is missing) and applying migrations.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+/// The SQL migrations in `migrations/`, compiled into every binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// SQLSTATE of `CREATE DATABASE` for a name that exists (another replica won the race).
+const DUPLICATE_DATABASE: &str = "42P04";
+/// SQLSTATE of a unique violation (two `CREATE DATABASE`s racing on the catalog).
+const UNIQUE_VIOLATION: &str = "23505";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid DATABASE_URL: {0}")]
+    InvalidUrl(sqlx::Error),
+    #[error("could not create the database: {0}")]
+    Create(sqlx::Error),
+    #[error("could not connect to PostgreSQL: {0}")]
+    Connect(sqlx::Error),
+    #[error("could not apply migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Creates the database named in `url` if it does not exist. Safe when several processes race.
+pub async fn create_database_if_missing(url: &SecretString) -> Result<(), DbError> {
+    let url = url.expose_secret();
+    let exists = Postgres::database_exists(url).await.map_err(DbError::Create)?;
+    if exists {
+        return Ok(());
+    }
+    match Postgres::create_database(url).await {
+        Ok(()) => {
+            tracing::info!("created database");
+            Ok(())
+        }
+        Err(sqlx::Error::Database(e))
+            if matches!(e.code().as_deref(), Some(DUPLICATE_DATABASE | UNIQUE_VIOLATION)) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(DbError::Create(e)),
+    }
+}
+
+/// A pool for `url`, creating the database first when it is missing.
+pub async fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool, DbError> {
+    create_database_if_missing(url).await?;
+    let options: PgConnectOptions = url.expose_secret().parse().map_err(DbError::InvalidUrl)?;
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(DbError::Connect)
+}
+
+/// Applies pending migrations. sqlx holds a PostgreSQL advisory lock while it migrates, so
+/// replicas starting together apply each migration once and the others wait.
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// True when `err` is a unique violation of the named constraint.
+pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
+    match err {
+        sqlx::Error::Database(e) => {
+            e.code().as_deref() == Some(UNIQUE_VIOLATION) && e.constraint() == Some(constraint)
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,151 @@
+//! Job messages carried on JetStream, and the reply a worker sends to a waiting API instance.
+//!
+//! Messages are a tagged, versioned enum: a new shape is a new variant (`WebhookV2`), so jobs
+//! already in the stream during a rolling upgrade are still understood. A message carries
+//! everything the worker needs, so the worker never depends on a row the API may not have
+//! committed yet.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A unit of work on the jobs stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum JobMessage {
+    WebhookV1(WebhookJobV1),
+}
+
+impl JobMessage {
+    pub fn execution_id(&self) -> Uuid {
+        match self {
+            JobMessage::WebhookV1(job) => job.execution_id,
+        }
+    }
+
+    /// The subject suffix under `<prefix>.jobs.` this job is published on.
+    pub fn subject_kind(&self) -> &'static str {
+        match self {
+            JobMessage::WebhookV1(_) => "webhook",
+        }
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// A webhook call accepted by the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookJobV1 {
+    /// Chosen by the API before publishing; the worker's writes are keyed by it.
+    pub execution_id: Uuid,
+    pub workflow_id: Uuid,
+    pub workflow_version: i32,
+    pub user_id: Uuid,
+    pub enqueued_at: DateTime<Utc>,
+    pub event: WebhookEvent,
+    /// Core NATS subject of the API instance waiting for the result, when the caller waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+}
+
+/// The webhook event handed to the workflow, in KAI-Fusion's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookEvent {
+    pub webhook_id: String,
+    pub node_id: String,
+    pub correlation_id: Uuid,
+    pub http_method: String,
+    pub event_type: String,
+    pub data: serde_json::Value,
+    pub received_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(default)]
+    pub headers: serde_json::Map<String, serde_json::Value>,
+    pub url: String,
+}
+
+/// Final state of an execution as told to a waiting caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionStatus {
+    Running,
+    Completed,
+    Failed,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Completed => "completed",
+            ExecutionStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "running" => Some(Self::Running),
+            "completed" => Some(Self::Completed),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// What a worker publishes to `reply_to` once the execution is committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionReply {
+    pub execution_id: Uuid,
+    pub status: ExecutionStatus,
+    pub result: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_round_trips_with_its_version_tag() {
+        let job = JobMessage::WebhookV1(WebhookJobV1 {
+            execution_id: Uuid::now_v7(),
+            workflow_id: Uuid::new_v4(),
+            workflow_version: 3,
+            user_id: Uuid::new_v4(),
+            enqueued_at: Utc::now(),
+            event: WebhookEvent {
+                webhook_id: "wh_0123456789abcdef01234567".into(),
+                node_id: "webhook-start".into(),
+                correlation_id: Uuid::new_v4(),
+                http_method: "POST".into(),
+                event_type: "webhook.received".into(),
+                data: serde_json::json!({"test": "payload"}),
+                received_at: Utc::now(),
+                client_ip: None,
+                user_agent: None,
+                headers: Default::default(),
+                url: "http://x/api/webhooks/wh_0123456789abcdef01234567".into(),
+            },
+            reply_to: None,
+        });
+        let bytes = job.encode().unwrap();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.starts_with(r#"{"kind":"WebhookV1""#), "{text}");
+        assert_eq!(JobMessage::decode(&bytes).unwrap(), job);
+    }
+
+    #[test]
+    fn unknown_kind_is_an_error_not_a_panic() {
+        assert!(JobMessage::decode(br#"{"kind":"WebhookV9"}"#).is_err());
+    }
+}

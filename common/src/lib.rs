@@ -1,0 +1,17 @@
+//! What the KAI-Fusion API, worker and scheduler share: configuration, telemetry, database and
+//! NATS access, job messages, the workflow model and health checks.
+
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod jobs;
+pub mod metrics;
+pub mod nats;
+pub mod redis;
+pub mod shutdown;
+pub mod telemetry;
+pub mod tls;
+pub mod workflow;
+
+#[cfg(feature = "testing")]
+pub mod testing;

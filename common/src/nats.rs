@@ -1,0 +1,176 @@
+//! NATS JetStream: names derived from the prefix, connecting, and creating the jobs stream, the
+//! dead-letter stream and the shared worker consumer idempotently.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::jobs::JobMessage;
+
+/// Stream, consumer and subject names for one prefix.
+#[derive(Debug, Clone)]
+pub struct Names {
+    prefix: String,
+}
+
+impl Names {
+    /// `prefix` has been validated by the config (letters, digits, `_`, `-`).
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_owned() }
+    }
+
+    fn upper(&self) -> String {
+        self.prefix.to_ascii_uppercase().replace('-', "_")
+    }
+
+    pub fn jobs_stream(&self) -> String {
+        format!("{}_JOBS", self.upper())
+    }
+
+    pub fn dlq_stream(&self) -> String {
+        format!("{}_DLQ", self.upper())
+    }
+
+    pub fn workers_consumer(&self) -> String {
+        format!("{}_WORKERS", self.upper())
+    }
+
+    /// `<prefix>.jobs.<kind>`
+    pub fn job_subject(&self, kind: &str) -> String {
+        format!("{}.jobs.{kind}", self.prefix)
+    }
+
+    pub fn jobs_wildcard(&self) -> String {
+        format!("{}.jobs.>", self.prefix)
+    }
+
+    pub fn dlq_wildcard(&self) -> String {
+        format!("{}.dlq.>", self.prefix)
+    }
+
+    /// Core NATS subject where one API instance receives execution results.
+    pub fn reply_subject(&self, instance: &str) -> String {
+        format!("{}.replies.{instance}", self.prefix)
+    }
+}
+
+/// How the shared worker consumer redelivers.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerSettings {
+    /// A job not acknowledged (nor marked in progress) within this time is redelivered.
+    pub ack_wait: Duration,
+    /// Deliveries before a job is dead-lettered.
+    pub max_deliver: i64,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self { ack_wait: Duration::from_secs(30), max_deliver: 5 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("could not connect to NATS: {0}")]
+    Connect(#[from] async_nats::ConnectError),
+    #[error("could not set up stream {stream}: {source}")]
+    Stream { stream: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("could not set up consumer {consumer}: {source}")]
+    Consumer { consumer: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("could not encode the job: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("JetStream did not accept the job: {0}")]
+    Publish(#[from] jetstream::context::PublishError),
+}
+
+/// Connects to NATS, retrying the initial connection in the background of the client.
+pub async fn connect(url: &SecretString, name: &str) -> Result<async_nats::Client, NatsError> {
+    let client = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url.expose_secret())
+        .await?;
+    Ok(client)
+}
+
+/// Creates the jobs and dead-letter streams if they do not exist. File storage, so a job
+/// acknowledged to a publisher survives a NATS restart; work-queue retention, so a job leaves
+/// the stream once a worker acknowledges it.
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    names: &Names,
+) -> Result<stream::Stream, NatsError> {
+    let jobs = js
+        .get_or_create_stream(stream::Config {
+            name: names.jobs_stream(),
+            subjects: vec![names.jobs_wildcard()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            discard: stream::DiscardPolicy::New,
+            // Deduplication window for `Nats-Msg-Id`: a retried publish is stored once.
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::Stream { stream: names.jobs_stream(), source: Box::new(e) })?;
+    js.get_or_create_stream(stream::Config {
+        name: names.dlq_stream(),
+        subjects: vec![names.dlq_wildcard()],
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        max_age: Duration::from_secs(14 * 24 * 3600),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| NatsError::Stream { stream: names.dlq_stream(), source: Box::new(e) })?;
+    Ok(jobs)
+}
+
+/// The durable pull consumer all workers share.
+pub async fn ensure_workers_consumer(
+    jobs: &stream::Stream,
+    names: &Names,
+    settings: ConsumerSettings,
+) -> Result<consumer::Consumer<consumer::pull::Config>, NatsError> {
+    let name = names.workers_consumer();
+    jobs.get_or_create_consumer(
+        &name,
+        consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: settings.ack_wait,
+            max_deliver: settings.max_deliver,
+            filter_subject: names.jobs_wildcard(),
+            // Enough outstanding jobs for many workers; each worker bounds its own share.
+            max_ack_pending: 20_000,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| NatsError::Consumer { consumer: name, source: Box::new(e) })
+}
+
+/// Publishes `job` and waits for JetStream's acknowledgement: when this returns `Ok`, the job
+/// is stored durably. The execution id is the `Nats-Msg-Id`, so a retried publish is stored once.
+pub async fn publish_job(
+    js: &jetstream::Context,
+    names: &Names,
+    job: &JobMessage,
+) -> Result<(), NatsError> {
+    let payload = job.encode()?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", job.execution_id().to_string().as_str());
+    crate::telemetry::inject_trace_context(&mut headers);
+    js.publish_with_headers(names.job_subject(job.subject_kind()), headers, payload.into())
+        .await?
+        .await?;
+    Ok(())
+}
+
+/// Messages waiting in the jobs stream (the queue depth), for health and metrics.
+pub async fn queue_depth(js: &jetstream::Context, names: &Names) -> Option<u64> {
+    let mut stream = js.get_stream(names.jobs_stream()).await.ok()?;
+    let info = stream.info().await.ok()?;
+    Some(info.state.messages)
+}

@@ -1,0 +1,229 @@
+//! A validated workflow graph: every node of a known type, every edge between existing nodes,
+//! no cycle, at least one entry node; with its nodes in an order that runs each after its
+//! inputs.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::catalogue::NodeType;
+use super::flow::FlowData;
+
+/// Why a graph cannot be saved or run. Each names the node or edge at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GraphError {
+    #[error("the workflow has no nodes")]
+    Empty,
+    #[error("node #{index} has an empty id")]
+    EmptyNodeId { index: usize },
+    #[error("node id `{node_id}` is used by more than one node")]
+    DuplicateNode { node_id: String },
+    #[error("node `{node_id}` has unknown type `{node_type}`")]
+    UnknownType { node_id: String, node_type: String },
+    #[error("edge {edge} refers to missing node `{node_id}`")]
+    MissingNode { edge: String, node_id: String },
+    #[error("the workflow contains a cycle through node `{node_id}`")]
+    Cycle { node_id: String },
+    #[error("the workflow has no entry node (StartNode or WebhookStartNode)")]
+    NoEntry,
+}
+
+impl GraphError {
+    /// The node the error is about, when there is one.
+    pub fn node_id(&self) -> Option<&str> {
+        match self {
+            GraphError::DuplicateNode { node_id }
+            | GraphError::UnknownType { node_id, .. }
+            | GraphError::MissingNode { node_id, .. }
+            | GraphError::Cycle { node_id } => Some(node_id),
+            _ => None,
+        }
+    }
+}
+
+/// A graph that passed validation.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    flow: FlowData,
+    types: Vec<NodeType>,
+    /// Node indices, each after every node it has an edge from.
+    order: Vec<usize>,
+    /// For each node, the indices of the nodes with an edge into it.
+    inputs: Vec<Vec<usize>>,
+    /// For each node, whether an edge leaves it.
+    has_outputs: Vec<bool>,
+}
+
+impl Graph {
+    pub fn new(flow: FlowData) -> Result<Self, GraphError> {
+        if flow.nodes.is_empty() {
+            return Err(GraphError::Empty);
+        }
+        let mut index: HashMap<&str, usize> = HashMap::with_capacity(flow.nodes.len());
+        let mut types = Vec::with_capacity(flow.nodes.len());
+        for (i, node) in flow.nodes.iter().enumerate() {
+            if node.id.trim().is_empty() {
+                return Err(GraphError::EmptyNodeId { index: i });
+            }
+            if index.insert(node.id.as_str(), i).is_some() {
+                return Err(GraphError::DuplicateNode { node_id: node.id.clone() });
+            }
+            let node_type = NodeType::parse(&node.node_type).ok_or_else(|| {
+                GraphError::UnknownType {
+                    node_id: node.id.clone(),
+                    node_type: node.node_type.clone(),
+                }
+            })?;
+            types.push(node_type);
+        }
+        if !types.iter().any(|t| t.is_entry()) {
+            return Err(GraphError::NoEntry);
+        }
+
+        let n = flow.nodes.len();
+        let mut inputs = vec![Vec::new(); n];
+        let mut outputs = vec![Vec::new(); n];
+        for (i, edge) in flow.edges.iter().enumerate() {
+            let label = edge.id.clone().unwrap_or_else(|| format!("#{i}"));
+            let lookup = |id: &str| {
+                index.get(id).copied().ok_or_else(|| GraphError::MissingNode {
+                    edge: label.clone(),
+                    node_id: id.to_owned(),
+                })
+            };
+            let (source, target) = (lookup(&edge.source)?, lookup(&edge.target)?);
+            inputs[target].push(source);
+            outputs[source].push(target);
+        }
+
+        let order = topological_order(&inputs, &outputs).map_err(|stuck| GraphError::Cycle {
+            node_id: flow.nodes[stuck].id.clone(),
+        })?;
+        let has_outputs = outputs.iter().map(|o| !o.is_empty()).collect();
+        Ok(Self { flow, types, order, inputs, has_outputs })
+    }
+
+    pub fn flow(&self) -> &FlowData {
+        &self.flow
+    }
+
+    pub fn len(&self) -> usize {
+        self.flow.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flow.nodes.is_empty()
+    }
+
+    /// Node indices in run order.
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+
+    pub fn node_type(&self, index: usize) -> NodeType {
+        self.types[index]
+    }
+
+    pub fn node_id(&self, index: usize) -> &str {
+        &self.flow.nodes[index].id
+    }
+
+    pub fn node_data(&self, index: usize) -> &serde_json::Value {
+        &self.flow.nodes[index].data
+    }
+
+    pub fn inputs_of(&self, index: usize) -> &[usize] {
+        &self.inputs[index]
+    }
+
+    /// The nodes whose outputs are the run's result: the end nodes, or when there are none,
+    /// the sinks (as KAI-Fusion feeds a virtual end from them).
+    pub fn result_nodes(&self) -> Vec<usize> {
+        let ends: Vec<usize> =
+            (0..self.len()).filter(|&i| self.types[i] == NodeType::End).collect();
+        if !ends.is_empty() {
+            return ends;
+        }
+        (0..self.len()).filter(|&i| !self.has_outputs[i]).collect()
+    }
+
+    /// Ids of nodes of one type (e.g. every webhook entry point).
+    pub fn nodes_of_type(&self, node_type: NodeType) -> impl Iterator<Item = &str> {
+        (0..self.len()).filter(move |&i| self.types[i] == node_type).map(|i| self.node_id(i))
+    }
+}
+
+/// Kahn's algorithm. On a cycle returns a node that could not be ordered.
+fn topological_order(inputs: &[Vec<usize>], outputs: &[Vec<usize>]) -> Result<Vec<usize>, usize> {
+    let mut pending: Vec<usize> = inputs.iter().map(Vec::len).collect();
+    let mut ready: VecDeque<usize> = (0..inputs.len()).filter(|&i| pending[i] == 0).collect();
+    let mut order = Vec::with_capacity(inputs.len());
+    while let Some(node) = ready.pop_front() {
+        order.push(node);
+        for &next in &outputs[node] {
+            pending[next] -= 1;
+            if pending[next] == 0 {
+                ready.push_back(next);
+            }
+        }
+    }
+    if order.len() == inputs.len() {
+        Ok(order)
+    } else {
+        Err((0..inputs.len()).find(|&i| pending[i] > 0).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn graph(value: serde_json::Value) -> Result<Graph, GraphError> {
+        Graph::new(FlowData::from_body(&value).unwrap())
+    }
+
+    #[test]
+    fn orders_nodes_after_their_inputs() {
+        let g = graph(json!({"nodes": [
+            {"id": "end", "type": "EndNode"},
+            {"id": "start", "type": "StartNode"}
+        ], "edges": [{"source": "start", "target": "end"}]}))
+        .unwrap();
+        let ids: Vec<&str> = g.order().iter().map(|&i| g.node_id(i)).collect();
+        assert_eq!(ids, ["start", "end"]);
+        assert_eq!(g.result_nodes(), vec![0]);
+    }
+
+    #[test]
+    fn a_lone_webhook_node_is_its_own_result() {
+        let g = graph(json!({"nodes": [{"id": "w", "type": "WebhookStartNode"}]})).unwrap();
+        assert_eq!(g.result_nodes(), vec![0]);
+    }
+
+    #[test]
+    fn rejects_what_cannot_run() {
+        let cycle = graph(json!({"nodes": [
+            {"id": "s", "type": "StartNode"}, {"id": "a", "type": "EndNode"}, {"id": "b", "type": "EndNode"}
+        ], "edges": [{"source": "s", "target": "a"}, {"source": "a", "target": "b"}, {"source": "b", "target": "a"}]}));
+        assert!(matches!(cycle, Err(GraphError::Cycle { .. })));
+
+        let unknown = graph(json!({"nodes": [{"id": "x", "type": "Teleporter"}]}));
+        assert_eq!(
+            unknown.unwrap_err().to_string(),
+            "node `x` has unknown type `Teleporter`"
+        );
+
+        let dangling = graph(json!({"nodes": [{"id": "s", "type": "StartNode"}],
+            "edges": [{"id": "e1", "source": "s", "target": "ghost"}]}));
+        assert_eq!(
+            dangling.unwrap_err(),
+            GraphError::MissingNode { edge: "e1".into(), node_id: "ghost".into() }
+        );
+
+        let no_entry = graph(json!({"nodes": [{"id": "e", "type": "EndNode"}]}));
+        assert_eq!(no_entry.unwrap_err(), GraphError::NoEntry);
+
+        let duplicate = graph(json!({"nodes": [
+            {"id": "s", "type": "StartNode"}, {"id": "s", "type": "EndNode"}]}));
+        assert!(matches!(duplicate, Err(GraphError::DuplicateNode { .. })));
+    }
+}

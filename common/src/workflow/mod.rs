@@ -1,0 +1,9 @@
+//! The workflow model: KAI-Fusion's graph format, the node catalogue and save-time validation.
+
+pub mod catalogue;
+pub mod flow;
+pub mod graph;
+
+pub use catalogue::NodeType;
+pub use flow::{Edge, FlowData, FlowError, Node};
+pub use graph::{Graph, GraphError};

@@ -1,0 +1,36 @@
+//! The worker's configuration (environment variables, each also a flag).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use kai_common::config::{CommonConfig, parse_positive, parse_seconds};
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "kai-worker", version, about = "Runs KAI-Fusion workflow jobs from JetStream")]
+pub struct WorkerConfig {
+    #[command(flatten)]
+    pub common: CommonConfig,
+
+    /// Address of the worker's /health, /health/detailed and /metrics.
+    #[arg(long = "addr", env = "KAI_WORKER_ADDR", value_name = "KAI_WORKER_ADDR",
+          default_value = "0.0.0.0:9101")]
+    pub addr: SocketAddr,
+
+    /// Jobs this worker runs at once. Jobs mostly wait on I/O (HTTP, LLMs, the database), so
+    /// this is well above the core count.
+    #[arg(long, env = "KAI_WORKER_CONCURRENCY", value_name = "KAI_WORKER_CONCURRENCY",
+          default_value = "64", value_parser = parse_positive)]
+    pub concurrency: usize,
+
+    /// Seconds before an unacknowledged job is redelivered to another worker (long jobs send
+    /// progress acks, so this bounds how long a dead worker's jobs wait).
+    #[arg(long, env = "KAI_JOB_ACK_WAIT_SECS", value_name = "KAI_JOB_ACK_WAIT_SECS",
+          default_value = "30", value_parser = parse_seconds)]
+    pub ack_wait: Duration,
+
+    /// Deliveries of a job before it is dead-lettered.
+    #[arg(long, env = "KAI_JOB_MAX_DELIVER", value_name = "KAI_JOB_MAX_DELIVER",
+          default_value = "5", value_parser = parse_positive)]
+    pub max_deliver: usize,
+}

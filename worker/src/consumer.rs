@@ -1,0 +1,297 @@
+//! The job loop: pull from the shared consumer no more jobs than there is capacity for, run
+//! each in its own task, acknowledge only after the execution is committed, and on shutdown
+//! stop pulling and finish what is held.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use futures::StreamExt;
+use kai_common::jobs::{ExecutionReply, JobMessage, WebhookJobV1};
+use kai_common::nats::Names;
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::engine::{self, RunInput};
+use crate::persist::{self, PersistError, Written};
+use crate::versions::{VersionError, Versions};
+
+/// What became of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Ran and recorded.
+    Completed,
+    /// A later delivery of a job that was already recorded; nothing written again.
+    Duplicate,
+    /// A transient failure (database or NATS unreachable): redeliver after a delay.
+    Retry(String),
+    /// Cannot ever succeed (undecodable, workflow deleted): dead-lettered.
+    Dead(String),
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Retry(_) => "retry",
+            Outcome::Dead(_) => "dead",
+        }
+    }
+}
+
+/// Runs one job message. Separate from the loop so tests can drive it directly.
+pub struct JobHandler {
+    db: PgPool,
+    nats: async_nats::Client,
+    js: jetstream::Context,
+    names: Names,
+    versions: Versions,
+}
+
+impl JobHandler {
+    pub fn new(db: PgPool, nats: async_nats::Client, js: jetstream::Context, names: Names) -> Self {
+        let versions = Versions::new(db.clone());
+        Self { db, nats, js, names, versions }
+    }
+
+    /// Handles the payload of delivery number `attempt`.
+    pub async fn handle(&self, payload: &[u8], attempt: i32) -> Outcome {
+        match JobMessage::decode(payload) {
+            Ok(JobMessage::WebhookV1(job)) => self.run_webhook(&job, attempt).await,
+            Err(e) => Outcome::Dead(format!("undecodable job message: {e}")),
+        }
+    }
+
+    async fn run_webhook(&self, job: &WebhookJobV1, attempt: i32) -> Outcome {
+        // A redelivery of a job that was committed but whose ack was lost: answer from the
+        // record instead of running it again.
+        match persist::recorded_reply(&self.db, job.execution_id).await {
+            Ok(Some(reply)) => {
+                self.reply(job.reply_to.as_deref(), &reply).await;
+                return Outcome::Duplicate;
+            }
+            Ok(None) => {}
+            Err(e) => return Outcome::Retry(format!("database: {e}")),
+        }
+
+        let record = match self.versions.get(job.workflow_id, job.workflow_version).await {
+            Ok(graph) => {
+                let trigger = serde_json::to_value(&job.event).unwrap_or_default();
+                engine::run(&graph, &RunInput { trigger })
+            }
+            Err(VersionError::Database(e)) => return Outcome::Retry(format!("database: {e}")),
+            Err(VersionError::Missing { .. }) => {
+                let error = "the workflow was deleted before this job ran".to_owned();
+                self.reply_failed(job, &error).await;
+                return Outcome::Dead(error);
+            }
+            Err(e @ VersionError::Invalid(_)) => engine::failed(e.to_string(), "configuration"),
+        };
+
+        let started = Instant::now();
+        let written = persist::record_webhook_run(&self.db, job, &record, attempt).await;
+        metrics::histogram!("kai_worker_persist_seconds").record(started.elapsed().as_secs_f64());
+        match written {
+            Ok(Written::New) => {
+                let duration = (record.completed_at - record.started_at).num_microseconds();
+                metrics::histogram!("kai_worker_execution_duration_seconds")
+                    .record(duration.unwrap_or(0) as f64 / 1e6);
+                let reply = ExecutionReply {
+                    execution_id: job.execution_id,
+                    status: record.status,
+                    result: record.result,
+                    error: record.error,
+                };
+                self.reply(job.reply_to.as_deref(), &reply).await;
+                Outcome::Completed
+            }
+            Ok(Written::AlreadyRecorded) => {
+                if let Ok(Some(reply)) = persist::recorded_reply(&self.db, job.execution_id).await {
+                    self.reply(job.reply_to.as_deref(), &reply).await;
+                }
+                Outcome::Duplicate
+            }
+            Err(PersistError::OwnerGone) => {
+                let error = "the workflow was deleted before this job ran".to_owned();
+                self.reply_failed(job, &error).await;
+                Outcome::Dead(error)
+            }
+            Err(PersistError::Database(e)) => Outcome::Retry(format!("database: {e}")),
+        }
+    }
+
+    async fn reply_failed(&self, job: &WebhookJobV1, error: &str) {
+        let reply = ExecutionReply {
+            execution_id: job.execution_id,
+            status: kai_common::jobs::ExecutionStatus::Failed,
+            result: serde_json::Value::Null,
+            error: Some(error.to_owned()),
+        };
+        self.reply(job.reply_to.as_deref(), &reply).await;
+    }
+
+    /// Tells a waiting API instance the result. Best effort: the caller that stopped waiting
+    /// (or an API that restarted) still finds the execution through the API.
+    async fn reply(&self, reply_to: Option<&str>, reply: &ExecutionReply) {
+        let Some(subject) = reply_to else { return };
+        match serde_json::to_vec(reply) {
+            Ok(bytes) => {
+                if let Err(e) = self.nats.publish(subject.to_owned(), bytes.into()).await {
+                    tracing::warn!(error = %e, "could not reply to the waiting API instance");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not encode the execution reply"),
+        }
+    }
+
+    /// Moves a job that can never succeed to the dead-letter stream, with its reason.
+    async fn dead_letter(&self, message: &jetstream::Message, reason: &str) -> bool {
+        let kind = message.subject.rsplit('.').next().unwrap_or("unknown");
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Kai-Dead-Reason", reason);
+        headers.insert("Kai-Original-Subject", message.subject.as_str());
+        let subject = format!("{}.{kind}", self.names.dlq_wildcard().trim_end_matches(".>"));
+        match self.js.publish_with_headers(subject, headers, message.payload.clone()).await {
+            Ok(ack) => ack.await.is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// The pull loop over the shared durable consumer.
+pub struct Consumer {
+    pull: PullConsumer,
+    handler: Arc<JobHandler>,
+    concurrency: usize,
+    ack_wait: Duration,
+}
+
+impl Consumer {
+    pub fn new(
+        pull: PullConsumer,
+        handler: Arc<JobHandler>,
+        concurrency: usize,
+        ack_wait: Duration,
+    ) -> Self {
+        Self { pull, handler, concurrency, ack_wait }
+    }
+
+    /// Pulls and runs jobs until `shutdown`, then waits for the jobs in flight.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let capacity = Arc::new(Semaphore::new(self.concurrency));
+        let tasks = TaskTracker::new();
+        while !shutdown.is_cancelled() {
+            let first = tokio::select! {
+                permit = capacity.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                _ = shutdown.cancelled() => break,
+            };
+            // Only this loop takes permits, so everything available now stays available until
+            // the batch is handed out: we never hold a job we have no capacity to run.
+            let wanted = 1 + capacity.available_permits();
+            let batch = self
+                .pull
+                .batch()
+                .max_messages(wanted)
+                .expires(Duration::from_secs(1))
+                .messages()
+                .await;
+            let mut messages = match batch {
+                Ok(messages) => messages,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not pull jobs; retrying");
+                    drop(first);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let mut first = Some(first);
+            while let Some(message) = messages.next().await {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "error while pulling jobs");
+                        break;
+                    }
+                };
+                let permit = match first.take() {
+                    Some(permit) => permit,
+                    None => match capacity.clone().acquire_owned().await {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                };
+                let handler = self.handler.clone();
+                let ack_wait = self.ack_wait;
+                tasks.spawn(async move {
+                    metrics::gauge!("kai_worker_jobs_in_flight").increment(1.0);
+                    process(&handler, message, ack_wait).await;
+                    metrics::gauge!("kai_worker_jobs_in_flight").decrement(1.0);
+                    drop(permit);
+                });
+            }
+        }
+        tracing::info!(in_flight = tasks.len(), "stopped pulling; finishing jobs in flight");
+        tasks.close();
+        tasks.wait().await;
+    }
+}
+
+/// Runs one delivery and settles it with JetStream. A panic inside the job is caught by the
+/// task and the message is simply redelivered after `ack_wait`; the loop is never affected.
+async fn process(handler: &JobHandler, message: jetstream::Message, ack_wait: Duration) {
+    let attempt = message.info().map(|i| i.delivered).unwrap_or(1).clamp(1, i32::MAX as i64) as i32;
+    let span = tracing::info_span!("job", subject = %message.subject, attempt, execution_id = tracing::field::Empty);
+    kai_common::telemetry::adopt_trace_context(&span, message.headers.as_ref());
+    async {
+        let work = handler.handle(&message.payload, attempt);
+        tokio::pin!(work);
+        // Long jobs tell JetStream they are alive, so they are not redelivered meanwhile.
+        let mut progress = tokio::time::interval_at(
+            tokio::time::Instant::now() + ack_wait / 3,
+            ack_wait / 3,
+        );
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut work => break outcome,
+                _ = progress.tick() => {
+                    let _ = message.ack_with(AckKind::Progress).await;
+                }
+            }
+        };
+        metrics::counter!("kai_worker_jobs_total", "outcome" => outcome.label()).increment(1);
+        settle(handler, &message, outcome).await;
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn settle(handler: &JobHandler, message: &jetstream::Message, outcome: Outcome) {
+    match outcome {
+        Outcome::Completed | Outcome::Duplicate => {
+            // Double ack: wait for the server to confirm, so a lost ack shows up here rather
+            // than as a surprise redelivery (which would be harmless, only wasteful).
+            if let Err(e) = message.double_ack().await {
+                tracing::warn!(error = %e, "ack not confirmed; the job may be redelivered");
+            }
+        }
+        Outcome::Retry(reason) => {
+            tracing::warn!(%reason, "job failed transiently; will be redelivered");
+            let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await;
+        }
+        Outcome::Dead(reason) => {
+            tracing::error!(%reason, "job cannot run; dead-lettering it");
+            if handler.dead_letter(message, &reason).await {
+                let _ = message.double_ack().await;
+            } else {
+                let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The KAI-Fusion worker: pulls jobs from the shared JetStream consumer, runs workflow graphs
+//! and records their executions, idempotently.
+
+pub mod config;
+pub mod consumer;
+pub mod engine;
+pub mod persist;
+pub mod versions;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use kai_common::health::{self, Dependencies};
+use kai_common::nats::{self, ConsumerSettings, Names};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::WorkerConfig;
+use crate::consumer::{Consumer, JobHandler};
+
+/// Runs the worker until `shutdown` is cancelled, then stops pulling, finishes the jobs it
+/// holds, and returns. `listener` serves health and metrics.
+pub async fn run(
+    config: WorkerConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let common = &config.common;
+    let db = kai_common::db::connect(&common.database_url, (config.concurrency as u32).clamp(4, 32))
+        .await
+        .context("DATABASE_URL")?;
+    kai_common::db::migrate(&db).await?;
+    let nats_client = nats::connect(&common.nats_url, "kai-worker").await.context("NATS_URL")?;
+    let redis = kai_common::redis::pool(&common.redis_url).context("REDIS_URL")?;
+    let js = async_nats::jetstream::new(nats_client.clone());
+    let names = Names::new(&common.nats_prefix);
+    let stream = nats::ensure_streams(&js, &names).await?;
+    let settings = ConsumerSettings {
+        ack_wait: config.ack_wait,
+        max_deliver: config.max_deliver as i64,
+    };
+    let pull = nats::ensure_workers_consumer(&stream, &names, settings).await?;
+
+    let deps = Dependencies { db: db.clone(), nats: nats_client.clone(), redis };
+    let health_shutdown = CancellationToken::new();
+    let health_server = tokio::spawn(serve_health(listener, deps, health_shutdown.clone()));
+
+    let handler = JobHandler::new(db.clone(), nats_client.clone(), js.clone(), names.clone());
+    let consumer = Consumer::new(pull, Arc::new(handler), config.concurrency, config.ack_wait);
+    tracing::info!(concurrency = config.concurrency, "worker started");
+    consumer.run(shutdown).await;
+
+    health_shutdown.cancel();
+    let _ = health_server.await;
+    nats_client.flush().await.ok();
+    db.close().await;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn serve_health(listener: TcpListener, deps: Dependencies, shutdown: CancellationToken) {
+    let app = health::routes(deps, Arc::new(Default::default));
+    let acceptor = match poem::listener::TcpAcceptor::from_tokio(listener) {
+        Ok(acceptor) => acceptor,
+        Err(e) => {
+            tracing::error!(error = %e, "health listener unusable");
+            return;
+        }
+    };
+    let result = poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app, shutdown.cancelled_owned(), None)
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "health server failed");
+    }
+}

@@ -1,0 +1,13 @@
+//! `kai-worker`: parse the configuration, then run until SIGTERM drains it.
+
+use clap::Parser;
+use kai_worker::config::WorkerConfig;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    kai_common::tls::install_crypto_provider();
+    let config = WorkerConfig::parse();
+    let _telemetry = kai_common::telemetry::init("kai-worker")?;
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    kai_worker::run(config, listener, kai_common::shutdown::on_signal()).await
+}

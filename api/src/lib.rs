@@ -1,1 +1,117 @@
-//! x
+//! The KAI-Fusion API: management REST API under `/api/v1`, webhook ingress under
+//! `/api/webhooks/{id}`, health, metrics and the OpenAPI document. It never runs workflow nodes:
+//! it publishes jobs to JetStream for the workers.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod middleware;
+pub mod rejections;
+pub mod routes;
+pub mod state;
+pub mod waiters;
+pub mod webhooks;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use kai_common::nats::{self, Names};
+use moka::sync::Cache;
+use poem::listener::TcpAcceptor;
+use poem::{EndpointExt, Route};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::auth::token::TokenKeys;
+use crate::config::ApiConfig;
+use crate::rejections::RejectionLog;
+use crate::state::{AppState, ENDPOINT_CACHE_TTL};
+use crate::waiters::Waiters;
+
+/// Connects to every dependency, applies migrations and builds the shared state.
+pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
+    let common = &config.common;
+    let secrets = config.secrets.resolve(common.environment)?;
+    let db = kai_common::db::connect(&common.database_url, 32)
+        .await
+        .context("DATABASE_URL")?;
+    kai_common::db::migrate(&db).await?;
+    let nats_client = nats::connect(&common.nats_url, "kai-api")
+        .await
+        .context("NATS_URL")?;
+    let js = async_nats::jetstream::new(nats_client.clone());
+    let names = Names::new(&common.nats_prefix);
+    nats::ensure_streams(&js, &names).await?;
+    let redis = kai_common::redis::pool(&common.redis_url).context("REDIS_URL")?;
+
+    let waiters = Arc::new(Waiters::default());
+    let reply_subject = names.reply_subject(&Uuid::new_v4().simple().to_string());
+    tokio::spawn(
+        waiters
+            .clone()
+            .listen(nats_client.clone(), reply_subject.clone()),
+    );
+    // The subscription must be in place before any job naming it is published.
+    nats_client.flush().await.context("NATS_URL")?;
+
+    Ok(Arc::new(AppState {
+        rejections: RejectionLog::start(db.clone()),
+        db,
+        nats: nats_client,
+        js,
+        names,
+        redis,
+        tokens: TokenKeys::new(&secrets.jwt_secret, config.jwt_ttl),
+        public_url: config.public_url.clone(),
+        waiters,
+        reply_subject,
+        endpoints: Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(ENDPOINT_CACHE_TTL)
+            .build(),
+    }))
+}
+
+/// Every route of the API, with JSON errors and request metrics.
+pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
+    let service = routes::service(state.clone());
+    let docs = service.swagger_ui();
+    let spec = service.spec_endpoint();
+    Route::new()
+        .at("/api/v1/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest("/", service)
+        .data(state)
+        .around(middleware::record_request)
+        .catch_all_error(error::render_error)
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    config: ApiConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let state = build_state(&config).await?;
+    tracing::info!(addr = %listener.local_addr()?, "API listening");
+    serve(state, listener, shutdown).await
+}
+
+/// Serves an already built state (tests build it to reach the internals).
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let acceptor = TcpAcceptor::from_tokio(listener)?;
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(
+            app(state.clone()),
+            shutdown.cancelled_owned(),
+            Some(std::time::Duration::from_secs(30)),
+        )
+        .await?;
+    state.nats.flush().await.ok();
+    Ok(())
+}

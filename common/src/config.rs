@@ -42,8 +42,13 @@ pub struct CommonConfig {
     pub nats_prefix: String,
 
     /// `development` allows built-in secrets (with a warning); `production` requires them.
-    #[arg(long = "env", env = "KAI_ENV", value_name = "KAI_ENV", value_enum,
-          default_value = "development")]
+    #[arg(
+        long = "env",
+        env = "KAI_ENV",
+        value_name = "KAI_ENV",
+        value_enum,
+        default_value = "development"
+    )]
     pub environment: Environment,
 }
 
@@ -79,7 +84,12 @@ impl SecretsConfig {
     /// back to a built-in value and says so loudly.
     pub fn resolve(&self, environment: Environment) -> Result<Secrets, MissingSecret> {
         Ok(Secrets {
-            jwt_secret: pick(&self.jwt_secret, "KAI_JWT_SECRET", DEV_JWT_SECRET, environment)?,
+            jwt_secret: pick(
+                &self.jwt_secret,
+                "KAI_JWT_SECRET",
+                DEV_JWT_SECRET,
+                environment,
+            )?,
             encryption_key: pick(
                 &self.encryption_key,
                 "KAI_ENCRYPTION_KEY",
@@ -146,7 +156,9 @@ fn parse_redis_url(value: &str) -> Result<SecretString, String> {
 fn parse_prefix(value: &str) -> Result<String, String> {
     let valid = !value.is_empty()
         && value.len() <= 32
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if valid {
         Ok(value.to_owned())
     } else {
@@ -193,7 +205,10 @@ mod tests {
 
     #[test]
     fn production_requires_secrets() {
-        let config = SecretsConfig { jwt_secret: None, encryption_key: None };
+        let config = SecretsConfig {
+            jwt_secret: None,
+            encryption_key: None,
+        };
         let err = config.resolve(Environment::Production).unwrap_err();
         assert_eq!(err.variable, "KAI_JWT_SECRET");
         assert!(config.resolve(Environment::Development).is_ok());

@@ -30,7 +30,9 @@ pub enum DbError {
 /// Creates the database named in `url` if it does not exist. Safe when several processes race.
 pub async fn create_database_if_missing(url: &SecretString) -> Result<(), DbError> {
     let url = url.expose_secret();
-    let exists = Postgres::database_exists(url).await.map_err(DbError::Create)?;
+    let exists = Postgres::database_exists(url)
+        .await
+        .map_err(DbError::Create)?;
     if exists {
         return Ok(());
     }
@@ -40,7 +42,10 @@ pub async fn create_database_if_missing(url: &SecretString) -> Result<(), DbErro
             Ok(())
         }
         Err(sqlx::Error::Database(e))
-            if matches!(e.code().as_deref(), Some(DUPLICATE_DATABASE | UNIQUE_VIOLATION)) =>
+            if matches!(
+                e.code().as_deref(),
+                Some(DUPLICATE_DATABASE | UNIQUE_VIOLATION)
+            ) =>
         {
             Ok(())
         }

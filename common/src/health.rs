@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use poem::http::StatusCode;
 use poem::web::Json;
-use poem::{IntoResponse, Response, Route, get, handler, web::Data, EndpointExt};
+use poem::{EndpointExt, IntoResponse, Response, Route, get, handler, web::Data};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -31,8 +31,16 @@ impl Check {
     fn from_result<E: std::fmt::Display>(started: Instant, result: Result<(), E>) -> Self {
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
-            Ok(()) => Check { status: "healthy", latency_ms, error: None },
-            Err(e) => Check { status: "unhealthy", latency_ms, error: Some(e.to_string()) },
+            Ok(()) => Check {
+                status: "healthy",
+                latency_ms,
+                error: None,
+            },
+            Err(e) => Check {
+                status: "unhealthy",
+                latency_ms,
+                error: Some(e.to_string()),
+            },
         }
     }
 }
@@ -74,7 +82,10 @@ impl Dependencies {
 
     pub async fn check_redis(&self) -> Check {
         let started = Instant::now();
-        Check::from_result(started, crate::redis::ping(&self.redis, CHECK_TIMEOUT).await)
+        Check::from_result(
+            started,
+            crate::redis::ping(&self.redis, CHECK_TIMEOUT).await,
+        )
     }
 
     /// All three checks, concurrently. Returns whether all are healthy and their report.
@@ -82,7 +93,10 @@ impl Dependencies {
         let (database, nats, redis) =
             tokio::join!(self.check_database(), self.check_nats(), self.check_redis());
         let healthy = database.healthy() && nats.healthy() && redis.healthy();
-        (healthy, json!({ "database": database, "nats": nats, "redis": redis }))
+        (
+            healthy,
+            json!({ "database": database, "nats": nats, "redis": redis }),
+        )
     }
 }
 
@@ -116,11 +130,20 @@ fn liveness(state: Data<&HealthState>) -> Json<Value> {
 async fn readiness(state: Data<&HealthState>) -> Response {
     let (healthy, checks) = state.deps.check_all().await;
     let mut body = (state.extra)();
-    body.insert("status".into(), json!(if healthy { "healthy" } else { "unhealthy" }));
+    body.insert(
+        "status".into(),
+        json!(if healthy { "healthy" } else { "unhealthy" }),
+    );
     body.insert("checks".into(), checks);
     body.insert("timestamp".into(), json!(Utc::now()));
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    Json(Value::Object(body)).with_status(status).into_response()
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Json(Value::Object(body))
+        .with_status(status)
+        .into_response()
 }
 
 #[handler]

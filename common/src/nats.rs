@@ -17,7 +17,9 @@ pub struct Names {
 impl Names {
     /// `prefix` has been validated by the config (letters, digits, `_`, `-`).
     pub fn new(prefix: &str) -> Self {
-        Self { prefix: prefix.to_owned() }
+        Self {
+            prefix: prefix.to_owned(),
+        }
     }
 
     fn upper(&self) -> String {
@@ -66,7 +68,10 @@ pub struct ConsumerSettings {
 
 impl Default for ConsumerSettings {
     fn default() -> Self {
-        Self { ack_wait: Duration::from_secs(30), max_deliver: 5 }
+        Self {
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+        }
     }
 }
 
@@ -75,9 +80,15 @@ pub enum NatsError {
     #[error("could not connect to NATS: {0}")]
     Connect(#[from] async_nats::ConnectError),
     #[error("could not set up stream {stream}: {source}")]
-    Stream { stream: String, source: Box<dyn std::error::Error + Send + Sync> },
+    Stream {
+        stream: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("could not set up consumer {consumer}: {source}")]
-    Consumer { consumer: String, source: Box<dyn std::error::Error + Send + Sync> },
+    Consumer {
+        consumer: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("could not encode the job: {0}")]
     Encode(#[from] serde_json::Error),
     #[error("JetStream did not accept the job: {0}")]
@@ -113,7 +124,10 @@ pub async fn ensure_streams(
             ..Default::default()
         })
         .await
-        .map_err(|e| NatsError::Stream { stream: names.jobs_stream(), source: Box::new(e) })?;
+        .map_err(|e| NatsError::Stream {
+            stream: names.jobs_stream(),
+            source: Box::new(e),
+        })?;
     js.get_or_create_stream(stream::Config {
         name: names.dlq_stream(),
         subjects: vec![names.dlq_wildcard()],
@@ -123,7 +137,10 @@ pub async fn ensure_streams(
         ..Default::default()
     })
     .await
-    .map_err(|e| NatsError::Stream { stream: names.dlq_stream(), source: Box::new(e) })?;
+    .map_err(|e| NatsError::Stream {
+        stream: names.dlq_stream(),
+        source: Box::new(e),
+    })?;
     Ok(jobs)
 }
 
@@ -148,7 +165,10 @@ pub async fn ensure_workers_consumer(
         },
     )
     .await
-    .map_err(|e| NatsError::Consumer { consumer: name, source: Box::new(e) })
+    .map_err(|e| NatsError::Consumer {
+        consumer: name,
+        source: Box::new(e),
+    })
 }
 
 /// Publishes `job` and waits for JetStream's acknowledgement: when this returns `Ok`, the job
@@ -162,9 +182,13 @@ pub async fn publish_job(
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", job.execution_id().to_string().as_str());
     crate::telemetry::inject_trace_context(&mut headers);
-    js.publish_with_headers(names.job_subject(job.subject_kind()), headers, payload.into())
-        .await?
-        .await?;
+    js.publish_with_headers(
+        names.job_subject(job.subject_kind()),
+        headers,
+        payload.into(),
+    )
+    .await?
+    .await?;
     Ok(())
 }
 

@@ -33,8 +33,12 @@ pub fn pool(url: &SecretString) -> Result<Pool, RedisError> {
 pub async fn ping(pool: &Pool, timeout: Duration) -> Result<(), RedisError> {
     let check = async {
         let mut conn = pool.get().await?;
-        let _: String = deadpool_redis::redis::cmd("PING").query_async(&mut conn).await?;
+        let _: String = deadpool_redis::redis::cmd("PING")
+            .query_async(&mut conn)
+            .await?;
         Ok::<(), RedisError>(())
     };
-    tokio::time::timeout(timeout, check).await.map_err(|_| RedisError::Timeout(timeout))?
+    tokio::time::timeout(timeout, check)
+        .await
+        .map_err(|_| RedisError::Timeout(timeout))?
 }

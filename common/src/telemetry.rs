@@ -34,7 +34,11 @@ pub fn init(service_name: &'static str) -> anyhow::Result<TelemetryGuard> {
     let fmt_layer = if text {
         tracing_subscriber::fmt::layer().with_target(false).boxed()
     } else {
-        tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).boxed()
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .boxed()
     };
 
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
@@ -43,7 +47,11 @@ pub fn init(service_name: &'static str) -> anyhow::Result<TelemetryGuard> {
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service_name)));
 
-    tracing_subscriber::registry().with(filter).with(fmt_layer).with(otel_layer).try_init()?;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt_layer)
+        .with(otel_layer)
+        .try_init()?;
     Ok(TelemetryGuard { provider })
 }
 
@@ -54,9 +62,12 @@ fn otlp_provider(service_name: &'static str) -> anyhow::Result<Option<SdkTracerP
         return Ok(None);
     }
     // The exporter reads the standard OTEL_EXPORTER_OTLP_* variables itself.
-    let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build()?;
-    let resource =
-        opentelemetry_sdk::Resource::builder().with_service_name(service_name).build();
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service_name)
+        .build();
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource)

@@ -22,11 +22,18 @@ pub struct TestEnv {
 impl TestEnv {
     pub fn new() -> Self {
         let id = Uuid::new_v4().simple().to_string();
-        Self { database_name: format!("kai_test_{}", &id[..16]), prefix: format!("t{}", &id[..12]) }
+        Self {
+            database_name: format!("kai_test_{}", &id[..16]),
+            prefix: format!("t{}", &id[..12]),
+        }
     }
 
     pub fn database_url(&self) -> String {
-        format!("{}/{}", base_database_url().trim_end_matches('/'), self.database_name)
+        format!(
+            "{}/{}",
+            base_database_url().trim_end_matches('/'),
+            self.database_name
+        )
     }
 
     pub fn common_config(&self) -> CommonConfig {
@@ -62,8 +69,13 @@ impl TestEnv {
         }
         let admin = format!("{}/postgres", base_database_url().trim_end_matches('/'));
         if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
-            let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database_name);
-            let _ = sqlx::query(&statement).execute(&pool).await;
+            let statement = format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.database_name
+            );
+            let _ = sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&pool)
+                .await;
             pool.close().await;
         }
     }

@@ -1,1 +1,13 @@
-fn main() {}
+//! `kai-scheduler`: parse the configuration, then campaign for leadership until SIGTERM.
+
+use clap::Parser;
+use kai_scheduler::config::SchedulerConfig;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    kai_common::tls::install_crypto_provider();
+    let config = SchedulerConfig::parse();
+    let _telemetry = kai_common::telemetry::init("kai-scheduler")?;
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    kai_scheduler::run(config, listener, kai_common::shutdown::on_signal()).await
+}

@@ -7,14 +7,22 @@ use clap::Parser;
 use kai_common::config::{CommonConfig, parse_positive, parse_seconds};
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "kai-worker", version, about = "Runs KAI-Fusion workflow jobs from JetStream")]
+#[command(
+    name = "kai-worker",
+    version,
+    about = "Runs KAI-Fusion workflow jobs from JetStream"
+)]
 pub struct WorkerConfig {
     #[command(flatten)]
     pub common: CommonConfig,
 
     /// Address of the worker's /health, /health/detailed and /metrics.
-    #[arg(long = "addr", env = "KAI_WORKER_ADDR", value_name = "KAI_WORKER_ADDR",
-          default_value = "0.0.0.0:9101")]
+    #[arg(
+        long = "addr",
+        env = "KAI_WORKER_ADDR",
+        value_name = "KAI_WORKER_ADDR",
+        default_value = "0.0.0.0:9101"
+    )]
     pub addr: SocketAddr,
 
     /// Jobs this worker runs at once. Jobs mostly wait on I/O (HTTP, LLMs, the database), so

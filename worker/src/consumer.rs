@@ -55,7 +55,13 @@ pub struct JobHandler {
 impl JobHandler {
     pub fn new(db: PgPool, nats: async_nats::Client, js: jetstream::Context, names: Names) -> Self {
         let versions = Versions::new(db.clone());
-        Self { db, nats, js, names, versions }
+        Self {
+            db,
+            nats,
+            js,
+            names,
+            versions,
+        }
     }
 
     /// Handles the payload of delivery number `attempt`.
@@ -78,7 +84,11 @@ impl JobHandler {
             Err(e) => return Outcome::Retry(format!("database: {e}")),
         }
 
-        let record = match self.versions.get(job.workflow_id, job.workflow_version).await {
+        let record = match self
+            .versions
+            .get(job.workflow_id, job.workflow_version)
+            .await
+        {
             Ok(graph) => {
                 let trigger = serde_json::to_value(&job.event).unwrap_or_default();
                 engine::run(&graph, &RunInput { trigger })
@@ -154,8 +164,15 @@ impl JobHandler {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Kai-Dead-Reason", reason);
         headers.insert("Kai-Original-Subject", message.subject.as_str());
-        let subject = format!("{}.{kind}", self.names.dlq_wildcard().trim_end_matches(".>"));
-        match self.js.publish_with_headers(subject, headers, message.payload.clone()).await {
+        let subject = format!(
+            "{}.{kind}",
+            self.names.dlq_wildcard().trim_end_matches(".>")
+        );
+        match self
+            .js
+            .publish_with_headers(subject, headers, message.payload.clone())
+            .await
+        {
             Ok(ack) => ack.await.is_ok(),
             Err(_) => false,
         }
@@ -177,7 +194,12 @@ impl Consumer {
         concurrency: usize,
         ack_wait: Duration,
     ) -> Self {
-        Self { pull, handler, concurrency, ack_wait }
+        Self {
+            pull,
+            handler,
+            concurrency,
+            ack_wait,
+        }
     }
 
     /// Pulls and runs jobs until `shutdown`, then waits for the jobs in flight.
@@ -237,7 +259,10 @@ impl Consumer {
                 });
             }
         }
-        tracing::info!(in_flight = tasks.len(), "stopped pulling; finishing jobs in flight");
+        tracing::info!(
+            in_flight = tasks.len(),
+            "stopped pulling; finishing jobs in flight"
+        );
         tasks.close();
         tasks.wait().await;
     }
@@ -246,17 +271,19 @@ impl Consumer {
 /// Runs one delivery and settles it with JetStream. A panic inside the job is caught by the
 /// task and the message is simply redelivered after `ack_wait`; the loop is never affected.
 async fn process(handler: &JobHandler, message: jetstream::Message, ack_wait: Duration) {
-    let attempt = message.info().map(|i| i.delivered).unwrap_or(1).clamp(1, i32::MAX as i64) as i32;
+    let attempt = message
+        .info()
+        .map(|i| i.delivered)
+        .unwrap_or(1)
+        .clamp(1, i32::MAX as i64) as i32;
     let span = tracing::info_span!("job", subject = %message.subject, attempt, execution_id = tracing::field::Empty);
     kai_common::telemetry::adopt_trace_context(&span, message.headers.as_ref());
     async {
         let work = handler.handle(&message.payload, attempt);
         tokio::pin!(work);
         // Long jobs tell JetStream they are alive, so they are not redelivered meanwhile.
-        let mut progress = tokio::time::interval_at(
-            tokio::time::Instant::now() + ack_wait / 3,
-            ack_wait / 3,
-        );
+        let mut progress =
+            tokio::time::interval_at(tokio::time::Instant::now() + ack_wait / 3, ack_wait / 3);
         let outcome = loop {
             tokio::select! {
                 outcome = &mut work => break outcome,
@@ -283,14 +310,18 @@ async fn settle(handler: &JobHandler, message: &jetstream::Message, outcome: Out
         }
         Outcome::Retry(reason) => {
             tracing::warn!(%reason, "job failed transiently; will be redelivered");
-            let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await;
+            let _ = message
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
+                .await;
         }
         Outcome::Dead(reason) => {
             tracing::error!(%reason, "job cannot run; dead-lettering it");
             if handler.dead_letter(message, &reason).await {
                 let _ = message.double_ack().await;
             } else {
-                let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                    .await;
             }
         }
     }

@@ -48,7 +48,12 @@ pub fn run(graph: &Graph, input: &RunInput) -> RunRecord {
     for &index in graph.order() {
         let node_started = Utc::now();
         let node_input = gather_inputs(graph, index, &outputs);
-        let output = run_node(graph.node_type(index), graph.node_data(index), &node_input, input);
+        let output = run_node(
+            graph.node_type(index),
+            graph.node_data(index),
+            &node_input,
+            input,
+        );
         nodes.push(NodeRun {
             node_id: graph.node_id(index).to_owned(),
             node_type: graph.node_type(index).name(),
@@ -133,7 +138,12 @@ mod tests {
         ], "edges": [{"source": "w", "target": "e"}]}))
         .unwrap();
         let graph = Graph::new(flow).unwrap();
-        let record = run(&graph, &RunInput { trigger: json!({"data": {"a": 1}}) });
+        let record = run(
+            &graph,
+            &RunInput {
+                trigger: json!({"data": {"a": 1}}),
+            },
+        );
         assert_eq!(record.status, ExecutionStatus::Completed);
         assert_eq!(record.result, json!({"data": {"a": 1}}));
         assert_eq!(record.nodes.len(), 2);

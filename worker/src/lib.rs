@@ -26,11 +26,16 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let common = &config.common;
-    let db = kai_common::db::connect(&common.database_url, (config.concurrency as u32).clamp(4, 32))
-        .await
-        .context("DATABASE_URL")?;
+    let db = kai_common::db::connect(
+        &common.database_url,
+        (config.concurrency as u32).clamp(4, 32),
+    )
+    .await
+    .context("DATABASE_URL")?;
     kai_common::db::migrate(&db).await?;
-    let nats_client = nats::connect(&common.nats_url, "kai-worker").await.context("NATS_URL")?;
+    let nats_client = nats::connect(&common.nats_url, "kai-worker")
+        .await
+        .context("NATS_URL")?;
     let redis = kai_common::redis::pool(&common.redis_url).context("REDIS_URL")?;
     let js = async_nats::jetstream::new(nats_client.clone());
     let names = Names::new(&common.nats_prefix);
@@ -41,7 +46,11 @@ pub async fn run(
     };
     let pull = nats::ensure_workers_consumer(&stream, &names, settings).await?;
 
-    let deps = Dependencies { db: db.clone(), nats: nats_client.clone(), redis };
+    let deps = Dependencies {
+        db: db.clone(),
+        nats: nats_client.clone(),
+        redis,
+    };
     let health_shutdown = CancellationToken::new();
     let health_server = tokio::spawn(serve_health(listener, deps, health_shutdown.clone()));
 

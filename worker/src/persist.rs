@@ -136,9 +136,21 @@ async fn insert_node_runs(
     record: &RunRecord,
 ) -> Result<(), PersistError> {
     let n = record.nodes.len();
-    let (mut ids, mut types, mut statuses) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut inputs, mut outputs, mut errors) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut starts, mut ends, mut durations) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut ids, mut types, mut statuses) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut inputs, mut outputs, mut errors) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut starts, mut ends, mut durations) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for node in &record.nodes {
         ids.push(node.node_id.as_str());
         types.push(node.node_type);
@@ -183,5 +195,7 @@ fn classify(err: sqlx::Error) -> PersistError {
 }
 
 fn millis_between(start: DateTime<Utc>, end: DateTime<Utc>) -> i32 {
-    (end - start).num_milliseconds().clamp(0, i64::from(i32::MAX)) as i32
+    (end - start)
+        .num_milliseconds()
+        .clamp(0, i64::from(i32::MAX)) as i32
 }

@@ -26,7 +26,10 @@ pub struct Versions {
 
 impl Versions {
     pub fn new(db: PgPool) -> Self {
-        Self { db, cache: Cache::new(10_000) }
+        Self {
+            db,
+            cache: Cache::new(10_000),
+        }
     }
 
     pub async fn get(&self, workflow_id: Uuid, version: i32) -> Result<Arc<Graph>, VersionError> {
@@ -40,10 +43,14 @@ impl Versions {
         .bind(version)
         .fetch_optional(&self.db)
         .await?;
-        let (flow,) = row.ok_or(VersionError::Missing { workflow_id, version })?;
+        let (flow,) = row.ok_or(VersionError::Missing {
+            workflow_id,
+            version,
+        })?;
         let flow = FlowData::from_body(&flow).map_err(|e| VersionError::Invalid(e.to_string()))?;
-        let graph =
-            Arc::new(Graph::new(flow).map_err(|e: GraphError| VersionError::Invalid(e.to_string()))?);
+        let graph = Arc::new(
+            Graph::new(flow).map_err(|e: GraphError| VersionError::Invalid(e.to_string()))?,
+        );
         self.cache.insert((workflow_id, version), graph.clone());
         Ok(graph)
     }

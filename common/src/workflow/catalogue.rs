@@ -48,8 +48,14 @@ mod tests {
 
     #[test]
     fn legacy_names_import_as_canonical_ones() {
-        assert_eq!(NodeType::parse("WebhookTrigger"), Some(NodeType::WebhookStart));
-        assert_eq!(NodeType::parse("WebhookStartNode").unwrap().name(), "WebhookStartNode");
+        assert_eq!(
+            NodeType::parse("WebhookTrigger"),
+            Some(NodeType::WebhookStart)
+        );
+        assert_eq!(
+            NodeType::parse("WebhookStartNode").unwrap().name(),
+            "WebhookStartNode"
+        );
         assert_eq!(NodeType::parse("NoSuchNode"), None);
     }
 }

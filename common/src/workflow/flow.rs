@@ -84,7 +84,10 @@ mod tests {
     fn reads_bare_and_wrapped_graphs() {
         let bare = json!({"name": "x", "nodes": [{"id": "a", "type": "StartNode"}]});
         let wrapped = json!({"name": "x", "flow_data": {"nodes": [{"id": "a", "type": "StartNode"}], "edges": null}});
-        assert_eq!(FlowData::from_body(&bare).unwrap(), FlowData::from_body(&wrapped).unwrap());
+        assert_eq!(
+            FlowData::from_body(&bare).unwrap(),
+            FlowData::from_body(&wrapped).unwrap()
+        );
     }
 
     #[test]
@@ -99,7 +102,10 @@ mod tests {
 
     #[test]
     fn missing_nodes_is_a_clear_error() {
-        assert_eq!(FlowData::from_body(&json!({"name": "x"})), Err(FlowError::MissingNodes));
+        assert_eq!(
+            FlowData::from_body(&json!({"name": "x"})),
+            Err(FlowError::MissingNodes)
+        );
         assert!(matches!(
             FlowData::from_body(&json!({"nodes": [{"id": 1}]})),
             Err(FlowError::Shape(_))

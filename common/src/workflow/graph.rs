@@ -64,14 +64,15 @@ impl Graph {
                 return Err(GraphError::EmptyNodeId { index: i });
             }
             if index.insert(node.id.as_str(), i).is_some() {
-                return Err(GraphError::DuplicateNode { node_id: node.id.clone() });
+                return Err(GraphError::DuplicateNode {
+                    node_id: node.id.clone(),
+                });
             }
-            let node_type = NodeType::parse(&node.node_type).ok_or_else(|| {
-                GraphError::UnknownType {
+            let node_type =
+                NodeType::parse(&node.node_type).ok_or_else(|| GraphError::UnknownType {
                     node_id: node.id.clone(),
                     node_type: node.node_type.clone(),
-                }
-            })?;
+                })?;
             types.push(node_type);
         }
         if !types.iter().any(|t| t.is_entry()) {
@@ -84,10 +85,13 @@ impl Graph {
         for (i, edge) in flow.edges.iter().enumerate() {
             let label = edge.id.clone().unwrap_or_else(|| format!("#{i}"));
             let lookup = |id: &str| {
-                index.get(id).copied().ok_or_else(|| GraphError::MissingNode {
-                    edge: label.clone(),
-                    node_id: id.to_owned(),
-                })
+                index
+                    .get(id)
+                    .copied()
+                    .ok_or_else(|| GraphError::MissingNode {
+                        edge: label.clone(),
+                        node_id: id.to_owned(),
+                    })
             };
             let (source, target) = (lookup(&edge.source)?, lookup(&edge.target)?);
             inputs[target].push(source);
@@ -98,7 +102,13 @@ impl Graph {
             node_id: flow.nodes[stuck].id.clone(),
         })?;
         let has_outputs = outputs.iter().map(|o| !o.is_empty()).collect();
-        Ok(Self { flow, types, order, inputs, has_outputs })
+        Ok(Self {
+            flow,
+            types,
+            order,
+            inputs,
+            has_outputs,
+        })
     }
 
     pub fn flow(&self) -> &FlowData {
@@ -137,8 +147,9 @@ impl Graph {
     /// The nodes whose outputs are the run's result: the end nodes, or when there are none,
     /// the sinks (as KAI-Fusion feeds a virtual end from them).
     pub fn result_nodes(&self) -> Vec<usize> {
-        let ends: Vec<usize> =
-            (0..self.len()).filter(|&i| self.types[i] == NodeType::End).collect();
+        let ends: Vec<usize> = (0..self.len())
+            .filter(|&i| self.types[i] == NodeType::End)
+            .collect();
         if !ends.is_empty() {
             return ends;
         }
@@ -147,7 +158,9 @@ impl Graph {
 
     /// Ids of nodes of one type (e.g. every webhook entry point).
     pub fn nodes_of_type(&self, node_type: NodeType) -> impl Iterator<Item = &str> {
-        (0..self.len()).filter(move |&i| self.types[i] == node_type).map(|i| self.node_id(i))
+        (0..self.len())
+            .filter(move |&i| self.types[i] == node_type)
+            .map(|i| self.node_id(i))
     }
 }
 
@@ -216,7 +229,10 @@ mod tests {
             "edges": [{"id": "e1", "source": "s", "target": "ghost"}]}));
         assert_eq!(
             dangling.unwrap_err(),
-            GraphError::MissingNode { edge: "e1".into(), node_id: "ghost".into() }
+            GraphError::MissingNode {
+                edge: "e1".into(),
+                node_id: "ghost".into()
+            }
         );
 
         let no_entry = graph(json!({"nodes": [{"id": "e", "type": "EndNode"}]}));

@@ -1,0 +1,64 @@
+//! The API's configuration (environment variables, each also a flag) and its subcommands.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use kai_common::config::{CommonConfig, SecretsConfig, parse_seconds};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kai-api",
+    version,
+    about = "KAI-Fusion management API and webhook ingress"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: ApiConfig,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiConfig {
+    #[command(flatten)]
+    pub common: CommonConfig,
+
+    #[command(flatten)]
+    pub secrets: SecretsConfig,
+
+    /// Address the API listens on.
+    #[arg(
+        long = "addr",
+        env = "KAI_API_ADDR",
+        value_name = "KAI_API_ADDR",
+        default_value = "0.0.0.0:8001"
+    )]
+    pub addr: SocketAddr,
+
+    /// Public base URL of the API, used to build absolute webhook URLs.
+    #[arg(long, env = "KAI_PUBLIC_URL", value_name = "KAI_PUBLIC_URL",
+          default_value = "http://127.0.0.1:8001", value_parser = parse_public_url)]
+    pub public_url: String,
+
+    /// Lifetime of an access token, in seconds.
+    #[arg(long = "jwt-ttl-secs", env = "KAI_JWT_TTL_SECS", value_name = "KAI_JWT_TTL_SECS",
+          default_value = "3600", value_parser = parse_seconds)]
+    pub jwt_ttl: Duration,
+}
+
+fn parse_public_url(value: &str) -> Result<String, String> {
+    let url = url::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("scheme must be http or https".to_owned());
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}

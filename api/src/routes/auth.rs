@@ -1,0 +1,153 @@
+//! `POST /api/v1/auth/signup` and `POST /api/v1/auth/login`.
+
+use std::sync::Arc;
+
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use uuid::Uuid;
+
+use super::ApiTags;
+use crate::auth::password;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const MIN_PASSWORD_LEN: usize = 8;
+/// Argon2 hashes whatever it is given; an unbounded password is a cheap way to burn CPU.
+const MAX_PASSWORD_LEN: usize = 1024;
+
+pub struct AuthApi {
+    pub state: Arc<AppState>,
+}
+
+#[derive(Debug, Object)]
+pub struct Credentials {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Object)]
+pub struct UserOut {
+    pub id: Uuid,
+    pub email: String,
+}
+
+#[derive(Debug, Object)]
+pub struct TokenOut {
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+}
+
+#[derive(ApiResponse)]
+pub enum SignupResponse {
+    /// The account was created.
+    #[oai(status = 201)]
+    Created(Json<UserOut>),
+}
+
+#[derive(ApiResponse)]
+pub enum LoginResponse {
+    /// An access token for the account.
+    #[oai(status = 200)]
+    Ok(Json<TokenOut>),
+}
+
+/// A plausible address: one `@`, something before it, a dotted domain after it, no spaces.
+fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && email.len() <= 320
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(char::is_whitespace)
+}
+
+#[OpenApi(tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Create an account.
+    #[oai(path = "/api/v1/auth/signup", method = "post", operation_id = "signup")]
+    async fn signup(&self, body: Json<Credentials>) -> Result<SignupResponse, ApiError> {
+        let email = body.email.trim().to_owned();
+        if !valid_email(&email) {
+            return Err(ApiError::unprocessable("email: not a valid email address"));
+        }
+        let length = body.password.chars().count();
+        if length < MIN_PASSWORD_LEN {
+            return Err(ApiError::unprocessable(format!(
+                "password: must be at least {MIN_PASSWORD_LEN} characters"
+            )));
+        }
+        if length > MAX_PASSWORD_LEN {
+            return Err(ApiError::unprocessable(format!(
+                "password: must be at most {MAX_PASSWORD_LEN} characters"
+            )));
+        }
+        let hash = password::hash(body.password.clone())
+            .await
+            .map_err(ApiError::internal)?;
+        let inserted: Result<(Uuid,), sqlx::Error> =
+            sqlx::query_as("INSERT INTO users (email, password_hash) VALUES ($1, $2) RETURNING id")
+                .bind(&email)
+                .bind(hash)
+                .fetch_one(&self.state.db)
+                .await;
+        match inserted {
+            Ok((id,)) => Ok(SignupResponse::Created(Json(UserOut { id, email }))),
+            Err(e) if kai_common::db::is_unique_violation(&e, "users_email_key") => Err(
+                ApiError::conflict("an account with this email already exists"),
+            ),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Exchange an email and password for an access token.
+    #[oai(path = "/api/v1/auth/login", method = "post", operation_id = "login")]
+    async fn login(&self, body: Json<Credentials>) -> Result<LoginResponse, ApiError> {
+        let row: Option<(Uuid, String, bool)> = sqlx::query_as(
+            "SELECT id, password_hash, is_active FROM users WHERE lower(email) = lower($1)",
+        )
+        .bind(body.email.trim())
+        .fetch_optional(&self.state.db)
+        .await?;
+        if body.password.chars().count() > MAX_PASSWORD_LEN {
+            return Err(ApiError::unauthorized("wrong email or password"));
+        }
+        // Unknown emails are verified against a dummy hash so both failures take as long.
+        let (user_id, stored, active) = match row {
+            Some(row) => (Some(row.0), row.1, row.2),
+            None => (None, password::DUMMY_HASH.to_owned(), false),
+        };
+        let matches = password::verify(body.password.clone(), stored).await;
+        match user_id {
+            Some(id) if matches && active => {
+                let token = self.state.tokens.issue(id).map_err(ApiError::internal)?;
+                Ok(LoginResponse::Ok(Json(TokenOut {
+                    access_token: token,
+                    token_type: "bearer".to_owned(),
+                    expires_in: self.state.tokens.ttl.as_secs(),
+                })))
+            }
+            _ => Err(ApiError::unauthorized("wrong email or password")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_email;
+
+    #[test]
+    fn email_shapes() {
+        assert!(valid_email("a@b.co"));
+        assert!(!valid_email("a@b"));
+        assert!(!valid_email("@b.co"));
+        assert!(!valid_email("a b@c.co"));
+        assert!(!valid_email("a@b@c.co"));
+    }
+}

@@ -1,0 +1,64 @@
+//! The HTTP API: one file per resource, assembled into one OpenAPI service.
+
+pub mod auth;
+pub mod executions;
+pub mod health;
+pub mod ingress;
+pub mod webhooks;
+pub mod workflows;
+
+use std::sync::Arc;
+
+use poem_openapi::{OpenApiService, Tags};
+
+use crate::state::AppState;
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Accounts and access tokens.
+    Auth,
+    /// Workflow graphs and their versions.
+    Workflows,
+    /// Runs of workflows.
+    Executions,
+    /// Webhook endpoints and webhook ingress.
+    Webhooks,
+    /// Liveness, readiness and metrics.
+    Health,
+}
+
+pub type Apis = (
+    auth::AuthApi,
+    workflows::WorkflowsApi,
+    executions::ExecutionsApi,
+    webhooks::WebhooksApi,
+    ingress::IngressApi,
+    health::HealthApi,
+);
+
+pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
+    let public_url = state.public_url.clone();
+    OpenApiService::new(
+        (
+            auth::AuthApi {
+                state: state.clone(),
+            },
+            workflows::WorkflowsApi {
+                state: state.clone(),
+            },
+            executions::ExecutionsApi {
+                state: state.clone(),
+            },
+            webhooks::WebhooksApi {
+                state: state.clone(),
+            },
+            ingress::IngressApi {
+                state: state.clone(),
+            },
+            health::HealthApi { state },
+        ),
+        "KAI-Fusion API",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .server(public_url)
+}

@@ -1,0 +1,96 @@
+//! `GET /api/v1/webhooks`: the caller's webhook endpoints with their absolute URLs and tokens.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::ApiTags;
+use crate::auth::UserAuth;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub struct WebhooksApi {
+    pub state: Arc<AppState>,
+}
+
+#[derive(Debug, Object)]
+pub struct WebhookOut {
+    pub webhook_id: String,
+    pub workflow_id: Uuid,
+    pub node_id: String,
+    /// Absolute URL to call.
+    pub webhook_url: String,
+    /// Send as `Authorization: Bearer <security_token>`.
+    pub security_token: String,
+    pub config: Value,
+    pub is_active: bool,
+    pub trigger_count: i64,
+    pub last_triggered: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct WebhookRow {
+    webhook_id: String,
+    workflow_id: Uuid,
+    node_id: String,
+    endpoint_path: String,
+    secret_token: String,
+    config: Value,
+    is_active: bool,
+    trigger_count: i64,
+    last_triggered: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+#[OpenApi(tag = "ApiTags::Webhooks")]
+impl WebhooksApi {
+    /// The caller's webhook endpoints, optionally of one workflow and by state.
+    #[oai(
+        path = "/api/v1/webhooks",
+        method = "get",
+        operation_id = "list_webhooks"
+    )]
+    async fn list(
+        &self,
+        auth: UserAuth,
+        workflow_id: Query<Option<Uuid>>,
+        active: Query<Option<bool>>,
+    ) -> Result<Json<Vec<WebhookOut>>, ApiError> {
+        let rows: Vec<WebhookRow> = sqlx::query_as(
+            "SELECT e.webhook_id, e.workflow_id, e.node_id, e.endpoint_path, e.secret_token, \
+                e.config, e.is_active, e.trigger_count, e.last_triggered, e.created_at \
+             FROM webhook_endpoints e JOIN workflows w ON w.id = e.workflow_id \
+             WHERE w.user_id = $1 AND ($2::uuid IS NULL OR e.workflow_id = $2) \
+                AND ($3::bool IS NULL OR e.is_active = $3) \
+             ORDER BY e.created_at, e.webhook_id",
+        )
+        .bind(auth.0.id)
+        .bind(workflow_id.0)
+        .bind(active.0)
+        .fetch_all(&self.state.db)
+        .await?;
+        let base = &self.state.public_url;
+        Ok(Json(
+            rows.into_iter()
+                .map(|row| WebhookOut {
+                    webhook_url: format!("{base}{}", row.endpoint_path),
+                    webhook_id: row.webhook_id,
+                    workflow_id: row.workflow_id,
+                    node_id: row.node_id,
+                    security_token: row.secret_token,
+                    config: row.config,
+                    is_active: row.is_active,
+                    trigger_count: row.trigger_count,
+                    last_triggered: row.last_triggered,
+                    created_at: row.created_at,
+                })
+                .collect(),
+        ))
+    }
+}

@@ -1,0 +1,35 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use kai_common::nats::Names;
+use moka::sync::Cache;
+use sqlx::PgPool;
+
+use crate::auth::token::TokenKeys;
+use crate::rejections::RejectionLog;
+use crate::waiters::Waiters;
+use crate::webhooks::endpoint::Endpoint;
+
+pub struct AppState {
+    pub db: PgPool,
+    pub nats: async_nats::Client,
+    pub js: jetstream::Context,
+    pub names: Names,
+    pub redis: deadpool_redis::Pool,
+    pub tokens: TokenKeys,
+    /// Base URL without a trailing slash.
+    pub public_url: String,
+    pub waiters: Arc<Waiters>,
+    /// Where workers send this instance the results its callers wait for.
+    pub reply_subject: String,
+    /// Webhook endpoints by webhook id. Short-lived so that an update made through another
+    /// replica is seen within seconds; this replica's own changes invalidate it at once.
+    pub endpoints: Cache<String, Arc<Endpoint>>,
+    pub rejections: RejectionLog,
+}
+
+/// How long another replica's change to a webhook may go unseen by this one.
+pub const ENDPOINT_CACHE_TTL: Duration = Duration::from_secs(2);

@@ -31,6 +31,7 @@ use crate::waiters::Waiters;
 
 /// Connects to every dependency, applies migrations and builds the shared state.
 pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
+    kai_common::metrics::handle();
     let common = &config.common;
     let secrets = config.secrets.resolve(common.environment)?;
     let db = kai_common::db::connect(&common.database_url, 32)
@@ -76,11 +77,15 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
 /// Every route of the API, with JSON errors and request metrics.
 pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
     let service = routes::service(state.clone());
-    let docs = service.swagger_ui();
+    // The docs page embeds the document, so it is rendered once here.
+    let docs_html = service.swagger_ui_html();
     let spec = service.spec_endpoint();
     Route::new()
         .at("/api/v1/openapi.json", spec)
-        .nest("/docs", docs)
+        .at(
+            "/docs",
+            poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone())),
+        )
         .nest("/", service)
         .data(state)
         .around(middleware::record_request)

@@ -6,7 +6,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// Installs the recorder on first use and returns the handle that renders it. Tests start
+/// Installs the recorder on first use and returns the handle that renders it. Every process
+/// calls this at start-up: anything recorded before the recorder exists is lost. Tests start
 /// several servers in one process; they share the one recorder.
 pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {

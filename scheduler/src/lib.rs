@@ -24,6 +24,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    kai_common::metrics::handle();
     let common = &config.common;
     let db = kai_common::db::connect(&common.database_url, 4)
         .await

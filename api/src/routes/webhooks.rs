@@ -62,6 +62,18 @@ impl WebhooksApi {
         workflow_id: Query<Option<Uuid>>,
         active: Query<Option<bool>>,
     ) -> Result<Json<Vec<WebhookOut>>, ApiError> {
+        // Naming another user's workflow is answered like naming no workflow at all.
+        if let Some(workflow_id) = workflow_id.0 {
+            let owned: Option<(Uuid,)> =
+                sqlx::query_as("SELECT id FROM workflows WHERE id = $1 AND user_id = $2")
+                    .bind(workflow_id)
+                    .bind(auth.0.id)
+                    .fetch_optional(&self.state.db)
+                    .await?;
+            if owned.is_none() {
+                return Err(ApiError::not_found("workflow"));
+            }
+        }
         let rows: Vec<WebhookRow> = sqlx::query_as(
             "SELECT e.webhook_id, e.workflow_id, e.node_id, e.endpoint_path, e.secret_token, \
                 e.config, e.is_active, e.trigger_count, e.last_triggered, e.created_at \

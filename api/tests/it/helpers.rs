@@ -1,0 +1,215 @@
+//! `TestApp`: the real API and a real worker on port 0, isolated per test.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kai_api::config::ApiConfig;
+use kai_api::state::AppState;
+use kai_common::config::SecretsConfig;
+use kai_common::testing::TestEnv;
+use kai_worker::config::WorkerConfig;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub struct TestApp {
+    pub env: TestEnv,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: Arc<AppState>,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// API and one worker.
+    pub async fn spawn() -> Self {
+        let mut app = Self::spawn_api_only().await;
+        app.start_worker().await;
+        app
+    }
+
+    /// The API alone: jobs stay in the stream until a worker is started.
+    pub async fn spawn_api_only() -> Self {
+        kai_common::tls::install_crypto_provider();
+        let env = TestEnv::new();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let config = ApiConfig {
+            common: env.common_config(),
+            secrets: SecretsConfig {
+                jwt_secret: None,
+                encryption_key: None,
+            },
+            addr: listener.local_addr().unwrap(),
+            public_url: base.clone(),
+            jwt_ttl: Duration::from_secs(3600),
+        };
+        let state = kai_api::build_state(&config).await.expect("API state");
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn({
+            let (state, shutdown) = (state.clone(), shutdown.clone());
+            async move {
+                kai_api::serve(state, listener, shutdown)
+                    .await
+                    .expect("API serves")
+            }
+        });
+        Self {
+            env,
+            base,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            state,
+            shutdown,
+            tasks: vec![server],
+        }
+    }
+
+    pub async fn start_worker(&mut self) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = WorkerConfig {
+            common: self.env.common_config(),
+            addr: listener.local_addr().unwrap(),
+            concurrency: 8,
+            ack_wait: Duration::from_secs(5),
+            max_deliver: 5,
+        };
+        let shutdown = self.shutdown.clone();
+        self.tasks.push(tokio::spawn(async move {
+            kai_worker::run(config, listener, shutdown)
+                .await
+                .expect("worker runs")
+        }));
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        self.state.db.close().await;
+        self.env.cleanup().await;
+    }
+
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let builder = self.client.request(method, url);
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// Signs up `email` and returns an access token.
+    pub async fn user(&self, email: &str) -> String {
+        let credentials = json!({"email": email, "password": "correct-horse-battery"});
+        let signup = self
+            .request(Method::POST, "/api/v1/auth/signup", None)
+            .json(&credentials)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            signup.status(),
+            StatusCode::CREATED,
+            "{}",
+            signup.text().await.unwrap()
+        );
+        let login = self
+            .request(Method::POST, "/api/v1/auth/login", None)
+            .json(&credentials)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), StatusCode::OK);
+        login.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn create_workflow(&self, token: &str, body: &Value) -> Value {
+        let response = self
+            .request(Method::POST, "/api/v1/workflows", Some(token))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{}",
+            response.text().await.unwrap()
+        );
+        response.json().await.unwrap()
+    }
+
+    /// (webhook_url, security_token) of the workflow's first webhook.
+    pub async fn webhook_of(&self, token: &str, workflow_id: &str) -> (String, String) {
+        let hooks: Value = self
+            .request(
+                Method::GET,
+                &format!("/api/v1/webhooks?workflow_id={workflow_id}"),
+                Some(token),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let hook = &hooks[0];
+        (
+            hook["webhook_url"].as_str().unwrap().to_owned(),
+            hook["security_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn get_json(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        let response = self
+            .request(Method::GET, path, Some(token))
+            .send()
+            .await
+            .unwrap();
+        json_of(response).await
+    }
+
+    /// Polls `GET /api/v1/executions/{id}` until it exists.
+    pub async fn wait_for_execution(&self, token: &str, execution_id: &str) -> Value {
+        for _ in 0..200 {
+            let (status, body) = self
+                .get_json(&format!("/api/v1/executions/{execution_id}"), token)
+                .await;
+            if status == StatusCode::OK {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("execution {execution_id} never appeared");
+    }
+}
+
+pub async fn json_of(response: Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The seed's test workflow: a lone webhook start node.
+pub fn lone_webhook_workflow() -> Value {
+    json!({
+        "name": "Test Webhook Workflow",
+        "nodes": [{"id": "webhook-start", "type": "WebhookStartNode", "data": {"timeout": 30}}]
+    })
+}

@@ -1,0 +1,162 @@
+//! The job path between API and worker: redelivery, deduplication, poison messages.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use chrono::Utc;
+use kai_common::jobs::{JobMessage, WebhookEvent, WebhookJobV1};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, lone_webhook_workflow};
+
+async fn job_for(app: &TestApp, token: &str) -> JobMessage {
+    let workflow = app.create_workflow(token, &lone_webhook_workflow()).await;
+    let workflow_id: Uuid = workflow["id"].as_str().unwrap().parse().unwrap();
+    let (_, hooks) = app
+        .get_json(
+            &format!("/api/v1/webhooks?workflow_id={workflow_id}"),
+            token,
+        )
+        .await;
+    JobMessage::WebhookV1(WebhookJobV1 {
+        execution_id: Uuid::now_v7(),
+        workflow_id,
+        workflow_version: 1,
+        user_id: app.state.tokens.verify(token).unwrap().sub,
+        enqueued_at: Utc::now(),
+        event: WebhookEvent {
+            webhook_id: hooks[0]["webhook_id"].as_str().unwrap().to_owned(),
+            node_id: "webhook-start".into(),
+            correlation_id: Uuid::new_v4(),
+            http_method: "POST".into(),
+            event_type: "webhook.received".into(),
+            data: json!({"twice": true}),
+            received_at: Utc::now(),
+            client_ip: Some("127.0.0.1".into()),
+            user_agent: None,
+            headers: Default::default(),
+            url: "http://test/".into(),
+        },
+        reply_to: None,
+    })
+}
+
+async fn stream_messages(js: &jetstream::Context, name: String) -> u64 {
+    js.get_stream(name)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages
+}
+
+async fn wait_until_drained(app: &TestApp) {
+    for _ in 0..200 {
+        if stream_messages(&app.state.js, app.state.names.jobs_stream()).await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the jobs stream never drained");
+}
+
+#[tokio::test]
+async fn the_same_job_delivered_twice_makes_one_execution() {
+    let mut app = TestApp::spawn_api_only().await;
+    let token = app.user("twice@example.com").await;
+    let job = job_for(&app, &token).await;
+    let subject = app.state.names.job_subject("webhook");
+    // Published twice without a message id, so JetStream stores both: the worker must cope.
+    for _ in 0..2 {
+        app.state
+            .js
+            .publish(subject.clone(), job.encode().unwrap().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        stream_messages(&app.state.js, app.state.names.jobs_stream()).await,
+        2
+    );
+    app.start_worker().await;
+    wait_until_drained(&app).await;
+
+    let id = job.execution_id();
+    let count = |sql: &'static str| {
+        let db = app.state.db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM workflow_executions WHERE id = $1").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM node_executions WHERE execution_id = $1").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM webhook_events WHERE execution_id = $1").await,
+        1
+    );
+    let JobMessage::WebhookV1(webhook_job) = &job;
+    let triggers: i64 =
+        sqlx::query_scalar("SELECT trigger_count FROM webhook_endpoints WHERE webhook_id = $1")
+            .bind(&webhook_job.event.webhook_id)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(triggers, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_publish_is_stored_once() {
+    let app = TestApp::spawn_api_only().await;
+    let token = app.user("dedupe@example.com").await;
+    let job = job_for(&app, &token).await;
+    for _ in 0..3 {
+        kai_common::nats::publish_job(&app.state.js, &app.state.names, &job)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        stream_messages(&app.state.js, app.state.names.jobs_stream()).await,
+        1
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_not_retried_forever() {
+    let app = TestApp::spawn().await;
+    let subject = app.state.names.job_subject("webhook");
+    app.state
+        .js
+        .publish(subject, "{\"kind\":\"NoSuchJobV9\"}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    wait_until_drained(&app).await;
+    let mut dead = 0;
+    for _ in 0..100 {
+        dead = stream_messages(&app.state.js, app.state.names.dlq_stream()).await;
+        if dead == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(dead, 1);
+    app.stop().await;
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the API against real PostgreSQL, NATS JetStream and Redis, with an
+//! in-process worker; each test has its own database and NATS prefix.
+
+mod auth;
+mod helpers;
+mod jobs;
+mod openapi;
+mod startup;
+mod webhooks;
+mod workflows;

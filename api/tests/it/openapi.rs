@@ -1,0 +1,98 @@
+//! The OpenAPI document covers every endpoint, and the docs UI is served.
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn the_document_lists_every_endpoint() {
+    let app = TestApp::spawn_api_only().await;
+    let response = app
+        .request(Method::GET, "/api/v1/openapi.json", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let spec: Value = response.json().await.unwrap();
+    let mut paths: Vec<String> = spec["paths"].as_object().unwrap().keys().cloned().collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/auth/login",
+            "/api/v1/auth/signup",
+            "/api/v1/executions/{id}",
+            "/api/v1/webhooks",
+            "/api/v1/workflows",
+            "/api/v1/workflows/{id}",
+            "/api/v1/workflows/{id}/executions",
+            "/api/webhooks/{webhook_id}",
+            "/health",
+            "/health/detailed",
+            "/metrics",
+        ]
+    );
+    assert!(
+        spec["components"]["securitySchemes"]
+            .as_object()
+            .is_some_and(|s| !s.is_empty())
+    );
+
+    let docs = app
+        .request(Method::GET, "/docs", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    let headers = format!("{:?}", docs.headers());
+    let html = docs.text().await.unwrap();
+    assert!(html.to_lowercase().contains("swagger"), "{headers} {html}");
+
+    let (status, body) = crate::helpers::json_of(
+        app.request(Method::GET, "/no/such/route", None)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "not_found");
+
+    let metrics = app
+        .request(Method::GET, "/metrics", None)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("kai_api_requests_total"), "{metrics}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_reports_each_dependency() {
+    let app = TestApp::spawn_api_only().await;
+    let (status, body) = crate::helpers::json_of(
+        app.request(Method::GET, "/health", None)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "healthy");
+    let (status, body) = crate::helpers::json_of(
+        app.request(Method::GET, "/health/detailed", None)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for check in ["database", "nats", "redis"] {
+        assert_eq!(body["checks"][check]["status"], "healthy", "{check}");
+    }
+    app.stop().await;
+}

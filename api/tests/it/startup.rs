@@ -1,0 +1,53 @@
+//! The binary refuses to start on invalid configuration, naming the variable.
+
+use std::process::Command;
+
+fn run_api(vars: &[(&str, &str)]) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kai-api"));
+    command
+        .arg("migrate")
+        .env_remove("KAI_JWT_SECRET")
+        .env_remove("KAI_ENV");
+    for (key, value) in vars {
+        command.env(key, value);
+    }
+    let output = command.output().expect("kai-api runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn an_invalid_variable_stops_the_process_naming_it() {
+    for (variable, value) in [
+        ("KAI_API_ADDR", "not-an-address"),
+        ("DATABASE_URL", "mysql://localhost/kai"),
+        ("NATS_URL", "http://"),
+        ("KAI_NATS_PREFIX", "has.dots"),
+        ("KAI_JWT_SECRET", "too-short"),
+        ("KAI_ENV", "staging"),
+    ] {
+        let (ok, output) = run_api(&[(variable, value)]);
+        assert!(!ok, "{variable}={value} must be refused");
+        assert!(
+            output.contains(variable),
+            "{variable} not named in: {output}"
+        );
+    }
+}
+
+#[test]
+fn production_requires_its_secrets() {
+    let (ok, output) = run_api(&[("KAI_ENV", "production")]);
+    assert!(!ok);
+    assert!(output.contains("KAI_JWT_SECRET"), "{output}");
+    // The secret's value is never printed.
+    let secret = "a-very-secret-value-of-at-least-32-chars";
+    let (ok, output) = run_api(&[("KAI_ENV", "production"), ("KAI_JWT_SECRET", secret)]);
+    assert!(!ok);
+    assert!(output.contains("KAI_ENCRYPTION_KEY"), "{output}");
+    assert!(!output.contains(secret));
+}

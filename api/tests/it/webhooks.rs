@@ -1,0 +1,241 @@
+//! Webhook ingress through HTTP: the seed's end-to-end flow, async acceptance and refusals.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, json_of, lone_webhook_workflow};
+
+/// The seed's `TestWebhookIntegration.test_webhook_end_to_end`, as written.
+#[tokio::test]
+async fn seed_webhook_end_to_end() {
+    let app = TestApp::spawn().await;
+    let token = app.user("seed@example.com").await;
+    let workflow = app.create_workflow(&token, &lone_webhook_workflow()).await;
+    let workflow_id = workflow["id"].as_str().unwrap();
+
+    let (webhook_url, webhook_token) = app.webhook_of(&token, workflow_id).await;
+    assert!(
+        webhook_url.starts_with(&app.base),
+        "absolute URL: {webhook_url}"
+    );
+
+    let response = app
+        .request(Method::POST, &webhook_url, Some(&webhook_token))
+        .json(&json!({"test": "payload"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["result"]["data"], json!({"test": "payload"}));
+    let execution_id = body["execution_id"].as_str().unwrap().to_owned();
+
+    let (status, executions) = app
+        .get_json(
+            &format!("/api/v1/workflows/{workflow_id}/executions"),
+            &token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(executions.as_array().unwrap().len(), 1);
+    assert_eq!(executions[0]["id"], execution_id.as_str());
+
+    // The execution with its node executions, and the call recorded with the webhook's counters.
+    let (status, detail) = app
+        .get_json(&format!("/api/v1/executions/{execution_id}"), &token)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(detail["status"], "completed");
+    assert_eq!(detail["workflow_version"], 1);
+    assert_eq!(detail["node_executions"][0]["node_id"], "webhook-start");
+    assert_eq!(detail["node_executions"][0]["status"], "completed");
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM webhook_events WHERE execution_id = $1::uuid AND response_status = 200",
+    )
+    .bind(&execution_id)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!(events, 1);
+    let (_, hooks) = app
+        .get_json(
+            &format!("/api/v1/webhooks?workflow_id={workflow_id}"),
+            &token,
+        )
+        .await;
+    assert_eq!(hooks[0]["trigger_count"], 1);
+    assert!(hooks[0]["last_triggered"].is_string());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn respond_async_answers_202_and_the_execution_follows() {
+    let app = TestApp::spawn().await;
+    let token = app.user("async@example.com").await;
+    let workflow = app.create_workflow(&token, &lone_webhook_workflow()).await;
+    let (url, secret) = app
+        .webhook_of(&token, workflow["id"].as_str().unwrap())
+        .await;
+
+    let response = app
+        .request(Method::POST, &url, Some(&secret))
+        .header("Prefer", "respond-async")
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "queued");
+    let execution = app
+        .wait_for_execution(&token, body["execution_id"].as_str().unwrap())
+        .await;
+    assert_eq!(execution["status"], "completed");
+    assert_eq!(execution["inputs"]["data"], json!({"n": 1}));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_sync_call_that_outlasts_its_timeout_gets_202_and_is_not_dropped() {
+    // No worker yet: the wait must time out, and the job must survive to run later.
+    let mut app = TestApp::spawn_api_only().await;
+    let token = app.user("timeout@example.com").await;
+    let mut workflow = lone_webhook_workflow();
+    workflow["nodes"][0]["data"]["timeout"] = json!(1);
+    let workflow = app.create_workflow(&token, &workflow).await;
+    let (url, secret) = app
+        .webhook_of(&token, workflow["id"].as_str().unwrap())
+        .await;
+
+    let (status, body) = json_of(
+        app.request(Method::POST, &url, Some(&secret))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let execution_id = body["execution_id"].as_str().unwrap().to_owned();
+
+    app.start_worker().await;
+    let execution = app.wait_for_execution(&token, &execution_id).await;
+    assert_eq!(execution["status"], "completed");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn refused_calls_get_clear_errors_and_run_nothing() {
+    let app = TestApp::spawn().await;
+    let token = app.user("refused@example.com").await;
+    let workflow = app.create_workflow(&token, &lone_webhook_workflow()).await;
+    let workflow_id = workflow["id"].as_str().unwrap();
+    let (url, secret) = app.webhook_of(&token, workflow_id).await;
+
+    let send = |builder: reqwest::RequestBuilder| async move {
+        json_of(builder.send().await.unwrap()).await
+    };
+
+    let (status, body) = send(
+        app.request(
+            Method::POST,
+            "/api/webhooks/wh_000000000000000000000000",
+            Some(&secret),
+        )
+        .json(&json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "not_found");
+
+    let (status, _) = send(
+        app.request(Method::POST, "/api/webhooks/not-a-webhook", Some(&secret))
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, body) = send(app.request(Method::POST, &url, None).json(&json!({}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["message"].as_str().unwrap().contains("token"));
+
+    let (status, _) = send(
+        app.request(Method::POST, &url, Some("wht_wrong"))
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, body) = send(
+        app.request(Method::POST, &url, Some(&secret))
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("not valid JSON"));
+
+    let (status, _) = send(
+        app.request(Method::POST, &url, Some(&secret))
+            .header("content-type", "text/plain")
+            .body("hi"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // Nothing ran; the refusals of the known webhook were recorded.
+    let (_, executions) = app
+        .get_json(
+            &format!("/api/v1/workflows/{workflow_id}/executions"),
+            &token,
+        )
+        .await;
+    assert_eq!(executions, json!([]));
+    let mut recorded = 0;
+    for _ in 0..100 {
+        recorded = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM webhook_events WHERE response_status IN (400, 401, 415)",
+        )
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+        if recorded == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(recorded, 4);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_workflow_s_webhook_is_gone() {
+    let app = TestApp::spawn().await;
+    let token = app.user("gone@example.com").await;
+    let workflow = app.create_workflow(&token, &lone_webhook_workflow()).await;
+    let workflow_id = workflow["id"].as_str().unwrap();
+    let (url, secret) = app.webhook_of(&token, workflow_id).await;
+    let deleted = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/workflows/{workflow_id}"),
+            Some(&token),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let (status, _) = json_of(
+        app.request(Method::POST, &url, Some(&secret))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, hooks) = app.get_json("/api/v1/webhooks", &token).await;
+    assert_eq!(hooks, Value::Array(vec![]));
+    app.stop().await;
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every check and test against real PostgreSQL (pgvector), NATS JetStream and Redis,
+# installing and starting them first when needed. CI runs exactly this (see .ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup-services.sh
+
+# Databases left behind by interrupted test runs.
+psql -h 127.0.0.1 -U postgres -d postgres -tAc \
+  "SELECT datname FROM pg_database WHERE datname LIKE 'kai\_test\_%'" 2>/dev/null |
+  while read -r db; do
+    [ -n "$db" ] && psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" || true
+  done
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo nextest run --workspace --locked --no-fail-fast

@@ -1,0 +1,199 @@
+//! An in-process API on port 0 plus real `kai-worker` processes, isolated per test.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kai_api::config::ApiConfig;
+use kai_api::state::AppState;
+use kai_common::config::SecretsConfig;
+use kai_common::testing::TestEnv;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub struct Harness {
+    pub env: TestEnv,
+    pub state: Arc<AppState>,
+    pub client: reqwest::Client,
+    base: String,
+    shutdown: CancellationToken,
+}
+
+/// A webhook ready to be called.
+pub struct Hook {
+    pub workflow_id: Uuid,
+    pub url: String,
+    pub secret: String,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        kai_common::tls::install_crypto_provider();
+        let env = TestEnv::new();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let config = ApiConfig {
+            common: env.common_config(),
+            secrets: SecretsConfig {
+                jwt_secret: None,
+                encryption_key: None,
+            },
+            addr: listener.local_addr().unwrap(),
+            public_url: base.clone(),
+            jwt_ttl: Duration::from_secs(3600),
+        };
+        let state = kai_api::build_state(&config).await.expect("API state");
+        let shutdown = CancellationToken::new();
+        tokio::spawn({
+            let (state, shutdown) = (state.clone(), shutdown.clone());
+            async move {
+                kai_api::serve(state, listener, shutdown)
+                    .await
+                    .expect("API serves")
+            }
+        });
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Self {
+            env,
+            state,
+            client,
+            base,
+            shutdown,
+        }
+    }
+
+    /// A user with a webhook workflow.
+    pub async fn hook(&self) -> Hook {
+        let credentials =
+            json!({"email": "crash@example.com", "password": "correct-horse-battery"});
+        self.client
+            .post(format!("{}/api/v1/auth/signup", self.base))
+            .json(&credentials)
+            .send()
+            .await
+            .unwrap();
+        let login: Value = self
+            .client
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .json(&credentials)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["access_token"].as_str().unwrap().to_owned();
+        let workflow: Value = self
+            .client
+            .post(format!("{}/api/v1/workflows", self.base))
+            .bearer_auth(&token)
+            .json(&json!({"name": "crash", "nodes": [
+                {"id": "hook", "type": "WebhookStartNode"}, {"id": "end", "type": "EndNode"}
+            ], "edges": [{"source": "hook", "target": "end"}]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let workflow_id: Uuid = workflow["id"].as_str().unwrap().parse().unwrap();
+        let hooks: Value = self
+            .client
+            .get(format!(
+                "{}/api/v1/webhooks?workflow_id={workflow_id}",
+                self.base
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Hook {
+            workflow_id,
+            url: hooks[0]["webhook_url"].as_str().unwrap().to_owned(),
+            secret: hooks[0]["security_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A `kai-worker` process in this test's environment; unacknowledged jobs of a dead worker
+    /// are redelivered after `ack_wait_secs`.
+    pub fn spawn_worker(&self, ack_wait_secs: u64) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_kai-worker"))
+            .envs(self.env.env_vars())
+            .env("KAI_WORKER_ADDR", "127.0.0.1:0")
+            .env("KAI_WORKER_CONCURRENCY", "32")
+            .env("KAI_JOB_ACK_WAIT_SECS", ack_wait_secs.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("kai-worker starts")
+    }
+
+    /// Executions recorded for the workflow: (execution id, status, attempt).
+    pub async fn executions(&self, workflow_id: Uuid) -> Vec<(Uuid, String, i32)> {
+        sqlx::query_as("SELECT id, status, attempt FROM workflow_executions WHERE workflow_id = $1")
+            .bind(workflow_id)
+            .fetch_all(&self.state.db)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until at least `count` executions of the workflow are recorded.
+    pub async fn wait_for_executions(&self, workflow_id: Uuid, count: usize, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.executions(workflow_id).await.len() < count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {count} executions"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.state.db.close().await;
+        self.env.cleanup().await;
+    }
+}
+
+/// Fires `total` asynchronous webhook calls, `concurrency` at a time; returns the execution ids
+/// of the calls answered 202. Other answers are counted, not collected.
+pub async fn fire(
+    client: reqwest::Client,
+    hook: &Hook,
+    total: usize,
+    concurrency: usize,
+) -> (Vec<Uuid>, usize) {
+    use futures::StreamExt;
+    let results: Vec<Option<Uuid>> = futures::stream::iter(0..total)
+        .map(|n| {
+            let request = client
+                .post(&hook.url)
+                .bearer_auth(&hook.secret)
+                .header("Prefer", "respond-async")
+                .json(&json!({ "n": n }));
+            async move {
+                let response = request.send().await.ok()?;
+                if response.status() != reqwest::StatusCode::ACCEPTED {
+                    return None;
+                }
+                let body: Value = response.json().await.ok()?;
+                body["execution_id"].as_str()?.parse().ok()
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let refused = results.iter().filter(|r| r.is_none()).count();
+    (results.into_iter().flatten().collect(), refused)
+}

@@ -1,0 +1,5 @@
+//! Integration tests of the worker process: killed with SIGKILL or stopped with SIGTERM while
+//! webhooks pour in, nothing accepted is lost or run twice.
+
+mod crash;
+mod harness;

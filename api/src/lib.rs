@@ -9,6 +9,8 @@ pub mod middleware;
 pub mod rejections;
 pub mod routes;
 pub mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod waiters;
 pub mod webhooks;
 

@@ -12,6 +12,10 @@ fn base_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
+fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
 /// A fresh, isolated environment for one test.
 #[derive(Debug, Clone)]
 pub struct TestEnv {
@@ -39,9 +43,7 @@ impl TestEnv {
     pub fn common_config(&self) -> CommonConfig {
         CommonConfig {
             database_url: SecretString::from(self.database_url()),
-            nats_url: SecretString::from(
-                std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned()),
-            ),
+            nats_url: SecretString::from(nats_url()),
             redis_url: SecretString::from(
                 std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
             ),
@@ -62,7 +64,7 @@ impl TestEnv {
     /// Drops the database and the NATS streams of this environment.
     pub async fn cleanup(&self) {
         let names = crate::nats::Names::new(&self.prefix);
-        if let Ok(client) = async_nats::connect("nats://127.0.0.1:4222").await {
+        if let Ok(client) = async_nats::connect(nats_url()).await {
             let js = async_nats::jetstream::new(client);
             let _ = js.delete_stream(names.jobs_stream()).await;
             let _ = js.delete_stream(names.dlq_stream()).await;

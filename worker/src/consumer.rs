@@ -67,7 +67,13 @@ impl JobHandler {
     /// Handles the payload of delivery number `attempt`.
     pub async fn handle(&self, payload: &[u8], attempt: i32) -> Outcome {
         match JobMessage::decode(payload) {
-            Ok(JobMessage::WebhookV1(job)) => self.run_webhook(&job, attempt).await,
+            Ok(JobMessage::WebhookV1(job)) => {
+                let span = tracing::Span::current();
+                span.record("execution_id", tracing::field::display(job.execution_id));
+                span.record("workflow_id", tracing::field::display(job.workflow_id));
+                span.record("webhook_id", job.event.webhook_id.as_str());
+                self.run_webhook(&job, attempt).await
+            }
             Err(e) => Outcome::Dead(format!("undecodable job message: {e}")),
         }
     }
@@ -276,7 +282,14 @@ async fn process(handler: &JobHandler, message: jetstream::Message, ack_wait: Du
         .map(|i| i.delivered)
         .unwrap_or(1)
         .clamp(1, i32::MAX as i64) as i32;
-    let span = tracing::info_span!("job", subject = %message.subject, attempt, execution_id = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "job",
+        subject = %message.subject,
+        attempt,
+        execution_id = tracing::field::Empty,
+        workflow_id = tracing::field::Empty,
+        webhook_id = tracing::field::Empty,
+    );
     kai_common::telemetry::adopt_trace_context(&span, message.headers.as_ref());
     async {
         let work = handler.handle(&message.payload, attempt);

@@ -138,8 +138,23 @@ fn graph_of(body: &WorkflowIn) -> Result<Option<Graph>, ApiError> {
     Ok(Some(graph))
 }
 
-fn flow_json(graph: &Graph) -> Result<Value, ApiError> {
-    serde_json::to_value(graph.flow()).map_err(ApiError::internal)
+/// Stores `graph` as version `version` of the workflow (versions are never changed after).
+async fn insert_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    workflow_id: Uuid,
+    version: i32,
+    graph: &Graph,
+) -> Result<(), ApiError> {
+    let flow = serde_json::to_value(graph.flow()).map_err(ApiError::internal)?;
+    sqlx::query(
+        "INSERT INTO workflow_versions (workflow_id, version, flow_data) VALUES ($1, $2, $3)",
+    )
+    .bind(workflow_id)
+    .bind(version)
+    .bind(flow)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 #[OpenApi(tag = "ApiTags::Workflows")]
@@ -170,13 +185,7 @@ impl WorkflowsApi {
         .bind(body.description.as_deref().unwrap_or_default())
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO workflow_versions (workflow_id, version, flow_data) VALUES ($1, 1, $2)",
-        )
-        .bind(id)
-        .bind(flow_json(&graph)?)
-        .execute(&mut *tx)
-        .await?;
+        insert_version(&mut tx, id, 1, &graph).await?;
         let touched = registry::sync(&mut tx, id, &graph).await?;
         tx.commit().await?;
         self.forget_endpoints(&touched);
@@ -239,12 +248,7 @@ impl WorkflowsApi {
         let mut touched = Vec::new();
         if let Some(graph) = &graph {
             version += 1;
-            sqlx::query("INSERT INTO workflow_versions (workflow_id, version, flow_data) VALUES ($1, $2, $3)")
-                .bind(id.0)
-                .bind(version)
-                .bind(flow_json(graph)?)
-                .execute(&mut *tx)
-                .await?;
+            insert_version(&mut tx, id.0, version, graph).await?;
             touched = registry::sync(&mut tx, id.0, graph).await?;
         }
         sqlx::query(

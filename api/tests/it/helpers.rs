@@ -3,9 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kai_api::config::ApiConfig;
 use kai_api::state::AppState;
-use kai_common::config::SecretsConfig;
 use kai_common::testing::TestEnv;
 use kai_worker::config::WorkerConfig;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -32,40 +30,19 @@ impl TestApp {
 
     /// The API alone: jobs stay in the stream until a worker is started.
     pub async fn spawn_api_only() -> Self {
-        kai_common::tls::install_crypto_provider();
         let env = TestEnv::new();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let config = ApiConfig {
-            common: env.common_config(),
-            secrets: SecretsConfig {
-                jwt_secret: None,
-                encryption_key: None,
-            },
-            addr: listener.local_addr().unwrap(),
-            public_url: base.clone(),
-            jwt_ttl: Duration::from_secs(3600),
-        };
-        let state = kai_api::build_state(&config).await.expect("API state");
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn({
-            let (state, shutdown) = (state.clone(), shutdown.clone());
-            async move {
-                kai_api::serve(state, listener, shutdown)
-                    .await
-                    .expect("API serves")
-            }
-        });
+        let api = kai_api::testing::start(&env, shutdown.clone()).await;
         Self {
             env,
-            base,
+            base: api.base,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap(),
-            state,
+            state: api.state,
             shutdown,
-            tasks: vec![server],
+            tasks: vec![api.server],
         }
     }
 

@@ -51,3 +51,40 @@ fn production_requires_its_secrets() {
     assert!(output.contains("KAI_ENCRYPTION_KEY"), "{output}");
     assert!(!output.contains(secret));
 }
+
+#[tokio::test]
+async fn migrate_creates_the_database_and_schema_and_replicas_do_not_race() {
+    let env = kai_common::testing::TestEnv::new();
+    // Four processes migrating one missing database at once: all succeed, once.
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_kai-api"))
+                .arg("migrate")
+                .envs(env.env_vars())
+                .env_remove("KAI_JWT_SECRET")
+                .output()
+        })
+        .collect();
+    for output in futures::future::join_all(runs).await {
+        let output = output.unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let pool = sqlx::PgPool::connect(&env.database_url()).await.unwrap();
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, kai_common::db::MIGRATOR.iter().count() as i64);
+    let vector: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector')")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(vector, "pgvector is installed in the schema");
+    pool.close().await;
+    env.cleanup().await;
+}

@@ -4,12 +4,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kai_api::config::ApiConfig;
 use kai_api::state::AppState;
-use kai_common::config::SecretsConfig;
 use kai_common::testing::TestEnv;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -31,39 +28,18 @@ pub struct Hook {
 
 impl Harness {
     pub async fn start() -> Self {
-        kai_common::tls::install_crypto_provider();
         let env = TestEnv::new();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let config = ApiConfig {
-            common: env.common_config(),
-            secrets: SecretsConfig {
-                jwt_secret: None,
-                encryption_key: None,
-            },
-            addr: listener.local_addr().unwrap(),
-            public_url: base.clone(),
-            jwt_ttl: Duration::from_secs(3600),
-        };
-        let state = kai_api::build_state(&config).await.expect("API state");
         let shutdown = CancellationToken::new();
-        tokio::spawn({
-            let (state, shutdown) = (state.clone(), shutdown.clone());
-            async move {
-                kai_api::serve(state, listener, shutdown)
-                    .await
-                    .expect("API serves")
-            }
-        });
+        let api = kai_api::testing::start(&env, shutdown.clone()).await;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
         Self {
             env,
-            state,
+            state: api.state,
             client,
-            base,
+            base: api.base,
             shutdown,
         }
     }

@@ -1,0 +1,56 @@
+//! Starts the real API in-process on port 0 in an isolated test environment, for the
+//! integration tests of this crate and of the worker.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kai_common::config::SecretsConfig;
+use kai_common::testing::TestEnv;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ApiConfig;
+use crate::state::AppState;
+
+pub struct RunningApi {
+    pub state: Arc<AppState>,
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    pub addr: SocketAddr,
+    pub server: JoinHandle<()>,
+}
+
+/// Serves the API for `env` until `shutdown` is cancelled.
+pub async fn start(env: &TestEnv, shutdown: CancellationToken) -> RunningApi {
+    kai_common::tls::install_crypto_provider();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let addr = listener.local_addr().expect("local address");
+    let base = format!("http://{addr}");
+    let config = ApiConfig {
+        common: env.common_config(),
+        secrets: SecretsConfig {
+            jwt_secret: None,
+            encryption_key: None,
+        },
+        addr,
+        public_url: base.clone(),
+        jwt_ttl: Duration::from_secs(3600),
+    };
+    let state = crate::build_state(&config).await.expect("API state");
+    let server = tokio::spawn({
+        let state = state.clone();
+        async move {
+            crate::serve(state, listener, shutdown)
+                .await
+                .expect("API serves")
+        }
+    });
+    RunningApi {
+        state,
+        base,
+        addr,
+        server,
+    }
+}

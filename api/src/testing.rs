@@ -24,11 +24,20 @@ pub struct RunningApi {
 
 /// Serves the API for `env` until `shutdown` is cancelled.
 pub async fn start(env: &TestEnv, shutdown: CancellationToken) -> RunningApi {
+    start_with(env, shutdown, |_| {}).await
+}
+
+/// Like `start`, with the configuration adjusted first (e.g. a dependency made unreachable).
+pub async fn start_with(
+    env: &TestEnv,
+    shutdown: CancellationToken,
+    adjust: impl FnOnce(&mut ApiConfig),
+) -> RunningApi {
     kai_common::tls::install_crypto_provider();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let addr = listener.local_addr().expect("local address");
     let base = format!("http://{addr}");
-    let config = ApiConfig {
+    let mut config = ApiConfig {
         common: env.common_config(),
         secrets: SecretsConfig {
             jwt_secret: None,
@@ -38,6 +47,7 @@ pub async fn start(env: &TestEnv, shutdown: CancellationToken) -> RunningApi {
         public_url: base.clone(),
         jwt_ttl: Duration::from_secs(3600),
     };
+    adjust(&mut config);
     let state = crate::build_state(&config).await.expect("API state");
     let server = tokio::spawn({
         let state = state.clone();

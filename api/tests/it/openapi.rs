@@ -96,3 +96,36 @@ async fn health_reports_each_dependency() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_unreachable_dependency_makes_readiness_503_while_the_api_keeps_serving() {
+    let env = kai_common::testing::TestEnv::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // Nothing listens on port 1: Redis is "down" for this API.
+    let api = kai_api::testing::start_with(&env, shutdown.clone(), |config| {
+        config.common.redis_url = secrecy::SecretString::from("redis://127.0.0.1:1".to_owned());
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("{}/health/detailed", api.base))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = crate::helpers::json_of(response).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["status"], "unhealthy");
+    assert_eq!(body["checks"]["redis"]["status"], "unhealthy");
+    assert_eq!(body["checks"]["database"]["status"], "healthy");
+    assert_eq!(body["checks"]["nats"]["status"], "healthy");
+    let live = client
+        .get(format!("{}/health", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    shutdown.cancel();
+    let _ = api.server.await;
+    api.state.db.close().await;
+    env.cleanup().await;
+}

@@ -36,7 +36,7 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
     kai_common::metrics::handle();
     let common = &config.common;
     let secrets = config.secrets.resolve(common.environment)?;
-    let db = kai_common::db::connect(&common.database_url, 32)
+    let db = kai_common::db::connect(&common.database_url, common.database_max_connections as u32)
         .await
         .context("DATABASE_URL")?;
     kai_common::db::migrate(&db).await?;

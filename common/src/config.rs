@@ -41,6 +41,11 @@ pub struct CommonConfig {
           default_value = "kai", value_parser = parse_prefix)]
     pub nats_prefix: String,
 
+    /// Most connections this process opens to PostgreSQL.
+    #[arg(long, env = "KAI_DATABASE_MAX_CONNECTIONS", value_name = "KAI_DATABASE_MAX_CONNECTIONS",
+          default_value = "16", value_parser = parse_positive)]
+    pub database_max_connections: usize,
+
     /// `development` allows built-in secrets (with a warning); `production` requires them.
     #[arg(
         long = "env",

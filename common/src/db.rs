@@ -67,8 +67,16 @@ pub async fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool,
 
 /// Applies pending migrations. sqlx holds a PostgreSQL advisory lock while it migrates, so
 /// replicas starting together apply each migration once and the others wait.
+///
+/// A database migrated by a newer release is accepted: during a rolling upgrade an older
+/// replica that restarts must keep running (migrations are written to be backward compatible).
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
-    MIGRATOR.run(pool).await?;
+    let mut migrator = Migrator {
+        migrations: MIGRATOR.migrations.clone(),
+        ..Migrator::DEFAULT
+    };
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await?;
     Ok(())
 }
 

@@ -12,6 +12,8 @@ fn base_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
+const TEST_POOL: usize = 6;
+
 fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
@@ -48,6 +50,8 @@ impl TestEnv {
                 std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
             ),
             nats_prefix: self.prefix.clone(),
+            // Tests run in parallel against one server with 100 connections.
+            database_max_connections: TEST_POOL,
             environment: Environment::Development,
         }
     }
@@ -58,6 +62,7 @@ impl TestEnv {
             ("DATABASE_URL", self.database_url()),
             ("KAI_NATS_PREFIX", self.prefix.clone()),
             ("KAI_ENV", "development".to_owned()),
+            ("KAI_DATABASE_MAX_CONNECTIONS", TEST_POOL.to_string()),
         ]
     }
 

@@ -27,12 +27,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     kai_common::metrics::handle();
     let common = &config.common;
-    let db = kai_common::db::connect(
-        &common.database_url,
-        (config.concurrency as u32).clamp(4, 32),
-    )
-    .await
-    .context("DATABASE_URL")?;
+    let db = kai_common::db::connect(&common.database_url, common.database_max_connections as u32)
+        .await
+        .context("DATABASE_URL")?;
     kai_common::db::migrate(&db).await?;
     let nats_client = nats::connect(&common.nats_url, "kai-worker")
         .await

@@ -1,4 +1,4 @@
-//! Writes an execution, its node executions, its webhook event and the webhook's counters in one
+//! Writes an execution, its node executions, its webhook event and its webhook counter delta in one
 //! transaction, keyed by the execution id from the job message: a redelivered message finds its
 //! execution already there and writes nothing.
 
@@ -114,15 +114,14 @@ pub async fn record_webhook_run(
     .execute(&mut *tx)
     .await?;
 
+    // A delta row, not an UPDATE of the endpoint: concurrent executions of one webhook must not
+    // queue on one row's lock (see the migration that adds webhook_trigger_deltas).
     sqlx::query(
-        "UPDATE webhook_endpoints SET trigger_count = trigger_count + 1, \
-            last_triggered = GREATEST(COALESCE(last_triggered, $2), $2), \
-            error_count = error_count + $3 \
-         WHERE webhook_id = $1",
+        "INSERT INTO webhook_trigger_deltas (webhook_id, triggered_at, failed) VALUES ($1, $2, $3)",
     )
     .bind(&event.webhook_id)
     .bind(event.received_at)
-    .bind(i64::from(record.status == ExecutionStatus::Failed))
+    .bind(record.status == ExecutionStatus::Failed)
     .execute(&mut *tx)
     .await?;
 

@@ -75,9 +75,14 @@ impl WebhooksApi {
             }
         }
         let rows: Vec<WebhookRow> = sqlx::query_as(
+            // Counters include the deltas the scheduler has not folded in yet, so they are exact.
             "SELECT e.webhook_id, e.workflow_id, e.node_id, e.endpoint_path, e.secret_token, \
-                e.config, e.is_active, e.trigger_count, e.last_triggered, e.created_at \
+                e.config, e.is_active, \
+                e.trigger_count + COALESCE(d.triggers, 0) AS trigger_count, \
+                GREATEST(e.last_triggered, d.last_triggered) AS last_triggered, e.created_at \
              FROM webhook_endpoints e JOIN workflows w ON w.id = e.workflow_id \
+             LEFT JOIN LATERAL (SELECT count(*) AS triggers, max(triggered_at) AS last_triggered \
+                FROM webhook_trigger_deltas WHERE webhook_id = e.webhook_id) d ON true \
              WHERE w.user_id = $1 AND ($2::uuid IS NULL OR e.workflow_id = $2) \
                 AND ($3::bool IS NULL OR e.is_active = $3) \
              ORDER BY e.created_at, e.webhook_id",

@@ -30,6 +30,14 @@ impl TestApp {
 
     /// The API alone: jobs stay in the stream until a worker is started.
     pub async fn spawn_api_only() -> Self {
+        // Logs of the app under test, shown for failing tests (RUST_LOG=debug for more).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let env = TestEnv::new();
         let shutdown = CancellationToken::new();
         let api = kai_api::testing::start(&env, shutdown.clone()).await;
@@ -144,6 +152,7 @@ impl TestApp {
             .await
             .unwrap();
         let hook = &hooks[0];
+        assert!(hook.is_object(), "webhooks: {hooks}");
         (
             hook["webhook_url"].as_str().unwrap().to_owned(),
             hook["security_token"].as_str().unwrap().to_owned(),

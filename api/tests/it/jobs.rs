@@ -111,7 +111,8 @@ async fn the_same_job_delivered_twice_makes_one_execution() {
     );
     let JobMessage::WebhookV1(webhook_job) = &job;
     let triggers: i64 =
-        sqlx::query_scalar("SELECT trigger_count FROM webhook_endpoints WHERE webhook_id = $1")
+        sqlx::query_scalar("SELECT trigger_count + (SELECT count(*) FROM webhook_trigger_deltas d WHERE d.webhook_id = e.webhook_id) \
+             FROM webhook_endpoints e WHERE webhook_id = $1")
             .bind(&webhook_job.event.webhook_id)
             .fetch_one(&app.state.db)
             .await

@@ -88,3 +88,24 @@ async fn migrate_creates_the_database_and_schema_and_replicas_do_not_race() {
     pool.close().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_release_is_accepted() {
+    let env = kai_common::testing::TestEnv::new();
+    let url = secrecy::SecretString::from(env.database_url());
+    let pool = kai_common::db::connect(&url, 2).await.unwrap();
+    kai_common::db::migrate(&pool).await.unwrap();
+    // What a later release's migration leaves behind.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99990101000000, 'from the future', true, '\\x00', 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    kai_common::db::migrate(&pool)
+        .await
+        .expect("an older replica restarting keeps running");
+    pool.close().await;
+    env.cleanup().await;
+}

@@ -239,3 +239,53 @@ async fn a_deleted_workflow_s_webhook_is_gone() {
     assert_eq!(hooks, Value::Array(vec![]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn trigger_counts_are_exact_before_and_after_folding() {
+    let app = TestApp::spawn().await;
+    let token = app.user("counts@example.com").await;
+    let workflow = app.create_workflow(&token, &lone_webhook_workflow()).await;
+    let workflow_id = workflow["id"].as_str().unwrap();
+    let (url, secret) = app.webhook_of(&token, workflow_id).await;
+    for n in 0..5 {
+        let response = app
+            .request(Method::POST, &url, Some(&secret))
+            .json(&json!({"n": n}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let count = || async {
+        let (_, hooks) = app
+            .get_json(
+                &format!("/api/v1/webhooks?workflow_id={workflow_id}"),
+                &token,
+            )
+            .await;
+        hooks[0]["trigger_count"].as_i64().unwrap()
+    };
+    assert_eq!(count().await, 5, "pending deltas are counted");
+
+    // Several folders at once (two scheduler leaders overlapping) count each delta once.
+    let folds = (0..3).map(|_| {
+        sqlx::query_scalar::<_, i64>("SELECT kai_fold_webhook_trigger_deltas()")
+            .fetch_one(&app.state.db)
+    });
+    let folded: i64 = futures::future::join_all(folds)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .sum();
+    assert_eq!(folded, 5);
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT trigger_count FROM webhook_endpoints WHERE workflow_id = $1::uuid",
+    )
+    .bind(workflow_id)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!(stored, 5);
+    assert_eq!(count().await, 5, "folded deltas are not counted twice");
+    app.stop().await;
+}

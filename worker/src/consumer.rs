@@ -3,7 +3,7 @@
 //! stop pulling and finish what is held.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
@@ -16,8 +16,13 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::engine::{self, RunInput};
-use crate::persist::{self, PersistError, Written};
+use crate::persist::{self, FinishedRun, Written};
 use crate::versions::{VersionError, Versions};
+use crate::writer::{RunWriter, WriteFailure};
+
+/// Concurrent write transactions, and runs per transaction at most.
+const WRITERS: usize = 4;
+const MAX_BATCH: usize = 128;
 
 /// What became of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,17 +55,20 @@ pub struct JobHandler {
     js: jetstream::Context,
     names: Names,
     versions: Versions,
+    writer: RunWriter,
 }
 
 impl JobHandler {
     pub fn new(db: PgPool, nats: async_nats::Client, js: jetstream::Context, names: Names) -> Self {
         let versions = Versions::new(db.clone());
+        let writer = RunWriter::start(db.clone(), WRITERS, MAX_BATCH);
         Self {
             db,
             nats,
             js,
             names,
             versions,
+            writer,
         }
     }
 
@@ -72,22 +80,25 @@ impl JobHandler {
                 span.record("execution_id", tracing::field::display(job.execution_id));
                 span.record("workflow_id", tracing::field::display(job.workflow_id));
                 span.record("webhook_id", job.event.webhook_id.as_str());
-                self.run_webhook(&job, attempt).await
+                self.run_webhook(job, attempt).await
             }
             Err(e) => Outcome::Dead(format!("undecodable job message: {e}")),
         }
     }
 
-    async fn run_webhook(&self, job: &WebhookJobV1, attempt: i32) -> Outcome {
-        // A redelivery of a job that was committed but whose ack was lost: answer from the
-        // record instead of running it again.
-        match persist::recorded_reply(&self.db, job.execution_id).await {
-            Ok(Some(reply)) => {
-                self.reply(job.reply_to.as_deref(), &reply).await;
-                return Outcome::Duplicate;
+    async fn run_webhook(&self, job: WebhookJobV1, attempt: i32) -> Outcome {
+        // Only a redelivery can find its run already recorded (committed, but the ack was
+        // lost): answer from the record instead of running it again. A first delivery skips
+        // the lookup; the write itself is idempotent either way.
+        if attempt > 1 {
+            match persist::recorded_reply(&self.db, job.execution_id).await {
+                Ok(Some(reply)) => {
+                    self.reply(job.reply_to.as_deref(), &reply).await;
+                    return Outcome::Duplicate;
+                }
+                Ok(None) => {}
+                Err(e) => return Outcome::Retry(format!("database: {e}")),
             }
-            Ok(None) => {}
-            Err(e) => return Outcome::Retry(format!("database: {e}")),
         }
 
         let record = match self
@@ -102,41 +113,50 @@ impl JobHandler {
             Err(VersionError::Database(e)) => return Outcome::Retry(format!("database: {e}")),
             Err(VersionError::Missing { .. }) => {
                 let error = "the workflow was deleted before this job ran".to_owned();
-                self.reply_failed(job, &error).await;
+                self.reply_failed(&job, &error).await;
                 return Outcome::Dead(error);
             }
             Err(e @ VersionError::Invalid(_)) => engine::failed(e.to_string(), "configuration"),
         };
 
-        let started = Instant::now();
-        let written = persist::record_webhook_run(&self.db, job, &record, attempt).await;
-        metrics::histogram!("kai_worker_persist_seconds").record(started.elapsed().as_secs_f64());
-        match written {
-            Ok(Written::New) => {
-                let duration = (record.completed_at - record.started_at).num_microseconds();
+        let execution_id = job.execution_id;
+        let reply_to = job.reply_to.clone();
+        let (run, written) = self
+            .writer
+            .write(FinishedRun {
+                job,
+                record,
+                attempt,
+            })
+            .await;
+        match (written, run) {
+            (Ok(Written::New), Some(run)) => {
+                let duration = (run.record.completed_at - run.record.started_at).num_microseconds();
                 metrics::histogram!("kai_worker_execution_duration_seconds")
                     .record(duration.unwrap_or(0) as f64 / 1e6);
                 let reply = ExecutionReply {
-                    execution_id: job.execution_id,
-                    status: record.status,
-                    result: record.result,
-                    error: record.error,
+                    execution_id,
+                    status: run.record.status,
+                    result: run.record.result,
+                    error: run.record.error,
                 };
-                self.reply(job.reply_to.as_deref(), &reply).await;
+                self.reply(reply_to.as_deref(), &reply).await;
                 Outcome::Completed
             }
-            Ok(Written::AlreadyRecorded) => {
-                if let Ok(Some(reply)) = persist::recorded_reply(&self.db, job.execution_id).await {
-                    self.reply(job.reply_to.as_deref(), &reply).await;
+            (Ok(_), _) => {
+                if let Ok(Some(reply)) = persist::recorded_reply(&self.db, execution_id).await {
+                    self.reply(reply_to.as_deref(), &reply).await;
                 }
                 Outcome::Duplicate
             }
-            Err(PersistError::OwnerGone) => {
+            (Err(WriteFailure::OwnerGone), run) => {
                 let error = "the workflow was deleted before this job ran".to_owned();
-                self.reply_failed(job, &error).await;
+                if let Some(run) = run {
+                    self.reply_failed(&run.job, &error).await;
+                }
                 Outcome::Dead(error)
             }
-            Err(PersistError::Database(e)) => Outcome::Retry(format!("database: {e}")),
+            (Err(WriteFailure::Retry(reason)), _) => Outcome::Retry(reason),
         }
     }
 

@@ -6,6 +6,7 @@ pub mod consumer;
 pub mod engine;
 pub mod persist;
 pub mod versions;
+pub mod writer;
 
 use std::sync::Arc;
 

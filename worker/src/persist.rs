@@ -1,11 +1,14 @@
-//! Writes an execution, its node executions, its webhook event and its webhook counter delta in one
-//! transaction, keyed by the execution id from the job message: a redelivered message finds its
-//! execution already there and writes nothing.
+//! Writes finished webhook runs: for each, the execution, its node executions, its webhook event
+//! and its webhook counter delta, keyed by the execution id from the job message, so a
+//! redelivered message finds its execution already there and writes nothing. Many runs are
+//! written in one transaction with one statement per table (see `writer`).
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use kai_common::jobs::{ExecutionReply, ExecutionStatus, WebhookJobV1};
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::engine::RunRecord;
@@ -21,11 +24,30 @@ pub enum PersistError {
     Database(#[from] sqlx::Error),
 }
 
-/// Whether this call wrote the execution or found it written by an earlier delivery.
+impl PersistError {
+    fn classify(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(e) if e.code().as_deref() == Some(FOREIGN_KEY_VIOLATION) => {
+                PersistError::OwnerGone
+            }
+            _ => PersistError::Database(err),
+        }
+    }
+}
+
+/// Whether a run was written now or found written by an earlier delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
     New,
     AlreadyRecorded,
+}
+
+/// A finished run waiting to be written.
+#[derive(Debug)]
+pub struct FinishedRun {
+    pub job: WebhookJobV1,
+    pub record: RunRecord,
+    pub attempt: i32,
 }
 
 /// The execution recorded for `execution_id`, if any, as a reply to a waiting caller.
@@ -49,127 +71,128 @@ pub async fn recorded_reply(
     }))
 }
 
-/// Records a webhook-triggered run.
-pub async fn record_webhook_run(
-    db: &PgPool,
-    job: &WebhookJobV1,
-    record: &RunRecord,
-    attempt: i32,
-) -> Result<Written, PersistError> {
+/// Writes `runs` in one transaction. Returns, in order, whether each was new or already there.
+/// Fails as a whole; a foreign-key failure (one run's workflow was deleted) is reported as
+/// `OwnerGone` so the caller can retry the runs one by one.
+pub async fn write_runs(db: &PgPool, runs: &[FinishedRun]) -> Result<Vec<Written>, PersistError> {
     let mut tx = db.begin().await?;
-    let duration_ms = millis_between(record.started_at, record.completed_at);
-    let inserted = sqlx::query(
+    let inserted = insert_executions(&mut tx, runs)
+        .await
+        .map_err(PersistError::classify)?;
+    let new: Vec<&FinishedRun> = runs
+        .iter()
+        .filter(|run| inserted.contains(&run.job.execution_id))
+        .collect();
+    if !new.is_empty() {
+        insert_node_runs(&mut tx, &new).await?;
+        insert_webhook_events(&mut tx, &new).await?;
+        insert_trigger_deltas(&mut tx, &new).await?;
+    }
+    tx.commit().await?;
+    Ok(runs
+        .iter()
+        .map(|run| {
+            if inserted.contains(&run.job.execution_id) {
+                Written::New
+            } else {
+                Written::AlreadyRecorded
+            }
+        })
+        .collect())
+}
+
+/// Inserts the executions not yet recorded; returns the ids it inserted.
+async fn insert_executions(
+    tx: &mut Transaction<'_, Postgres>,
+    runs: &[FinishedRun],
+) -> Result<HashSet<Uuid>, sqlx::Error> {
+    let column = |f: &dyn Fn(&FinishedRun) -> Value| runs.iter().map(f).collect::<Vec<_>>();
+    let ids: Vec<Uuid> = runs.iter().map(|r| r.job.execution_id).collect();
+    let workflows: Vec<Uuid> = runs.iter().map(|r| r.job.workflow_id).collect();
+    let versions: Vec<i32> = runs.iter().map(|r| r.job.workflow_version).collect();
+    let users: Vec<Uuid> = runs.iter().map(|r| r.job.user_id).collect();
+    let webhooks: Vec<&str> = runs
+        .iter()
+        .map(|r| r.job.event.webhook_id.as_str())
+        .collect();
+    let statuses: Vec<&str> = runs.iter().map(|r| r.record.status.as_str()).collect();
+    let inputs = column(&|r| serde_json::to_value(&r.job.event).unwrap_or(Value::Null));
+    let outputs = column(&|r| r.record.result.clone());
+    let errors: Vec<Option<&str>> = runs.iter().map(|r| r.record.error.as_deref()).collect();
+    let error_types: Vec<Option<&str>> = runs.iter().map(|r| r.record.error_type).collect();
+    let enqueued: Vec<DateTime<Utc>> = runs.iter().map(|r| r.job.enqueued_at).collect();
+    let started: Vec<DateTime<Utc>> = runs.iter().map(|r| r.record.started_at).collect();
+    let completed: Vec<DateTime<Utc>> = runs.iter().map(|r| r.record.completed_at).collect();
+    let durations: Vec<i32> = runs
+        .iter()
+        .map(|r| millis_between(r.record.started_at, r.record.completed_at))
+        .collect();
+    let attempts: Vec<i32> = runs.iter().map(|r| r.attempt).collect();
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO workflow_executions (id, workflow_id, workflow_version, user_id, trigger_type, \
             trigger_id, status, inputs, outputs, error, error_type, enqueued_at, started_at, \
             completed_at, duration_ms, attempt) \
-         VALUES ($1, $2, $3, $4, 'webhook', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-         ON CONFLICT (id) DO NOTHING",
+         SELECT id, workflow_id, version, user_id, 'webhook', trigger_id, status, inputs, outputs, \
+            error, error_type, enqueued_at, started_at, completed_at, duration_ms, attempt \
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::int4[], $4::uuid[], $5::text[], $6::text[], \
+            $7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::timestamptz[], \
+            $12::timestamptz[], $13::timestamptz[], $14::int4[], $15::int4[]) \
+            AS r(id, workflow_id, version, user_id, trigger_id, status, inputs, outputs, error, \
+                 error_type, enqueued_at, started_at, completed_at, duration_ms, attempt) \
+         ON CONFLICT (id) DO NOTHING \
+         RETURNING id",
     )
-    .bind(job.execution_id)
-    .bind(job.workflow_id)
-    .bind(job.workflow_version)
-    .bind(job.user_id)
-    .bind(&job.event.webhook_id)
-    .bind(record.status.as_str())
-    .bind(serde_json::to_value(&job.event).unwrap_or(Value::Null))
-    .bind(&record.result)
-    .bind(&record.error)
-    .bind(record.error_type)
-    .bind(job.enqueued_at)
-    .bind(record.started_at)
-    .bind(record.completed_at)
-    .bind(duration_ms)
-    .bind(attempt)
-    .execute(&mut *tx)
-    .await
-    .map_err(classify)?;
-    if inserted.rows_affected() == 0 {
-        return Ok(Written::AlreadyRecorded);
-    }
-
-    if !record.nodes.is_empty() {
-        insert_node_runs(&mut tx, job.execution_id, record).await?;
-    }
-
-    let event = &job.event;
-    sqlx::query(
-        "INSERT INTO webhook_events (webhook_id, execution_id, event_type, payload, correlation_id, \
-            source_ip, user_agent, request_method, request_headers, request_ip, response_status, \
-            execution_time_ms, error_message, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6::inet, $7, $8, $9, $6::inet, $10, $11, $12, $13)",
-    )
-    .bind(&event.webhook_id)
-    .bind(job.execution_id)
-    .bind(&event.event_type)
-    .bind(&event.data)
-    .bind(event.correlation_id)
-    .bind(event.client_ip.as_deref())
-    .bind(event.user_agent.as_deref())
-    .bind(&event.http_method)
-    .bind(Value::Object(event.headers.clone()))
-    .bind(if job.reply_to.is_some() { 200 } else { 202 })
-    .bind(duration_ms)
-    .bind(&record.error)
-    .bind(event.received_at)
-    .execute(&mut *tx)
+    .bind(&ids)
+    .bind(&workflows)
+    .bind(&versions)
+    .bind(&users)
+    .bind(&webhooks)
+    .bind(&statuses)
+    .bind(&inputs)
+    .bind(&outputs)
+    .bind(&errors)
+    .bind(&error_types)
+    .bind(&enqueued)
+    .bind(&started)
+    .bind(&completed)
+    .bind(&durations)
+    .bind(&attempts)
+    .fetch_all(&mut **tx)
     .await?;
-
-    // A delta row, not an UPDATE of the endpoint: concurrent executions of one webhook must not
-    // queue on one row's lock (see the migration that adds webhook_trigger_deltas).
-    sqlx::query(
-        "INSERT INTO webhook_trigger_deltas (webhook_id, triggered_at, failed) VALUES ($1, $2, $3)",
-    )
-    .bind(&event.webhook_id)
-    .bind(event.received_at)
-    .bind(record.status == ExecutionStatus::Failed)
-    .execute(&mut *tx)
-    .await?;
-
-    tx.commit().await?;
-    Ok(Written::New)
+    Ok(inserted.into_iter().collect())
 }
 
 async fn insert_node_runs(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    execution_id: Uuid,
-    record: &RunRecord,
-) -> Result<(), PersistError> {
-    let n = record.nodes.len();
-    let (mut ids, mut types, mut statuses) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut inputs, mut outputs, mut errors) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut starts, mut ends, mut durations) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for node in &record.nodes {
-        ids.push(node.node_id.as_str());
-        types.push(node.node_type);
-        statuses.push(node.status);
-        inputs.push(node.inputs.clone());
-        outputs.push(node.outputs.clone());
-        errors.push(node.error.clone());
-        starts.push(node.started_at);
-        ends.push(node.completed_at);
-        durations.push(millis_between(node.started_at, node.completed_at));
+    tx: &mut Transaction<'_, Postgres>,
+    runs: &[&FinishedRun],
+) -> Result<(), sqlx::Error> {
+    let nodes = || {
+        runs.iter()
+            .flat_map(|r| r.record.nodes.iter().map(move |n| (r, n)))
+    };
+    let executions: Vec<Uuid> = nodes().map(|(r, _)| r.job.execution_id).collect();
+    if executions.is_empty() {
+        return Ok(());
     }
-    // One statement for every node, however many there are.
+    let ids: Vec<&str> = nodes().map(|(_, n)| n.node_id.as_str()).collect();
+    let types: Vec<&str> = nodes().map(|(_, n)| n.node_type).collect();
+    let statuses: Vec<&str> = nodes().map(|(_, n)| n.status).collect();
+    let inputs: Vec<&Value> = nodes().map(|(_, n)| &n.inputs).collect();
+    let outputs: Vec<&Value> = nodes().map(|(_, n)| &n.outputs).collect();
+    let errors: Vec<Option<&str>> = nodes().map(|(_, n)| n.error.as_deref()).collect();
+    let starts: Vec<DateTime<Utc>> = nodes().map(|(_, n)| n.started_at).collect();
+    let ends: Vec<DateTime<Utc>> = nodes().map(|(_, n)| n.completed_at).collect();
+    let durations: Vec<i32> = nodes()
+        .map(|(_, n)| millis_between(n.started_at, n.completed_at))
+        .collect();
     sqlx::query(
         "INSERT INTO node_executions (execution_id, node_id, node_type, status, inputs, outputs, \
             error, started_at, completed_at, duration_ms) \
-         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], \
-            $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int4[]) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], \
+            $6::jsonb[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int4[]) \
          ON CONFLICT DO NOTHING",
     )
-    .bind(execution_id)
+    .bind(&executions)
     .bind(&ids)
     .bind(&types)
     .bind(&statuses)
@@ -184,13 +207,86 @@ async fn insert_node_runs(
     Ok(())
 }
 
-fn classify(err: sqlx::Error) -> PersistError {
-    match &err {
-        sqlx::Error::Database(e) if e.code().as_deref() == Some(FOREIGN_KEY_VIOLATION) => {
-            PersistError::OwnerGone
-        }
-        _ => PersistError::Database(err),
-    }
+async fn insert_webhook_events(
+    tx: &mut Transaction<'_, Postgres>,
+    runs: &[&FinishedRun],
+) -> Result<(), sqlx::Error> {
+    let events = || runs.iter().map(|r| (&r.job, &r.job.event, &r.record));
+    let webhooks: Vec<&str> = events().map(|(_, e, _)| e.webhook_id.as_str()).collect();
+    let executions: Vec<Uuid> = events().map(|(j, _, _)| j.execution_id).collect();
+    let types: Vec<&str> = events().map(|(_, e, _)| e.event_type.as_str()).collect();
+    let payloads: Vec<&Value> = events().map(|(_, e, _)| &e.data).collect();
+    let correlations: Vec<Uuid> = events().map(|(_, e, _)| e.correlation_id).collect();
+    let ips: Vec<Option<&str>> = events().map(|(_, e, _)| e.client_ip.as_deref()).collect();
+    let agents: Vec<Option<&str>> = events().map(|(_, e, _)| e.user_agent.as_deref()).collect();
+    let methods: Vec<&str> = events().map(|(_, e, _)| e.http_method.as_str()).collect();
+    let headers: Vec<Value> = events()
+        .map(|(_, e, _)| Value::Object(e.headers.clone()))
+        .collect();
+    // What the caller was told: 200 when it waited for the result, 202 when it did not.
+    let statuses: Vec<i32> = events()
+        .map(|(j, _, _)| if j.reply_to.is_some() { 200 } else { 202 })
+        .collect();
+    let durations: Vec<i32> = events()
+        .map(|(_, _, r)| millis_between(r.started_at, r.completed_at))
+        .collect();
+    let errors: Vec<Option<&str>> = events().map(|(_, _, r)| r.error.as_deref()).collect();
+    let received: Vec<DateTime<Utc>> = events().map(|(_, e, _)| e.received_at).collect();
+    sqlx::query(
+        "INSERT INTO webhook_events (webhook_id, execution_id, event_type, payload, correlation_id, \
+            source_ip, user_agent, request_method, request_headers, request_ip, response_status, \
+            execution_time_ms, error_message, created_at) \
+         SELECT webhook_id, execution_id, event_type, payload, correlation_id, ip::inet, agent, \
+            method, headers, ip::inet, status, duration, error, received \
+         FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::jsonb[], $5::uuid[], $6::text[], \
+            $7::text[], $8::text[], $9::jsonb[], $10::int4[], $11::int4[], $12::text[], \
+            $13::timestamptz[]) \
+            AS e(webhook_id, execution_id, event_type, payload, correlation_id, ip, agent, method, \
+                 headers, status, duration, error, received)",
+    )
+    .bind(&webhooks)
+    .bind(&executions)
+    .bind(&types)
+    .bind(&payloads)
+    .bind(&correlations)
+    .bind(&ips)
+    .bind(&agents)
+    .bind(&methods)
+    .bind(&headers)
+    .bind(&statuses)
+    .bind(&durations)
+    .bind(&errors)
+    .bind(&received)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A delta row per run, not an UPDATE of the endpoint: concurrent executions of one webhook must
+/// not queue on one row's lock (see the migration that adds `webhook_trigger_deltas`).
+async fn insert_trigger_deltas(
+    tx: &mut Transaction<'_, Postgres>,
+    runs: &[&FinishedRun],
+) -> Result<(), sqlx::Error> {
+    let webhooks: Vec<&str> = runs
+        .iter()
+        .map(|r| r.job.event.webhook_id.as_str())
+        .collect();
+    let times: Vec<DateTime<Utc>> = runs.iter().map(|r| r.job.event.received_at).collect();
+    let failed: Vec<bool> = runs
+        .iter()
+        .map(|r| r.record.status == ExecutionStatus::Failed)
+        .collect();
+    sqlx::query(
+        "INSERT INTO webhook_trigger_deltas (webhook_id, triggered_at, failed) \
+         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::bool[])",
+    )
+    .bind(&webhooks)
+    .bind(&times)
+    .bind(&failed)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn millis_between(start: DateTime<Utc>, end: DateTime<Utc>) -> i32 {

@@ -1,0 +1,96 @@
+//! The batch writer: runs of many jobs in one transaction, one bad run not holding back the rest.
+
+use chrono::Utc;
+use kai_common::jobs::{WebhookEvent, WebhookJobV1};
+use kai_worker::engine;
+use kai_worker::persist::{FinishedRun, Written};
+use kai_worker::writer::{RunWriter, WriteFailure};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::harness::Harness;
+
+fn run_for(workflow_id: Uuid, user_id: Uuid, webhook_id: &str) -> FinishedRun {
+    let job = WebhookJobV1 {
+        execution_id: Uuid::now_v7(),
+        workflow_id,
+        workflow_version: 1,
+        user_id,
+        enqueued_at: Utc::now(),
+        event: WebhookEvent {
+            webhook_id: webhook_id.to_owned(),
+            node_id: "hook".into(),
+            correlation_id: Uuid::new_v4(),
+            http_method: "POST".into(),
+            event_type: "webhook.received".into(),
+            data: json!({}),
+            received_at: Utc::now(),
+            client_ip: None,
+            user_agent: None,
+            headers: Default::default(),
+            url: "http://test/".into(),
+        },
+        reply_to: None,
+    };
+    FinishedRun {
+        job,
+        record: engine::failed("not run".into(), "test"),
+        attempt: 1,
+    }
+}
+
+#[tokio::test]
+async fn a_batch_with_a_deleted_workflow_writes_the_others() {
+    let harness = Harness::start().await;
+    let hook = harness.hook().await;
+    let (user_id, webhook_id): (Uuid, String) = sqlx::query_as(
+        "SELECT w.user_id, e.webhook_id FROM workflows w JOIN webhook_endpoints e ON e.workflow_id = w.id \
+         WHERE w.id = $1",
+    )
+    .bind(hook.workflow_id)
+    .fetch_one(&harness.state.db)
+    .await
+    .unwrap();
+    let writer = RunWriter::start(harness.state.db.clone(), 1, 16);
+
+    let good = [
+        run_for(hook.workflow_id, user_id, &webhook_id),
+        run_for(hook.workflow_id, user_id, &webhook_id),
+    ];
+    let good_ids: Vec<Uuid> = good.iter().map(|r| r.job.execution_id).collect();
+    let orphan = run_for(Uuid::new_v4(), user_id, &webhook_id);
+    let [a, b] = good;
+    let results =
+        futures::future::join_all([writer.write(a), writer.write(orphan), writer.write(b)]).await;
+    let outcomes: Vec<Result<Written, WriteFailure>> =
+        results.into_iter().map(|(_, r)| r).collect();
+    assert_eq!(
+        outcomes,
+        [
+            Ok(Written::New),
+            Err(WriteFailure::OwnerGone),
+            Ok(Written::New)
+        ]
+    );
+
+    let recorded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM workflow_executions WHERE id = ANY($1)")
+            .bind(&good_ids)
+            .fetch_one(&harness.state.db)
+            .await
+            .unwrap();
+    assert_eq!(recorded, 2);
+
+    // Written again (a redelivery): recognised, nothing added.
+    let again = run_for(hook.workflow_id, user_id, &webhook_id);
+    let mut copy = run_for(hook.workflow_id, user_id, &webhook_id);
+    copy.job.execution_id = again.job.execution_id;
+    assert_eq!(writer.write(again).await.1, Ok(Written::New));
+    assert_eq!(writer.write(copy).await.1, Ok(Written::AlreadyRecorded));
+    let deltas: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_trigger_deltas")
+        .fetch_one(&harness.state.db)
+        .await
+        .unwrap();
+    assert_eq!(deltas, 3, "one counter delta per execution written");
+    harness.stop().await;
+}

@@ -1,14 +1,14 @@
 //! Writes finished webhook runs: for each, the execution, its node executions, its webhook event
 //! and its webhook counter delta, keyed by the execution id from the job message, so a
 //! redelivered message finds its execution already there and writes nothing. Many runs are
-//! written in one transaction with one statement per table (see `writer`).
+//! written by one statement (see `writer`).
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use kai_common::jobs::{ExecutionReply, ExecutionStatus, WebhookJobV1};
 use serde_json::Value;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::engine::RunRecord;
@@ -71,24 +71,54 @@ pub async fn recorded_reply(
     }))
 }
 
-/// Writes `runs` in one transaction. Returns, in order, whether each was new or already there.
-/// Fails as a whole; a foreign-key failure (one run's workflow was deleted) is reported as
-/// `OwnerGone` so the caller can retry the runs one by one.
+/// Writes `runs` in one statement (atomic by itself: one round trip, no explicit transaction).
+/// Returns, in order, whether each was new or already there. Fails as a whole; a foreign-key
+/// failure (one run's workflow was deleted) is reported as `OwnerGone` so the caller can retry
+/// the runs one by one.
 pub async fn write_runs(db: &PgPool, runs: &[FinishedRun]) -> Result<Vec<Written>, PersistError> {
-    let mut tx = db.begin().await?;
-    let inserted = insert_executions(&mut tx, runs)
+    let executions = ExecutionColumns::of(runs);
+    let nodes = NodeColumns::of(runs);
+    let events = EventColumns::of(runs);
+    let inserted: Vec<Uuid> = sqlx::query_scalar(WRITE_RUNS)
+        .bind(&executions.ids)
+        .bind(&executions.workflows)
+        .bind(&executions.versions)
+        .bind(&executions.users)
+        .bind(&executions.webhooks)
+        .bind(&executions.statuses)
+        .bind(&executions.inputs)
+        .bind(&executions.outputs)
+        .bind(&executions.errors)
+        .bind(&executions.error_types)
+        .bind(&executions.enqueued)
+        .bind(&executions.started)
+        .bind(&executions.completed)
+        .bind(&executions.durations)
+        .bind(&executions.attempts)
+        .bind(&nodes.executions)
+        .bind(&nodes.ids)
+        .bind(&nodes.types)
+        .bind(&nodes.statuses)
+        .bind(&nodes.inputs)
+        .bind(&nodes.outputs)
+        .bind(&nodes.errors)
+        .bind(&nodes.starts)
+        .bind(&nodes.ends)
+        .bind(&nodes.durations)
+        .bind(&events.types)
+        .bind(&events.payloads)
+        .bind(&events.correlations)
+        .bind(&events.ips)
+        .bind(&events.agents)
+        .bind(&events.methods)
+        .bind(&events.headers)
+        .bind(&events.statuses)
+        .bind(&events.received)
+        .bind(&events.failed)
+        .fetch_all(db)
         .await
         .map_err(PersistError::classify)?;
-    let new: Vec<&FinishedRun> = runs
-        .iter()
-        .filter(|run| inserted.contains(&run.job.execution_id))
-        .collect();
-    if !new.is_empty() {
-        insert_node_runs(&mut tx, &new).await?;
-        insert_webhook_events(&mut tx, &new).await?;
-        insert_trigger_deltas(&mut tx, &new).await?;
-    }
-    tx.commit().await?;
+    let inserted: HashSet<Uuid> = inserted.into_iter().collect();
     Ok(runs
         .iter()
         .map(|run| {
@@ -101,192 +131,175 @@ pub async fn write_runs(db: &PgPool, runs: &[FinishedRun]) -> Result<Vec<Written
         .collect())
 }
 
-/// Inserts the executions not yet recorded; returns the ids it inserted.
-async fn insert_executions(
-    tx: &mut Transaction<'_, Postgres>,
-    runs: &[FinishedRun],
-) -> Result<HashSet<Uuid>, sqlx::Error> {
-    let column = |f: &dyn Fn(&FinishedRun) -> Value| runs.iter().map(f).collect::<Vec<_>>();
-    let ids: Vec<Uuid> = runs.iter().map(|r| r.job.execution_id).collect();
-    let workflows: Vec<Uuid> = runs.iter().map(|r| r.job.workflow_id).collect();
-    let versions: Vec<i32> = runs.iter().map(|r| r.job.workflow_version).collect();
-    let users: Vec<Uuid> = runs.iter().map(|r| r.job.user_id).collect();
-    let webhooks: Vec<&str> = runs
-        .iter()
-        .map(|r| r.job.event.webhook_id.as_str())
-        .collect();
-    let statuses: Vec<&str> = runs.iter().map(|r| r.record.status.as_str()).collect();
-    let inputs = column(&|r| serde_json::to_value(&r.job.event).unwrap_or(Value::Null));
-    let outputs = column(&|r| r.record.result.clone());
-    let errors: Vec<Option<&str>> = runs.iter().map(|r| r.record.error.as_deref()).collect();
-    let error_types: Vec<Option<&str>> = runs.iter().map(|r| r.record.error_type).collect();
-    let enqueued: Vec<DateTime<Utc>> = runs.iter().map(|r| r.job.enqueued_at).collect();
-    let started: Vec<DateTime<Utc>> = runs.iter().map(|r| r.record.started_at).collect();
-    let completed: Vec<DateTime<Utc>> = runs.iter().map(|r| r.record.completed_at).collect();
-    let durations: Vec<i32> = runs
-        .iter()
-        .map(|r| millis_between(r.record.started_at, r.record.completed_at))
-        .collect();
-    let attempts: Vec<i32> = runs.iter().map(|r| r.attempt).collect();
-    let inserted: Vec<Uuid> = sqlx::query_scalar(
-        "INSERT INTO workflow_executions (id, workflow_id, workflow_version, user_id, trigger_type, \
-            trigger_id, status, inputs, outputs, error, error_type, enqueued_at, started_at, \
-            completed_at, duration_ms, attempt) \
-         SELECT id, workflow_id, version, user_id, 'webhook', trigger_id, status, inputs, outputs, \
-            error, error_type, enqueued_at, started_at, completed_at, duration_ms, attempt \
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::int4[], $4::uuid[], $5::text[], $6::text[], \
-            $7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::timestamptz[], \
-            $12::timestamptz[], $13::timestamptz[], $14::int4[], $15::int4[]) \
-            AS r(id, workflow_id, version, user_id, trigger_id, status, inputs, outputs, error, \
-                 error_type, enqueued_at, started_at, completed_at, duration_ms, attempt) \
-         ON CONFLICT (id) DO NOTHING \
-         RETURNING id",
-    )
-    .bind(&ids)
-    .bind(&workflows)
-    .bind(&versions)
-    .bind(&users)
-    .bind(&webhooks)
-    .bind(&statuses)
-    .bind(&inputs)
-    .bind(&outputs)
-    .bind(&errors)
-    .bind(&error_types)
-    .bind(&enqueued)
-    .bind(&started)
-    .bind(&completed)
-    .bind(&durations)
-    .bind(&attempts)
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(inserted.into_iter().collect())
+/// Inserts the executions not yet recorded and, for those only, their node executions, webhook
+/// events and counter deltas (a delta row rather than an UPDATE of the endpoint, so concurrent
+/// executions of one webhook never queue on one row's lock). Returns the ids it inserted.
+const WRITE_RUNS: &str = "
+WITH runs AS (
+    SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::int4[], $4::uuid[], $5::text[], $6::text[],
+        $7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::timestamptz[],
+        $12::timestamptz[], $13::timestamptz[], $14::int4[], $15::int4[],
+        $26::text[], $27::jsonb[], $28::uuid[], $29::text[], $30::text[], $31::text[],
+        $32::jsonb[], $33::int4[], $34::timestamptz[], $35::bool[])
+    AS r(id, workflow_id, version, user_id, webhook_id, status, inputs, outputs, error,
+         error_type, enqueued_at, started_at, completed_at, duration_ms, attempt,
+         event_type, payload, correlation_id, ip, agent, method, headers, response_status,
+         received_at, failed)
+), inserted AS (
+    INSERT INTO workflow_executions (id, workflow_id, workflow_version, user_id, trigger_type,
+        trigger_id, status, inputs, outputs, error, error_type, enqueued_at, started_at,
+        completed_at, duration_ms, attempt)
+    SELECT id, workflow_id, version, user_id, 'webhook', webhook_id, status, inputs, outputs,
+        error, error_type, enqueued_at, started_at, completed_at, duration_ms, attempt
+    FROM runs
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), nodes AS (
+    INSERT INTO node_executions (execution_id, node_id, node_type, status, inputs, outputs,
+        error, started_at, completed_at, duration_ms)
+    SELECT n.* FROM UNNEST($16::uuid[], $17::text[], $18::text[], $19::text[], $20::jsonb[],
+        $21::jsonb[], $22::text[], $23::timestamptz[], $24::timestamptz[], $25::int4[])
+        AS n(execution_id, node_id, node_type, status, inputs, outputs, error, started_at,
+             completed_at, duration_ms)
+    WHERE n.execution_id IN (SELECT id FROM inserted)
+    ON CONFLICT DO NOTHING
+), events AS (
+    INSERT INTO webhook_events (webhook_id, execution_id, event_type, payload, correlation_id,
+        source_ip, user_agent, request_method, request_headers, request_ip, response_status,
+        execution_time_ms, error_message, created_at)
+    SELECT webhook_id, id, event_type, payload, correlation_id, ip::inet, agent, method, headers,
+        ip::inet, response_status, duration_ms, error, received_at
+    FROM runs WHERE id IN (SELECT id FROM inserted)
+), deltas AS (
+    INSERT INTO webhook_trigger_deltas (webhook_id, triggered_at, failed)
+    SELECT webhook_id, received_at, failed FROM runs WHERE id IN (SELECT id FROM inserted)
+)
+SELECT id FROM inserted";
+
+/// The execution columns of a batch, one array per column.
+struct ExecutionColumns<'a> {
+    ids: Vec<Uuid>,
+    workflows: Vec<Uuid>,
+    versions: Vec<i32>,
+    users: Vec<Uuid>,
+    webhooks: Vec<&'a str>,
+    statuses: Vec<&'a str>,
+    inputs: Vec<Value>,
+    outputs: Vec<&'a Value>,
+    errors: Vec<Option<&'a str>>,
+    error_types: Vec<Option<&'a str>>,
+    enqueued: Vec<DateTime<Utc>>,
+    started: Vec<DateTime<Utc>>,
+    completed: Vec<DateTime<Utc>>,
+    durations: Vec<i32>,
+    attempts: Vec<i32>,
 }
 
-async fn insert_node_runs(
-    tx: &mut Transaction<'_, Postgres>,
-    runs: &[&FinishedRun],
-) -> Result<(), sqlx::Error> {
-    let nodes = || {
-        runs.iter()
-            .flat_map(|r| r.record.nodes.iter().map(move |n| (r, n)))
-    };
-    let executions: Vec<Uuid> = nodes().map(|(r, _)| r.job.execution_id).collect();
-    if executions.is_empty() {
-        return Ok(());
+impl<'a> ExecutionColumns<'a> {
+    fn of(runs: &'a [FinishedRun]) -> Self {
+        Self {
+            ids: runs.iter().map(|r| r.job.execution_id).collect(),
+            workflows: runs.iter().map(|r| r.job.workflow_id).collect(),
+            versions: runs.iter().map(|r| r.job.workflow_version).collect(),
+            users: runs.iter().map(|r| r.job.user_id).collect(),
+            webhooks: runs
+                .iter()
+                .map(|r| r.job.event.webhook_id.as_str())
+                .collect(),
+            statuses: runs.iter().map(|r| r.record.status.as_str()).collect(),
+            inputs: runs
+                .iter()
+                .map(|r| serde_json::to_value(&r.job.event).unwrap_or(Value::Null))
+                .collect(),
+            outputs: runs.iter().map(|r| &r.record.result).collect(),
+            errors: runs.iter().map(|r| r.record.error.as_deref()).collect(),
+            error_types: runs.iter().map(|r| r.record.error_type).collect(),
+            enqueued: runs.iter().map(|r| r.job.enqueued_at).collect(),
+            started: runs.iter().map(|r| r.record.started_at).collect(),
+            completed: runs.iter().map(|r| r.record.completed_at).collect(),
+            durations: runs
+                .iter()
+                .map(|r| millis_between(r.record.started_at, r.record.completed_at))
+                .collect(),
+            attempts: runs.iter().map(|r| r.attempt).collect(),
+        }
     }
-    let ids: Vec<&str> = nodes().map(|(_, n)| n.node_id.as_str()).collect();
-    let types: Vec<&str> = nodes().map(|(_, n)| n.node_type).collect();
-    let statuses: Vec<&str> = nodes().map(|(_, n)| n.status).collect();
-    let inputs: Vec<&Value> = nodes().map(|(_, n)| &n.inputs).collect();
-    let outputs: Vec<&Value> = nodes().map(|(_, n)| &n.outputs).collect();
-    let errors: Vec<Option<&str>> = nodes().map(|(_, n)| n.error.as_deref()).collect();
-    let starts: Vec<DateTime<Utc>> = nodes().map(|(_, n)| n.started_at).collect();
-    let ends: Vec<DateTime<Utc>> = nodes().map(|(_, n)| n.completed_at).collect();
-    let durations: Vec<i32> = nodes()
-        .map(|(_, n)| millis_between(n.started_at, n.completed_at))
-        .collect();
-    sqlx::query(
-        "INSERT INTO node_executions (execution_id, node_id, node_type, status, inputs, outputs, \
-            error, started_at, completed_at, duration_ms) \
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], \
-            $6::jsonb[], $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int4[]) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&executions)
-    .bind(&ids)
-    .bind(&types)
-    .bind(&statuses)
-    .bind(&inputs)
-    .bind(&outputs)
-    .bind(&errors)
-    .bind(&starts)
-    .bind(&ends)
-    .bind(&durations)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
-async fn insert_webhook_events(
-    tx: &mut Transaction<'_, Postgres>,
-    runs: &[&FinishedRun],
-) -> Result<(), sqlx::Error> {
-    let events = || runs.iter().map(|r| (&r.job, &r.job.event, &r.record));
-    let webhooks: Vec<&str> = events().map(|(_, e, _)| e.webhook_id.as_str()).collect();
-    let executions: Vec<Uuid> = events().map(|(j, _, _)| j.execution_id).collect();
-    let types: Vec<&str> = events().map(|(_, e, _)| e.event_type.as_str()).collect();
-    let payloads: Vec<&Value> = events().map(|(_, e, _)| &e.data).collect();
-    let correlations: Vec<Uuid> = events().map(|(_, e, _)| e.correlation_id).collect();
-    let ips: Vec<Option<&str>> = events().map(|(_, e, _)| e.client_ip.as_deref()).collect();
-    let agents: Vec<Option<&str>> = events().map(|(_, e, _)| e.user_agent.as_deref()).collect();
-    let methods: Vec<&str> = events().map(|(_, e, _)| e.http_method.as_str()).collect();
-    let headers: Vec<Value> = events()
-        .map(|(_, e, _)| Value::Object(e.headers.clone()))
-        .collect();
-    // What the caller was told: 200 when it waited for the result, 202 when it did not.
-    let statuses: Vec<i32> = events()
-        .map(|(j, _, _)| if j.reply_to.is_some() { 200 } else { 202 })
-        .collect();
-    let durations: Vec<i32> = events()
-        .map(|(_, _, r)| millis_between(r.started_at, r.completed_at))
-        .collect();
-    let errors: Vec<Option<&str>> = events().map(|(_, _, r)| r.error.as_deref()).collect();
-    let received: Vec<DateTime<Utc>> = events().map(|(_, e, _)| e.received_at).collect();
-    sqlx::query(
-        "INSERT INTO webhook_events (webhook_id, execution_id, event_type, payload, correlation_id, \
-            source_ip, user_agent, request_method, request_headers, request_ip, response_status, \
-            execution_time_ms, error_message, created_at) \
-         SELECT webhook_id, execution_id, event_type, payload, correlation_id, ip::inet, agent, \
-            method, headers, ip::inet, status, duration, error, received \
-         FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::jsonb[], $5::uuid[], $6::text[], \
-            $7::text[], $8::text[], $9::jsonb[], $10::int4[], $11::int4[], $12::text[], \
-            $13::timestamptz[]) \
-            AS e(webhook_id, execution_id, event_type, payload, correlation_id, ip, agent, method, \
-                 headers, status, duration, error, received)",
-    )
-    .bind(&webhooks)
-    .bind(&executions)
-    .bind(&types)
-    .bind(&payloads)
-    .bind(&correlations)
-    .bind(&ips)
-    .bind(&agents)
-    .bind(&methods)
-    .bind(&headers)
-    .bind(&statuses)
-    .bind(&durations)
-    .bind(&errors)
-    .bind(&received)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// The node executions of a batch, one array per column.
+struct NodeColumns<'a> {
+    executions: Vec<Uuid>,
+    ids: Vec<&'a str>,
+    types: Vec<&'a str>,
+    statuses: Vec<&'a str>,
+    inputs: Vec<&'a Value>,
+    outputs: Vec<&'a Value>,
+    errors: Vec<Option<&'a str>>,
+    starts: Vec<DateTime<Utc>>,
+    ends: Vec<DateTime<Utc>>,
+    durations: Vec<i32>,
 }
 
-/// A delta row per run, not an UPDATE of the endpoint: concurrent executions of one webhook must
-/// not queue on one row's lock (see the migration that adds `webhook_trigger_deltas`).
-async fn insert_trigger_deltas(
-    tx: &mut Transaction<'_, Postgres>,
-    runs: &[&FinishedRun],
-) -> Result<(), sqlx::Error> {
-    let webhooks: Vec<&str> = runs
-        .iter()
-        .map(|r| r.job.event.webhook_id.as_str())
-        .collect();
-    let times: Vec<DateTime<Utc>> = runs.iter().map(|r| r.job.event.received_at).collect();
-    let failed: Vec<bool> = runs
-        .iter()
-        .map(|r| r.record.status == ExecutionStatus::Failed)
-        .collect();
-    sqlx::query(
-        "INSERT INTO webhook_trigger_deltas (webhook_id, triggered_at, failed) \
-         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::bool[])",
-    )
-    .bind(&webhooks)
-    .bind(&times)
-    .bind(&failed)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+impl<'a> NodeColumns<'a> {
+    fn of(runs: &'a [FinishedRun]) -> Self {
+        let nodes = || {
+            runs.iter()
+                .flat_map(|r| r.record.nodes.iter().map(move |n| (r, n)))
+        };
+        Self {
+            executions: nodes().map(|(r, _)| r.job.execution_id).collect(),
+            ids: nodes().map(|(_, n)| n.node_id.as_str()).collect(),
+            types: nodes().map(|(_, n)| n.node_type).collect(),
+            statuses: nodes().map(|(_, n)| n.status).collect(),
+            inputs: nodes().map(|(_, n)| &n.inputs).collect(),
+            outputs: nodes().map(|(_, n)| &n.outputs).collect(),
+            errors: nodes().map(|(_, n)| n.error.as_deref()).collect(),
+            starts: nodes().map(|(_, n)| n.started_at).collect(),
+            ends: nodes().map(|(_, n)| n.completed_at).collect(),
+            durations: nodes()
+                .map(|(_, n)| millis_between(n.started_at, n.completed_at))
+                .collect(),
+        }
+    }
+}
+
+/// The webhook-event columns of a batch (aligned with the executions), one array per column.
+struct EventColumns<'a> {
+    types: Vec<&'a str>,
+    payloads: Vec<&'a Value>,
+    correlations: Vec<Uuid>,
+    ips: Vec<Option<&'a str>>,
+    agents: Vec<Option<&'a str>>,
+    methods: Vec<&'a str>,
+    headers: Vec<Value>,
+    statuses: Vec<i32>,
+    received: Vec<DateTime<Utc>>,
+    failed: Vec<bool>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(runs: &'a [FinishedRun]) -> Self {
+        let events = || runs.iter().map(|r| &r.job.event);
+        Self {
+            types: events().map(|e| e.event_type.as_str()).collect(),
+            payloads: events().map(|e| &e.data).collect(),
+            correlations: events().map(|e| e.correlation_id).collect(),
+            ips: events().map(|e| e.client_ip.as_deref()).collect(),
+            agents: events().map(|e| e.user_agent.as_deref()).collect(),
+            methods: events().map(|e| e.http_method.as_str()).collect(),
+            headers: events().map(|e| Value::Object(e.headers.clone())).collect(),
+            // What the caller was told: 200 when it waited for the result, 202 when it did not.
+            statuses: runs
+                .iter()
+                .map(|r| if r.job.reply_to.is_some() { 200 } else { 202 })
+                .collect(),
+            received: events().map(|e| e.received_at).collect(),
+            failed: runs
+                .iter()
+                .map(|r| r.record.status == ExecutionStatus::Failed)
+                .collect(),
+        }
+    }
 }
 
 fn millis_between(start: DateTime<Utc>, end: DateTime<Utc>) -> i32 {

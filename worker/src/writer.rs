@@ -1,6 +1,6 @@
-//! Groups the finished runs of many jobs into one transaction. Each job hands its run to the
+//! Groups the finished runs of many jobs into one atomic write. Each job hands its run to the
 //! writer and waits; a few writer tasks each take whatever runs are waiting (up to a batch) and
-//! write them with one statement per table. Idle, a run is written alone and at once; under
+//! write them with one statement. Idle, a run is written alone and at once; under
 //! load, batches grow by themselves, so throughput follows the database's rows per second, not
 //! its commits per second. A job acknowledges its message only after its run is committed.
 

@@ -26,9 +26,10 @@ pub struct WorkerConfig {
     pub addr: SocketAddr,
 
     /// Jobs this worker runs at once. Jobs mostly wait on I/O (HTTP, LLMs, the database), so
-    /// this is well above the core count.
+    /// this is well above the core count; it also bounds how many finished runs can share one
+    /// database write (docs/BENCHMARKS.md: 64 drains ~1,400 executions/s here, 256 ~3,150).
     #[arg(long, env = "KAI_WORKER_CONCURRENCY", value_name = "KAI_WORKER_CONCURRENCY",
-          default_value = "64", value_parser = parse_positive)]
+          default_value = "256", value_parser = parse_positive)]
     pub concurrency: usize,
 
     /// Seconds before an unacknowledged job is redelivered to another worker (long jobs send

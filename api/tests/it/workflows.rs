@@ -264,3 +264,92 @@ async fn execution_listing_pages_and_filters() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     app.stop().await;
 }
+
+/// Where the KAI-Fusion exports are: `KAI_FUSION_EXAMPLES`, or `shared/kai-fusion-examples`
+/// beside the repository (as the project's machines lay it out).
+fn kai_fusion_examples() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("KAI_FUSION_EXAMPLES")
+        .map(Into::into)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/kai-fusion-examples")
+        });
+    dir.is_dir().then_some(dir)
+}
+
+#[tokio::test]
+async fn every_kai_fusion_export_imports_or_names_each_type_not_available_yet() {
+    let Some(dir) = kai_fusion_examples() else {
+        eprintln!("KAI-Fusion examples not found; set KAI_FUSION_EXAMPLES to run this test");
+        return;
+    };
+    let app = TestApp::spawn_api_only().await;
+    let token = app.user("exports@example.com").await;
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    files.sort();
+    assert!(
+        files.len() >= 8,
+        "expected the eight exports in {}",
+        dir.display()
+    );
+    let mut runnable = 0;
+    for path in files {
+        let mut body: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        if body.get("name").is_none() {
+            body["name"] = json!(path.file_stem().unwrap().to_string_lossy());
+        }
+        let flow = body.get("flow_data").unwrap_or(&body).clone();
+        let unavailable: Vec<(String, &str)> = flow["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|node| {
+                let written = node["type"].as_str().unwrap();
+                let canonical = kai_common::workflow::catalogue::canonical_name(written)
+                    .unwrap_or_else(|| {
+                        panic!("{}: `{written}` is not in the catalogue", path.display())
+                    });
+                kai_common::workflow::NodeType::parse(written)
+                    .is_none()
+                    .then(|| (node["id"].as_str().unwrap().to_owned(), canonical))
+            })
+            .collect();
+        let (status, answer) = post_workflow(&app, &token, body).await;
+        if unavailable.is_empty() {
+            assert_eq!(status, StatusCode::CREATED, "{}: {answer}", path.display());
+            runnable += 1;
+        } else {
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{}: {answer}",
+                path.display()
+            );
+            let message = answer["message"].as_str().unwrap();
+            for (node_id, canonical) in &unavailable {
+                assert!(
+                    message.contains(canonical),
+                    "{}: {canonical} not named in {message}",
+                    path.display()
+                );
+                assert!(
+                    message.contains(node_id.as_str()),
+                    "{}: {node_id} not named in {message}",
+                    path.display()
+                );
+            }
+        }
+    }
+    let (_, list) = app.get_json("/api/v1/workflows", &token).await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        runnable,
+        "only the runnable exports are stored"
+    );
+    app.stop().await;
+}

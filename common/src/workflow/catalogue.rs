@@ -1,4 +1,5 @@
-//! The node types this engine can run, and the legacy names KAI-Fusion exports still use.
+//! The node types this engine can run, the rest of KAI-Fusion's catalogue it knows by name, and
+//! the legacy names KAI-Fusion exports still use.
 
 /// A node type the engine knows how to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -11,13 +12,56 @@ pub enum NodeType {
     End,
 }
 
+/// Every node type of KAI-Fusion's catalogue, by canonical name, with the names older exports
+/// use for it. A workflow naming one that is not implemented yet is refused with its name, never
+/// imported with the node silently dropped.
+const CATALOGUE: &[(&str, &[&str])] = &[
+    ("StartNode", &["Start"]),
+    ("WebhookStartNode", &["WebhookTrigger", "WebhookNode"]),
+    ("EndNode", &["End"]),
+    ("TimerStartNode", &["TimerStart"]),
+    ("ConditionNode", &[]),
+    ("RespondToWebhook", &[]),
+    ("OpenAIChat", &["OpenAINode"]),
+    ("OpenAICompatibleNode", &[]),
+    ("HttpRequest", &["HttpClientNode"]),
+    (
+        "OpenAIEmbedder",
+        &["OpenAIEmbeddingsProvider", "OpenAIEmbedderNode"],
+    ),
+    (
+        "PGVectorStore",
+        &["VectorStoreOrchestrator", "PGVectorStoreNode"],
+    ),
+    ("Reranker", &["CohereRerankerProvider", "RerankerNode"]),
+    ("Agent", &["ReactAgentNode", "ToolAgentNode", "ReactAgent"]),
+    ("BufferMemory", &["BufferMemoryNode"]),
+    ("ConversationMemory", &[]),
+    ("RetrievalQA", &["RetrievalQANode"]),
+    ("RetrieverProvider", &[]),
+    ("TavilySearch", &[]),
+    ("WebScraper", &["WebScraperNode"]),
+    ("ChunkSplitter", &["ChunkSplitterNode"]),
+    ("DocumentLoader", &["DocumentLoaderNode"]),
+    ("CodeNode", &[]),
+];
+
+/// The canonical name of a catalogue type written as `name` (itself or a legacy name).
+pub fn canonical_name(name: &str) -> Option<&'static str> {
+    CATALOGUE
+        .iter()
+        .find(|(canonical, aliases)| *canonical == name || aliases.contains(&name))
+        .map(|(canonical, _)| *canonical)
+}
+
 impl NodeType {
-    /// Resolves a type name as written in a workflow, including KAI-Fusion's legacy names.
+    /// Resolves a type name as written in a workflow, including KAI-Fusion's legacy names;
+    /// `None` when the type is unknown or not implemented yet (see `canonical_name`).
     pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "StartNode" | "Start" => Some(Self::Start),
-            "WebhookStartNode" | "WebhookTrigger" | "WebhookNode" => Some(Self::WebhookStart),
-            "EndNode" | "End" => Some(Self::End),
+        match canonical_name(name)? {
+            "StartNode" => Some(Self::Start),
+            "WebhookStartNode" => Some(Self::WebhookStart),
+            "EndNode" => Some(Self::End),
             _ => None,
         }
     }
@@ -57,5 +101,21 @@ mod tests {
             "WebhookStartNode"
         );
         assert_eq!(NodeType::parse("NoSuchNode"), None);
+        assert_eq!(
+            canonical_name("OpenAIEmbeddingsProvider"),
+            Some("OpenAIEmbedder")
+        );
+        assert_eq!(
+            canonical_name("VectorStoreOrchestrator"),
+            Some("PGVectorStore")
+        );
+        assert_eq!(canonical_name("NoSuchNode"), None);
+    }
+
+    #[test]
+    fn every_implemented_type_is_in_the_catalogue() {
+        for node_type in NodeType::all() {
+            assert_eq!(canonical_name(node_type.name()), Some(node_type.name()));
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::catalogue::NodeType;
+use super::catalogue::{NodeType, canonical_name};
 use super::flow::FlowData;
 
 /// Why a graph cannot be saved or run. Each names the node or edge at fault.
@@ -18,6 +18,9 @@ pub enum GraphError {
     DuplicateNode { node_id: String },
     #[error("node `{node_id}` has unknown type `{node_type}`")]
     UnknownType { node_id: String, node_type: String },
+    /// KAI-Fusion node types this version cannot run yet; every such node is listed.
+    #[error("node types not available in this version yet: {}", list_unavailable(.nodes))]
+    NotAvailable { nodes: Vec<UnavailableNode> },
     #[error("edge {edge} refers to missing node `{node_id}`")]
     MissingNode { edge: String, node_id: String },
     #[error("the workflow contains a cycle through node `{node_id}`")]
@@ -34,9 +37,37 @@ impl GraphError {
             | GraphError::UnknownType { node_id, .. }
             | GraphError::MissingNode { node_id, .. }
             | GraphError::Cycle { node_id } => Some(node_id),
+            GraphError::NotAvailable { nodes } => nodes.first().map(|n| n.node_id.as_str()),
             _ => None,
         }
     }
+}
+
+/// A node whose KAI-Fusion type is known but not implemented yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnavailableNode {
+    pub node_id: String,
+    /// As written in the workflow.
+    pub written: String,
+    /// The catalogue's name for it.
+    pub canonical: &'static str,
+}
+
+fn list_unavailable(nodes: &[UnavailableNode]) -> String {
+    nodes
+        .iter()
+        .map(|n| {
+            if n.written == n.canonical {
+                format!("{} (node `{}`)", n.canonical, n.node_id)
+            } else {
+                format!(
+                    "{} written as {} (node `{}`)",
+                    n.canonical, n.written, n.node_id
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A graph that passed validation.
@@ -59,6 +90,7 @@ impl Graph {
         }
         let mut index: HashMap<&str, usize> = HashMap::with_capacity(flow.nodes.len());
         let mut types = Vec::with_capacity(flow.nodes.len());
+        let mut unavailable = Vec::new();
         for (i, node) in flow.nodes.iter().enumerate() {
             if node.id.trim().is_empty() {
                 return Err(GraphError::EmptyNodeId { index: i });
@@ -68,12 +100,26 @@ impl Graph {
                     node_id: node.id.clone(),
                 });
             }
-            let node_type =
-                NodeType::parse(&node.node_type).ok_or_else(|| GraphError::UnknownType {
+            match (
+                NodeType::parse(&node.node_type),
+                canonical_name(&node.node_type),
+            ) {
+                (Some(node_type), _) => types.push(node_type),
+                (None, Some(canonical)) => unavailable.push(UnavailableNode {
                     node_id: node.id.clone(),
-                    node_type: node.node_type.clone(),
-                })?;
-            types.push(node_type);
+                    written: node.node_type.clone(),
+                    canonical,
+                }),
+                (None, None) => {
+                    return Err(GraphError::UnknownType {
+                        node_id: node.id.clone(),
+                        node_type: node.node_type.clone(),
+                    });
+                }
+            }
+        }
+        if !unavailable.is_empty() {
+            return Err(GraphError::NotAvailable { nodes: unavailable });
         }
         if !types.iter().any(|t| t.is_entry()) {
             return Err(GraphError::NoEntry);
@@ -233,6 +279,14 @@ mod tests {
                 edge: "e1".into(),
                 node_id: "ghost".into()
             }
+        );
+
+        let later = graph(json!({"nodes": [
+            {"id": "s", "type": "StartNode"}, {"id": "llm", "type": "OpenAINode"}, {"id": "a", "type": "Agent"}]}));
+        assert_eq!(
+            later.unwrap_err().to_string(),
+            "node types not available in this version yet: OpenAIChat written as OpenAINode \
+             (node `llm`), Agent (node `a`)"
         );
 
         let no_entry = graph(json!({"nodes": [{"id": "e", "type": "EndNode"}]}));

@@ -6,4 +6,4 @@ pub mod graph;
 
 pub use catalogue::NodeType;
 pub use flow::{Edge, FlowData, FlowError, Node};
-pub use graph::{Graph, GraphError};
+pub use graph::{Graph, GraphError, UnavailableNode};

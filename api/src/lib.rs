@@ -90,6 +90,7 @@ pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
         )
         .nest("/", service)
         .data(state)
+        .around(middleware::limit_management_body)
         .around(middleware::record_request)
         .catch_all_error(error::render_error)
 }

@@ -353,3 +353,17 @@ async fn every_kai_fusion_export_imports_or_names_each_type_not_available_yet() 
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_oversized_management_body_is_refused_with_413() {
+    let app = TestApp::spawn_api_only().await;
+    let token = app.user("big@example.com").await;
+    let huge = json!({"name": "big", "description": "x".repeat(6 * 1024 * 1024),
+        "nodes": [{"id": "s", "type": "StartNode"}]});
+    let (status, body) = post_workflow(&app, &token, huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"], "payload_too_large");
+    let (_, list) = app.get_json("/api/v1/workflows", &token).await;
+    assert_eq!(list, json!([]));
+    app.stop().await;
+}

@@ -7,6 +7,7 @@ pub mod health;
 pub mod jobs;
 pub mod metrics;
 pub mod nats;
+pub mod nodes;
 pub mod redis;
 pub mod shutdown;
 pub mod telemetry;

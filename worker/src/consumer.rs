@@ -108,7 +108,7 @@ impl JobHandler {
         {
             Ok(graph) => {
                 let trigger = serde_json::to_value(&job.event).unwrap_or_default();
-                engine::run(&graph, &RunInput { trigger })
+                engine::run(&graph, &RunInput { trigger }).await
             }
             Err(VersionError::Database(e)) => return Outcome::Retry(format!("database: {e}")),
             Err(VersionError::Missing { .. }) => {

@@ -1,11 +1,16 @@
-//! Runs a validated graph: every node after its inputs, each node's run recorded.
-//!
-//! This is the walking skeleton's engine (entry and end nodes); the full node catalogue plugs
-//! into `run_node`.
+//! Runs a validated graph: every node once its inputs are settled, independent branches
+//! concurrently, a node with several inputs only when all of them are (a join). A node none of
+//! whose incoming edges carries a value (its sources were skipped, or routed elsewhere, as a
+//! `ConditionNode` does) is skipped, and so is everything only it feeds. A failing node stops
+//! the run, named in its error.
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use kai_common::jobs::ExecutionStatus;
-use kai_common::workflow::{Graph, NodeType};
+use kai_common::nodes::{NodeContext, NodeError, NodeOutput};
+use kai_common::workflow::Graph;
+use kai_common::workflow::template::TemplateScope;
 use serde_json::{Map, Value, json};
 
 /// What a run is given.
@@ -40,75 +45,204 @@ pub struct RunRecord {
     pub completed_at: DateTime<Utc>,
 }
 
+/// How a node ended.
+enum Settled {
+    Done(NodeOutput),
+    Skipped,
+}
+
+/// The scope every template of the run starts from.
+fn base_scope(trigger: &Value) -> TemplateScope {
+    let mut scope = TemplateScope::default();
+    scope.set("webhook_data", trigger.clone());
+    scope.set(
+        "webhook_trigger",
+        trigger.get("data").cloned().unwrap_or(Value::Null),
+    );
+    scope.set("input", trigger.clone());
+    scope
+}
+
 /// Runs `graph` to completion.
-pub fn run(graph: &Graph, input: &RunInput) -> RunRecord {
+pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
     let started_at = Utc::now();
-    let mut outputs: Vec<Option<Value>> = vec![None; graph.len()];
-    let mut nodes = Vec::with_capacity(graph.len());
-    for &index in graph.order() {
-        let node_started = Utc::now();
-        let node_input = gather_inputs(graph, index, &outputs);
-        let output = run_node(
-            graph.node_type(index),
-            graph.node_data(index),
-            &node_input,
-            input,
-        );
-        nodes.push(NodeRun {
-            node_id: graph.node_id(index).to_owned(),
-            node_type: graph.node_type(index).name(),
-            status: "completed",
-            inputs: node_input,
-            outputs: output.clone(),
-            error: None,
-            started_at: node_started,
-            completed_at: Utc::now(),
-        });
-        outputs[index] = Some(output);
-    }
-    let result = collect(graph, &graph.result_nodes(), &outputs);
-    RunRecord {
-        status: ExecutionStatus::Completed,
-        result,
-        error: None,
-        error_type: None,
-        nodes,
-        started_at,
-        completed_at: Utc::now(),
-    }
-}
+    let n = graph.len();
+    let mut settled: Vec<Option<Settled>> = (0..n).map(|_| None).collect();
+    let mut waiting: Vec<usize> = (0..n).map(|i| graph.incoming(i).len()).collect();
+    let mut ready: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    let mut scope = base_scope(&input.trigger);
+    let mut nodes = Vec::with_capacity(n);
+    let mut running = FuturesUnordered::new();
+    let mut failure: Option<(String, &'static str)> = None;
 
-fn run_node(node_type: NodeType, data: &Value, node_input: &Value, run: &RunInput) -> Value {
-    match node_type {
-        NodeType::WebhookStart => run.trigger.clone(),
-        NodeType::Start => match data.get("initial_input") {
-            Some(Value::String(s)) if !s.is_empty() => Value::String(s.clone()),
-            _ if !node_input.is_null() => node_input.clone(),
-            _ => run.trigger.clone(),
-        },
-        NodeType::End => node_input.clone(),
-    }
-}
-
-/// A node's input: its one predecessor's output, or an object of them by node id.
-fn gather_inputs(graph: &Graph, index: usize, outputs: &[Option<Value>]) -> Value {
-    collect(graph, graph.inputs_of(index), outputs)
-}
-
-fn collect(graph: &Graph, sources: &[usize], outputs: &[Option<Value>]) -> Value {
-    match sources {
-        [] => Value::Null,
-        [one] => outputs[*one].clone().unwrap_or(Value::Null),
-        many => {
-            let mut merged = Map::new();
-            for &source in many {
-                merged.insert(
-                    graph.node_id(source).to_owned(),
-                    outputs[source].clone().unwrap_or(Value::Null),
-                );
+    loop {
+        while let Some(index) = ready.pop() {
+            match node_input(graph, index, &settled) {
+                None => {
+                    let now = Utc::now();
+                    nodes.push(NodeRun {
+                        node_id: graph.node_id(index).to_owned(),
+                        node_type: graph.definition(index).type_name(),
+                        status: "skipped",
+                        inputs: Value::Null,
+                        outputs: Value::Null,
+                        error: None,
+                        started_at: now,
+                        completed_at: now,
+                    });
+                    settled[index] = Some(Settled::Skipped);
+                    release(graph, index, &mut waiting, &mut ready);
+                }
+                Some(node_input) => {
+                    let node_scope = scope.with_input(&node_input);
+                    let trigger = &input.trigger;
+                    running.push(async move {
+                        let started = Utc::now();
+                        let context = NodeContext {
+                            node_id: graph.node_id(index),
+                            config: graph.node_config(index),
+                            input: &node_input,
+                            trigger,
+                            scope: &node_scope,
+                        };
+                        let result = graph.definition(index).execute(context).await;
+                        (index, node_input, result, started)
+                    });
+                }
             }
-            Value::Object(merged)
         }
+        let Some((index, node_input, result, started)) = running.next().await else {
+            break;
+        };
+        let definition = graph.definition(index);
+        match result {
+            Ok(output) => {
+                nodes.push(NodeRun {
+                    node_id: graph.node_id(index).to_owned(),
+                    node_type: definition.type_name(),
+                    status: "completed",
+                    inputs: node_input,
+                    outputs: output.value.clone(),
+                    error: None,
+                    started_at: started,
+                    completed_at: Utc::now(),
+                });
+                scope.set(graph.node_id(index), output.value.clone());
+                if let Some(name) = graph.node_data(index).get("name").and_then(Value::as_str) {
+                    scope.set(name, output.value.clone());
+                }
+                settled[index] = Some(Settled::Done(output));
+                release(graph, index, &mut waiting, &mut ready);
+            }
+            Err(error) => {
+                let message = describe(graph, index, &error);
+                nodes.push(NodeRun {
+                    node_id: graph.node_id(index).to_owned(),
+                    node_type: definition.type_name(),
+                    status: "failed",
+                    inputs: node_input,
+                    outputs: Value::Null,
+                    error: Some(message.clone()),
+                    started_at: started,
+                    completed_at: Utc::now(),
+                });
+                failure = Some((message, error.kind()));
+                // Nothing further starts; what is still running is abandoned.
+                break;
+            }
+        }
+    }
+
+    let completed_at = Utc::now();
+    match failure {
+        Some((error, error_type)) => RunRecord {
+            status: ExecutionStatus::Failed,
+            result: json!({"success": false, "error": error, "error_type": error_type}),
+            error: Some(error),
+            error_type: Some(error_type),
+            nodes,
+            started_at,
+            completed_at,
+        },
+        None => RunRecord {
+            status: ExecutionStatus::Completed,
+            result: collect_result(graph, &settled),
+            error: None,
+            error_type: None,
+            nodes,
+            started_at,
+            completed_at,
+        },
+    }
+}
+
+fn describe(graph: &Graph, index: usize, error: &NodeError) -> String {
+    format!(
+        "node `{}` ({}) failed: {error}",
+        graph.node_id(index),
+        graph.definition(index).type_name()
+    )
+}
+
+/// A settled node's successors each have one input fewer to wait for.
+fn release(graph: &Graph, index: usize, waiting: &mut [usize], ready: &mut Vec<usize>) {
+    for &next in graph.outgoing(index) {
+        waiting[next] -= 1;
+        if waiting[next] == 0 {
+            ready.push(next);
+        }
+    }
+}
+
+/// The value a node runs on, or `None` when it must be skipped: its incoming edges that carry a
+/// value (from a completed source, through a handle the source routed to). One such edge gives
+/// its value; several give an object by source node id. An entry node gets null.
+fn node_input(graph: &Graph, index: usize, settled: &[Option<Settled>]) -> Option<Value> {
+    let incoming = graph.incoming(index);
+    if incoming.is_empty() {
+        return Some(Value::Null);
+    }
+    let active: Vec<(usize, &Value)> = incoming
+        .iter()
+        .filter_map(|edge| match &settled[edge.source] {
+            Some(Settled::Done(output))
+                if output.route.is_none_or(|route| route == edge.source_handle) =>
+            {
+                Some((edge.source, &output.value))
+            }
+            _ => None,
+        })
+        .collect();
+    match active.as_slice() {
+        [] => None,
+        [(_, value)] => Some((*value).clone()),
+        many => Some(Value::Object(
+            many.iter()
+                .map(|(source, value)| (graph.node_id(*source).to_owned(), (*value).clone()))
+                .collect::<Map<_, _>>(),
+        )),
+    }
+}
+
+/// The run's result: the output of its result node, or an object of them by node id; skipped
+/// result nodes do not count.
+fn collect_result(graph: &Graph, settled: &[Option<Settled>]) -> Value {
+    let done: Vec<(usize, &Value)> = graph
+        .result_nodes()
+        .into_iter()
+        .filter_map(|i| match &settled[i] {
+            Some(Settled::Done(output)) => Some((i, &output.value)),
+            _ => None,
+        })
+        .collect();
+    match done.as_slice() {
+        [] => Value::Null,
+        [(_, value)] => (*value).clone(),
+        many => Value::Object(
+            many.iter()
+                .map(|(i, value)| (graph.node_id(*i).to_owned(), (*value).clone()))
+                .collect(),
+        ),
     }
 }
 
@@ -131,34 +265,142 @@ mod tests {
     use super::*;
     use kai_common::workflow::FlowData;
 
-    #[test]
-    fn webhook_to_end_returns_the_event() {
-        let flow = FlowData::from_body(&json!({"nodes": [
+    fn graph(value: Value) -> Graph {
+        Graph::new(FlowData::from_body(&value).unwrap()).unwrap()
+    }
+
+    fn status_of<'a>(record: &'a RunRecord, id: &str) -> &'a str {
+        record
+            .nodes
+            .iter()
+            .find(|n| n.node_id == id)
+            .map(|n| n.status)
+            .unwrap_or("missing")
+    }
+
+    #[tokio::test]
+    async fn webhook_to_end_returns_the_event() {
+        let g = graph(json!({"nodes": [
             {"id": "w", "type": "WebhookStartNode"}, {"id": "e", "type": "EndNode"}
-        ], "edges": [{"source": "w", "target": "e"}]}))
-        .unwrap();
-        let graph = Graph::new(flow).unwrap();
+        ], "edges": [{"source": "w", "target": "e"}]}));
         let record = run(
-            &graph,
+            &g,
             &RunInput {
                 trigger: json!({"data": {"a": 1}}),
             },
-        );
+        )
+        .await;
         assert_eq!(record.status, ExecutionStatus::Completed);
         assert_eq!(record.result, json!({"data": {"a": 1}}));
         assert_eq!(record.nodes.len(), 2);
         assert_eq!(record.nodes[1].inputs, json!({"data": {"a": 1}}));
     }
 
-    #[test]
-    fn several_sinks_are_collected_by_id() {
-        let flow = FlowData::from_body(&json!({"nodes": [
+    #[tokio::test]
+    async fn several_sinks_are_collected_by_id() {
+        let g = graph(json!({"nodes": [
             {"id": "s", "type": "StartNode", "data": {"initial_input": "hi"}},
             {"id": "w", "type": "WebhookStartNode"}
-        ]}))
-        .unwrap();
-        let graph = Graph::new(flow).unwrap();
-        let record = run(&graph, &RunInput { trigger: json!(1) });
+        ]}));
+        let record = run(&g, &RunInput { trigger: json!(1) }).await;
         assert_eq!(record.result, json!({"s": "hi", "w": 1}));
+    }
+
+    fn branching(operation: &str) -> Graph {
+        graph(json!({"nodes": [
+            {"id": "hook", "type": "WebhookStartNode"},
+            {"id": "if", "type": "ConditionNode", "data": {
+                "value1": "${{ webhook_trigger.kind }}", "operation": operation, "value2": "VIP"}},
+            {"id": "yes", "type": "EndNode"},
+            {"id": "no", "type": "EndNode"}
+        ], "edges": [
+            {"source": "hook", "target": "if"},
+            {"source": "if", "sourceHandle": "true_output", "target": "yes"},
+            {"source": "if", "sourceHandle": "false_output", "target": "no"}
+        ]}))
+    }
+
+    #[tokio::test]
+    async fn a_condition_runs_one_branch_and_skips_the_other() {
+        let trigger = json!({"data": {"kind": "vip"}});
+        let record = run(
+            &branching("equal"),
+            &RunInput {
+                trigger: trigger.clone(),
+            },
+        )
+        .await;
+        assert_eq!(record.status, ExecutionStatus::Completed);
+        assert_eq!(status_of(&record, "yes"), "completed");
+        assert_eq!(status_of(&record, "no"), "skipped");
+        assert_eq!(
+            record.result, trigger,
+            "only the branch taken gives the result"
+        );
+
+        let record = run(&branching("not_equal"), &RunInput { trigger }).await;
+        assert_eq!(status_of(&record, "yes"), "skipped");
+        assert_eq!(status_of(&record, "no"), "completed");
+    }
+
+    #[tokio::test]
+    async fn a_join_waits_for_every_input_and_runs_on_the_active_ones() {
+        let g = graph(json!({"nodes": [
+            {"id": "a", "type": "StartNode", "data": {"initial_input": "from a"}},
+            {"id": "b", "type": "StartNode", "data": {"initial_input": "from b"}},
+            {"id": "if", "type": "ConditionNode", "data": {"operation": "contains", "value2": "zzz"}},
+            {"id": "join", "type": "EndNode"}
+        ], "edges": [
+            {"source": "a", "target": "join"},
+            {"source": "b", "target": "if"},
+            {"source": "if", "sourceHandle": "true_output", "target": "join"}
+        ]}));
+        let record = run(
+            &g,
+            &RunInput {
+                trigger: Value::Null,
+            },
+        )
+        .await;
+        assert_eq!(status_of(&record, "join"), "completed");
+        assert_eq!(
+            record.result,
+            json!("from a"),
+            "the routed-away input does not count"
+        );
+        let position = |id: &str| record.nodes.iter().position(|n| n.node_id == id).unwrap();
+        assert!(
+            position("join") > position("if"),
+            "the join ran after all its inputs settled"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_template_error_fails_the_run_naming_the_node_and_field() {
+        let g = graph(json!({"nodes": [
+            {"id": "hook", "type": "WebhookStartNode"},
+            {"id": "check", "type": "ConditionNode", "data": {"value1": "{{ no_such_thing.x }}"}},
+            {"id": "end", "type": "EndNode"}
+        ], "edges": [
+            {"source": "hook", "target": "check"},
+            {"source": "check", "sourceHandle": "true_output", "target": "end"}
+        ]}));
+        let record = run(
+            &g,
+            &RunInput {
+                trigger: json!({"data": {}}),
+            },
+        )
+        .await;
+        assert_eq!(record.status, ExecutionStatus::Failed);
+        assert_eq!(record.error_type, Some("configuration"));
+        let error = record.error.clone().unwrap();
+        assert!(error.contains("node `check` (ConditionNode)"), "{error}");
+        assert!(error.contains("field `value1`"), "{error}");
+        assert_eq!(
+            status_of(&record, "end"),
+            "missing",
+            "nothing runs after a failure"
+        );
     }
 }

@@ -76,9 +76,22 @@ pub async fn recorded_reply(
 /// failure (one run's workflow was deleted) is reported as `OwnerGone` so the caller can retry
 /// the runs one by one.
 pub async fn write_runs(db: &PgPool, runs: &[FinishedRun]) -> Result<Vec<Written>, PersistError> {
-    let executions = ExecutionColumns::of(runs);
-    let nodes = NodeColumns::of(runs);
-    let events = EventColumns::of(runs);
+    // Two deliveries of one job can land in the same batch: only the first is written (within
+    // one statement, ON CONFLICT cannot tell them apart for the rows that follow).
+    let mut seen = HashSet::with_capacity(runs.len());
+    let first: Vec<bool> = runs
+        .iter()
+        .map(|r| seen.insert(r.job.execution_id))
+        .collect();
+    let unique: Vec<&FinishedRun> = runs
+        .iter()
+        .zip(&first)
+        .filter(|(_, first)| **first)
+        .map(|(r, _)| r)
+        .collect();
+    let executions = ExecutionColumns::of(&unique);
+    let nodes = NodeColumns::of(&unique);
+    let events = EventColumns::of(&unique);
     let inserted: Vec<Uuid> = sqlx::query_scalar(WRITE_RUNS)
         .bind(&executions.ids)
         .bind(&executions.workflows)
@@ -121,8 +134,9 @@ pub async fn write_runs(db: &PgPool, runs: &[FinishedRun]) -> Result<Vec<Written
     let inserted: HashSet<Uuid> = inserted.into_iter().collect();
     Ok(runs
         .iter()
-        .map(|run| {
-            if inserted.contains(&run.job.execution_id) {
+        .zip(first)
+        .map(|(run, first)| {
+            if first && inserted.contains(&run.job.execution_id) {
                 Written::New
             } else {
                 Written::AlreadyRecorded
@@ -196,7 +210,7 @@ struct ExecutionColumns<'a> {
 }
 
 impl<'a> ExecutionColumns<'a> {
-    fn of(runs: &'a [FinishedRun]) -> Self {
+    fn of(runs: &[&'a FinishedRun]) -> Self {
         Self {
             ids: runs.iter().map(|r| r.job.execution_id).collect(),
             workflows: runs.iter().map(|r| r.job.workflow_id).collect(),
@@ -241,7 +255,7 @@ struct NodeColumns<'a> {
 }
 
 impl<'a> NodeColumns<'a> {
-    fn of(runs: &'a [FinishedRun]) -> Self {
+    fn of(runs: &[&'a FinishedRun]) -> Self {
         let nodes = || {
             runs.iter()
                 .flat_map(|r| r.record.nodes.iter().map(move |n| (r, n)))
@@ -278,7 +292,7 @@ struct EventColumns<'a> {
 }
 
 impl<'a> EventColumns<'a> {
-    fn of(runs: &'a [FinishedRun]) -> Self {
+    fn of(runs: &[&'a FinishedRun]) -> Self {
         let events = || runs.iter().map(|r| &r.job.event);
         Self {
             types: events().map(|e| e.event_type.as_str()).collect(),

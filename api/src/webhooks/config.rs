@@ -39,10 +39,7 @@ impl WebhookConfig {
     /// `timeout`, `require_auth`).
     pub fn from_node_data(data: &Value) -> Self {
         let mut config = Self::default();
-        let config_source = match data.get("inputs") {
-            Some(inputs) if inputs.is_object() => inputs,
-            _ => data,
-        };
+        let config_source = kai_common::nodes::config_of(data);
         let get = |keys: &[&str]| keys.iter().find_map(|k| config_source.get(*k));
         if let Some(timeout) = get(&["webhook_timeout", "timeout"]).and_then(Value::as_u64) {
             config.webhook_timeout = timeout.clamp(1, MAX_TIMEOUT_SECS);

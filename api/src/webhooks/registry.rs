@@ -2,7 +2,7 @@
 //! node gets an endpoint, a kept node keeps its endpoint (id and token), a removed node's
 //! endpoint is removed.
 
-use kai_common::workflow::{Graph, NodeType};
+use kai_common::workflow::Graph;
 use rand::RngCore;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
@@ -31,7 +31,7 @@ pub async fn sync(
     graph: &Graph,
 ) -> Result<Vec<String>, sqlx::Error> {
     let flow = graph.flow();
-    let webhook_nodes: Vec<&str> = graph.nodes_of_type(NodeType::WebhookStart).collect();
+    let webhook_nodes: Vec<&str> = graph.nodes_of_type("WebhookStartNode").collect();
 
     let removed: Vec<(String,)> = sqlx::query_as(
         "DELETE FROM webhook_endpoints WHERE workflow_id = $1 AND NOT (node_id = ANY($2)) \

@@ -314,7 +314,7 @@ async fn every_kai_fusion_export_imports_or_names_each_type_not_available_yet() 
                     .unwrap_or_else(|| {
                         panic!("{}: `{written}` is not in the catalogue", path.display())
                     });
-                kai_common::workflow::NodeType::parse(written)
+                kai_common::workflow::catalogue::implemented(written)
                     .is_none()
                     .then(|| (node["id"].as_str().unwrap().to_owned(), canonical))
             })

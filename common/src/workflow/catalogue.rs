@@ -1,16 +1,7 @@
-//! The node types this engine can run, the rest of KAI-Fusion's catalogue it knows by name, and
-//! the legacy names KAI-Fusion exports still use.
+//! KAI-Fusion's node catalogue by name: which types exist, the legacy names KAI-Fusion exports
+//! still use, and which of them this engine runs (those in `crate::nodes`).
 
-/// A node type the engine knows how to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NodeType {
-    /// Manual entry point; its output is `initial_input` or the run's input.
-    Start,
-    /// Entry point of a webhook-triggered run; its output is the webhook event.
-    WebhookStart,
-    /// Terminal node; its output is its input.
-    End,
-}
+use crate::nodes::NodeDefinition;
 
 /// Every node type of KAI-Fusion's catalogue, by canonical name, with the names older exports
 /// use for it. A workflow naming one that is not implemented yet is refused with its name, never
@@ -54,36 +45,10 @@ pub fn canonical_name(name: &str) -> Option<&'static str> {
         .map(|(canonical, _)| *canonical)
 }
 
-impl NodeType {
-    /// Resolves a type name as written in a workflow, including KAI-Fusion's legacy names;
-    /// `None` when the type is unknown or not implemented yet (see `canonical_name`).
-    pub fn parse(name: &str) -> Option<Self> {
-        match canonical_name(name)? {
-            "StartNode" => Some(Self::Start),
-            "WebhookStartNode" => Some(Self::WebhookStart),
-            "EndNode" => Some(Self::End),
-            _ => None,
-        }
-    }
-
-    /// The canonical type name (what is stored and reported).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Start => "StartNode",
-            Self::WebhookStart => "WebhookStartNode",
-            Self::End => "EndNode",
-        }
-    }
-
-    /// Entry points start a run: a graph needs at least one.
-    pub fn is_entry(self) -> bool {
-        matches!(self, Self::Start | Self::WebhookStart)
-    }
-
-    /// Every type this engine can run, by canonical name.
-    pub fn all() -> &'static [NodeType] {
-        &[Self::Start, Self::WebhookStart, Self::End]
-    }
+/// The node type a workflow names (canonically or by a legacy name), when this engine runs it;
+/// `None` when the type is unknown or not implemented yet (see `canonical_name`).
+pub fn implemented(name: &str) -> Option<&'static dyn NodeDefinition> {
+    crate::nodes::find(canonical_name(name)?)
 }
 
 #[cfg(test)]
@@ -93,14 +58,10 @@ mod tests {
     #[test]
     fn legacy_names_import_as_canonical_ones() {
         assert_eq!(
-            NodeType::parse("WebhookTrigger"),
-            Some(NodeType::WebhookStart)
-        );
-        assert_eq!(
-            NodeType::parse("WebhookStartNode").unwrap().name(),
+            implemented("WebhookTrigger").unwrap().type_name(),
             "WebhookStartNode"
         );
-        assert_eq!(NodeType::parse("NoSuchNode"), None);
+        assert!(implemented("NoSuchNode").is_none());
         assert_eq!(
             canonical_name("OpenAIEmbeddingsProvider"),
             Some("OpenAIEmbedder")
@@ -114,8 +75,8 @@ mod tests {
 
     #[test]
     fn every_implemented_type_is_in_the_catalogue() {
-        for node_type in NodeType::all() {
-            assert_eq!(canonical_name(node_type.name()), Some(node_type.name()));
+        for node in crate::nodes::registry() {
+            assert_eq!(canonical_name(node.type_name()), Some(node.type_name()));
         }
     }
 }

@@ -1,11 +1,12 @@
-//! A validated workflow graph: every node of a known type, every edge between existing nodes,
-//! no cycle, at least one entry node; with its nodes in an order that runs each after its
-//! inputs.
+//! A validated workflow graph: every node of a known type with a valid configuration, every
+//! edge between existing nodes and handles, no cycle, at least one entry node; with its nodes
+//! in an order that runs each after its inputs.
 
 use std::collections::{HashMap, VecDeque};
 
-use super::catalogue::{NodeType, canonical_name};
+use super::catalogue::{canonical_name, implemented};
 use super::flow::FlowData;
+use crate::nodes::{NodeCategory, NodeDefinition, config_of};
 
 /// Why a graph cannot be saved or run. Each names the node or edge at fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -21,8 +22,16 @@ pub enum GraphError {
     /// KAI-Fusion node types this version cannot run yet; every such node is listed.
     #[error("node types not available in this version yet: {}", list_unavailable(.nodes))]
     NotAvailable { nodes: Vec<UnavailableNode> },
+    #[error("node `{node_id}` ({node_type}): invalid configuration, {problem}")]
+    InvalidConfig {
+        node_id: String,
+        node_type: &'static str,
+        problem: String,
+    },
     #[error("edge {edge} refers to missing node `{node_id}`")]
     MissingNode { edge: String, node_id: String },
+    #[error("{0}")]
+    MissingHandle(Box<HandleProblem>),
     #[error("the workflow contains a cycle through node `{node_id}`")]
     Cycle { node_id: String },
     #[error("the workflow has no entry node (StartNode or WebhookStartNode)")]
@@ -35,12 +44,28 @@ impl GraphError {
         match self {
             GraphError::DuplicateNode { node_id }
             | GraphError::UnknownType { node_id, .. }
+            | GraphError::InvalidConfig { node_id, .. }
             | GraphError::MissingNode { node_id, .. }
             | GraphError::Cycle { node_id } => Some(node_id),
+            GraphError::MissingHandle(problem) => Some(&problem.node_id),
             GraphError::NotAvailable { nodes } => nodes.first().map(|n| n.node_id.as_str()),
             _ => None,
         }
     }
+}
+
+/// An edge leaving or reaching a node through a handle the node does not have.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "edge {edge}: node `{node_id}` ({node_type}) has no {side} handle `{handle}`; it has: {available}"
+)]
+pub struct HandleProblem {
+    pub edge: String,
+    pub node_id: String,
+    pub node_type: &'static str,
+    pub side: &'static str,
+    pub handle: String,
+    pub available: String,
 }
 
 /// A node whose KAI-Fusion type is known but not implemented yet.
@@ -70,17 +95,32 @@ fn list_unavailable(nodes: &[UnavailableNode]) -> String {
         .join(", ")
 }
 
-/// A graph that passed validation.
+/// An edge into a node: where it comes from and through which output handle.
 #[derive(Debug, Clone)]
+pub struct Incoming {
+    pub source: usize,
+    pub source_handle: String,
+}
+
+/// A graph that passed validation.
+#[derive(Clone)]
 pub struct Graph {
     flow: FlowData,
-    types: Vec<NodeType>,
+    definitions: Vec<&'static dyn NodeDefinition>,
     /// Node indices, each after every node it has an edge from.
     order: Vec<usize>,
-    /// For each node, the indices of the nodes with an edge into it.
-    inputs: Vec<Vec<usize>>,
-    /// For each node, whether an edge leaves it.
-    has_outputs: Vec<bool>,
+    incoming: Vec<Vec<Incoming>>,
+    /// For each node, the nodes it has an edge to.
+    outgoing: Vec<Vec<usize>>,
+}
+
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graph")
+            .field("flow", &self.flow)
+            .field("order", &self.order)
+            .finish()
+    }
 }
 
 impl Graph {
@@ -89,7 +129,7 @@ impl Graph {
             return Err(GraphError::Empty);
         }
         let mut index: HashMap<&str, usize> = HashMap::with_capacity(flow.nodes.len());
-        let mut types = Vec::with_capacity(flow.nodes.len());
+        let mut definitions = Vec::with_capacity(flow.nodes.len());
         let mut unavailable = Vec::new();
         for (i, node) in flow.nodes.iter().enumerate() {
             if node.id.trim().is_empty() {
@@ -101,10 +141,10 @@ impl Graph {
                 });
             }
             match (
-                NodeType::parse(&node.node_type),
+                implemented(&node.node_type),
                 canonical_name(&node.node_type),
             ) {
-                (Some(node_type), _) => types.push(node_type),
+                (Some(definition), _) => definitions.push(definition),
                 (None, Some(canonical)) => unavailable.push(UnavailableNode {
                     node_id: node.id.clone(),
                     written: node.node_type.clone(),
@@ -121,13 +161,25 @@ impl Graph {
         if !unavailable.is_empty() {
             return Err(GraphError::NotAvailable { nodes: unavailable });
         }
-        if !types.iter().any(|t| t.is_entry()) {
+        for (node, definition) in flow.nodes.iter().zip(&definitions) {
+            definition
+                .validate(config_of(&node.data))
+                .map_err(|e| GraphError::InvalidConfig {
+                    node_id: node.id.clone(),
+                    node_type: definition.type_name(),
+                    problem: e.to_string(),
+                })?;
+        }
+        if !definitions
+            .iter()
+            .any(|d| d.category() == NodeCategory::Entry)
+        {
             return Err(GraphError::NoEntry);
         }
 
         let n = flow.nodes.len();
-        let mut inputs = vec![Vec::new(); n];
-        let mut outputs = vec![Vec::new(); n];
+        let mut incoming = vec![Vec::new(); n];
+        let mut outgoing = vec![Vec::new(); n];
         for (i, edge) in flow.edges.iter().enumerate() {
             let label = edge.id.clone().unwrap_or_else(|| format!("#{i}"));
             let lookup = |id: &str| {
@@ -140,20 +192,60 @@ impl Graph {
                     })
             };
             let (source, target) = (lookup(&edge.source)?, lookup(&edge.target)?);
-            inputs[target].push(source);
-            outputs[source].push(target);
+            let source_handle = edge
+                .source_handle
+                .clone()
+                .unwrap_or_else(|| "output".to_owned());
+            let target_handle = edge
+                .target_handle
+                .clone()
+                .unwrap_or_else(|| "input".to_owned());
+            let check = |node: usize, side: &'static str, handle: &str, handles: &[&str]| {
+                if handles.contains(&handle) {
+                    Ok(())
+                } else {
+                    Err(GraphError::MissingHandle(Box::new(HandleProblem {
+                        edge: label.clone(),
+                        node_id: flow.nodes[node].id.clone(),
+                        node_type: definitions[node].type_name(),
+                        side,
+                        handle: handle.to_owned(),
+                        available: if handles.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            handles.join(", ")
+                        },
+                    })))
+                }
+            };
+            check(
+                source,
+                "output",
+                &source_handle,
+                definitions[source].output_handles(),
+            )?;
+            check(
+                target,
+                "input",
+                &target_handle,
+                definitions[target].input_handles(),
+            )?;
+            incoming[target].push(Incoming {
+                source,
+                source_handle,
+            });
+            outgoing[source].push(target);
         }
 
-        let order = topological_order(&inputs, &outputs).map_err(|stuck| GraphError::Cycle {
+        let order = topological_order(&incoming, &outgoing).map_err(|stuck| GraphError::Cycle {
             node_id: flow.nodes[stuck].id.clone(),
         })?;
-        let has_outputs = outputs.iter().map(|o| !o.is_empty()).collect();
         Ok(Self {
             flow,
-            types,
+            definitions,
             order,
-            inputs,
-            has_outputs,
+            incoming,
+            outgoing,
         })
     }
 
@@ -169,13 +261,13 @@ impl Graph {
         self.flow.nodes.is_empty()
     }
 
-    /// Node indices in run order.
+    /// Node indices in an order that runs each after its inputs.
     pub fn order(&self) -> &[usize] {
         &self.order
     }
 
-    pub fn node_type(&self, index: usize) -> NodeType {
-        self.types[index]
+    pub fn definition(&self, index: usize) -> &'static dyn NodeDefinition {
+        self.definitions[index]
     }
 
     pub fn node_id(&self, index: usize) -> &str {
@@ -186,48 +278,62 @@ impl Graph {
         &self.flow.nodes[index].data
     }
 
-    pub fn inputs_of(&self, index: usize) -> &[usize] {
-        &self.inputs[index]
+    /// The node's configuration (see `nodes::config_of`).
+    pub fn node_config(&self, index: usize) -> &serde_json::Value {
+        config_of(&self.flow.nodes[index].data)
+    }
+
+    pub fn incoming(&self, index: usize) -> &[Incoming] {
+        &self.incoming[index]
+    }
+
+    pub fn outgoing(&self, index: usize) -> &[usize] {
+        &self.outgoing[index]
     }
 
     /// The nodes whose outputs are the run's result: the end nodes, or when there are none,
     /// the sinks (as KAI-Fusion feeds a virtual end from them).
     pub fn result_nodes(&self) -> Vec<usize> {
         let ends: Vec<usize> = (0..self.len())
-            .filter(|&i| self.types[i] == NodeType::End)
+            .filter(|&i| self.definitions[i].category() == NodeCategory::End)
             .collect();
         if !ends.is_empty() {
             return ends;
         }
-        (0..self.len()).filter(|&i| !self.has_outputs[i]).collect()
+        (0..self.len())
+            .filter(|&i| self.outgoing[i].is_empty())
+            .collect()
     }
 
-    /// Ids of nodes of one type (e.g. every webhook entry point).
-    pub fn nodes_of_type(&self, node_type: NodeType) -> impl Iterator<Item = &str> {
+    /// Ids of the nodes of one type, by canonical name (e.g. every webhook entry point).
+    pub fn nodes_of_type<'a>(&'a self, type_name: &'a str) -> impl Iterator<Item = &'a str> {
         (0..self.len())
-            .filter(move |&i| self.types[i] == node_type)
+            .filter(move |&i| self.definitions[i].type_name() == type_name)
             .map(|i| self.node_id(i))
     }
 }
 
 /// Kahn's algorithm. On a cycle returns a node that could not be ordered.
-fn topological_order(inputs: &[Vec<usize>], outputs: &[Vec<usize>]) -> Result<Vec<usize>, usize> {
-    let mut pending: Vec<usize> = inputs.iter().map(Vec::len).collect();
-    let mut ready: VecDeque<usize> = (0..inputs.len()).filter(|&i| pending[i] == 0).collect();
-    let mut order = Vec::with_capacity(inputs.len());
+fn topological_order(
+    incoming: &[Vec<Incoming>],
+    outgoing: &[Vec<usize>],
+) -> Result<Vec<usize>, usize> {
+    let mut pending: Vec<usize> = incoming.iter().map(Vec::len).collect();
+    let mut ready: VecDeque<usize> = (0..incoming.len()).filter(|&i| pending[i] == 0).collect();
+    let mut order = Vec::with_capacity(incoming.len());
     while let Some(node) = ready.pop_front() {
         order.push(node);
-        for &next in &outputs[node] {
+        for &next in &outgoing[node] {
             pending[next] -= 1;
             if pending[next] == 0 {
                 ready.push_back(next);
             }
         }
     }
-    if order.len() == inputs.len() {
+    if order.len() == incoming.len() {
         Ok(order)
     } else {
-        Err((0..inputs.len()).find(|&i| pending[i] > 0).unwrap_or(0))
+        Err((0..incoming.len()).find(|&i| pending[i] > 0).unwrap_or(0))
     }
 }
 
@@ -287,6 +393,23 @@ mod tests {
             later.unwrap_err().to_string(),
             "node types not available in this version yet: OpenAIChat written as OpenAINode \
              (node `llm`), Agent (node `a`)"
+        );
+
+        let bad_config = graph(json!({"nodes": [{"id": "s", "type": "StartNode"},
+            {"id": "if", "type": "ConditionNode", "data": {"operation": "bigger"}}],
+            "edges": [{"source": "s", "target": "if"}]}));
+        let err = bad_config.unwrap_err();
+        assert_eq!(err.node_id(), Some("if"));
+        assert!(err.to_string().contains("field `operation`"), "{err}");
+
+        let bad_handle = graph(json!({"nodes": [{"id": "s", "type": "StartNode"},
+            {"id": "if", "type": "ConditionNode"}, {"id": "e", "type": "EndNode"}],
+            "edges": [{"source": "s", "target": "if"},
+                      {"id": "e2", "source": "if", "sourceHandle": "maybe", "target": "e"}]}));
+        assert_eq!(
+            bad_handle.unwrap_err().to_string(),
+            "edge e2: node `if` (ConditionNode) has no output handle `maybe`; it has: \
+             true_output, false_output"
         );
 
         let no_entry = graph(json!({"nodes": [{"id": "e", "type": "EndNode"}]}));

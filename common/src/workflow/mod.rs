@@ -3,7 +3,7 @@
 pub mod catalogue;
 pub mod flow;
 pub mod graph;
+pub mod template;
 
-pub use catalogue::NodeType;
 pub use flow::{Edge, FlowData, FlowError, Node};
 pub use graph::{Graph, GraphError, UnavailableNode};

@@ -87,10 +87,23 @@ async fn a_batch_with_a_deleted_workflow_writes_the_others() {
     copy.job.execution_id = again.job.execution_id;
     assert_eq!(writer.write(again).await.1, Ok(Written::New));
     assert_eq!(writer.write(copy).await.1, Ok(Written::AlreadyRecorded));
+    // Two deliveries of one job in the same batch: one written, one recognised.
+    let twin = run_for(hook.workflow_id, user_id, &webhook_id);
+    let mut other = run_for(hook.workflow_id, user_id, &webhook_id);
+    other.job.execution_id = twin.job.execution_id;
+    let twins = futures::future::join_all([writer.write(twin), writer.write(other)]).await;
+    let outcomes: Vec<_> = twins.into_iter().map(|(_, r)| r).collect();
+    assert_eq!(outcomes, [Ok(Written::New), Ok(Written::AlreadyRecorded)]);
+
     let deltas: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_trigger_deltas")
         .fetch_one(&harness.state.db)
         .await
         .unwrap();
-    assert_eq!(deltas, 3, "one counter delta per execution written");
+    assert_eq!(deltas, 4, "one counter delta per execution written");
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+        .fetch_one(&harness.state.db)
+        .await
+        .unwrap();
+    assert_eq!(events, 4, "one webhook event per execution written");
     harness.stop().await;
 }

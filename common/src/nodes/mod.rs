@@ -1,0 +1,120 @@
+//! The node catalogue: what every node type declares (category, handles, config validation)
+//! and how it runs. Adding a node type means adding one file here and one line in `registry`.
+
+mod condition;
+mod end;
+mod registry;
+mod start;
+mod webhook_start;
+
+pub use registry::{find, registry};
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::workflow::template::TemplateScope;
+
+/// What part a node plays in a graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeCategory {
+    /// Starts a run (a graph needs at least one).
+    Entry,
+    /// Runs as a step.
+    Processor,
+    /// Ends a run; its output is the run's result.
+    End,
+}
+
+impl NodeCategory {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeCategory::Entry => "entry",
+            NodeCategory::Processor => "processor",
+            NodeCategory::End => "end",
+        }
+    }
+}
+
+/// A configuration field that is missing or wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("field `{field}`: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a node failed while running.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NodeError {
+    /// Its configuration cannot work (a template error, a bad value): retrying cannot help.
+    #[error("configuration error: {0}")]
+    Configuration(String),
+}
+
+impl NodeError {
+    /// A stable label for records and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NodeError::Configuration(_) => "configuration",
+        }
+    }
+}
+
+/// What a node produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeOutput {
+    pub value: Value,
+    /// The only output handle whose edges carry the value on; `None` means all of them.
+    pub route: Option<&'static str>,
+}
+
+impl NodeOutput {
+    pub fn all(value: Value) -> Self {
+        Self { value, route: None }
+    }
+}
+
+/// What a node sees when it runs.
+pub struct NodeContext<'a> {
+    pub node_id: &'a str,
+    /// The node's configuration (`data.inputs` when it is an object, else `data`).
+    pub config: &'a Value,
+    /// Its inputs: the one active predecessor's output, or an object of them by node id.
+    pub input: &'a Value,
+    /// The trigger's event (for a webhook, KAI-Fusion's webhook event object).
+    pub trigger: &'a Value,
+    /// What templates in the config can refer to.
+    pub scope: &'a TemplateScope,
+}
+
+/// One node type.
+pub trait NodeDefinition: Send + Sync + 'static {
+    /// The canonical type name.
+    fn type_name(&self) -> &'static str;
+    fn category(&self) -> NodeCategory;
+    /// Handles edges may leave from; an edge without one leaves from `output`.
+    fn output_handles(&self) -> &'static [&'static str];
+    /// Handles edges may arrive at; an edge without one arrives at `input`.
+    fn input_handles(&self) -> &'static [&'static str];
+    /// Checks a configuration when a workflow is saved.
+    fn validate(&self, config: &Value) -> Result<(), ConfigError>;
+    fn execute<'a>(&'a self, ctx: NodeContext<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>>;
+}
+
+/// The configuration object of a node's `data`: `data.inputs` when it is an object (KAI-Fusion's
+/// newer exports), else `data` itself.
+pub fn config_of(data: &Value) -> &Value {
+    match data.get("inputs") {
+        Some(inputs) if inputs.is_object() => inputs,
+        _ => data,
+    }
+}

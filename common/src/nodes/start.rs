@@ -1,0 +1,46 @@
+//! `StartNode`: the manual entry point. Its output is `initial_input` when set, else the run's
+//! input.
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use super::{ConfigError, NodeCategory, NodeContext, NodeDefinition, NodeError, NodeOutput};
+
+pub struct Start;
+
+impl NodeDefinition for Start {
+    fn type_name(&self) -> &'static str {
+        "StartNode"
+    }
+
+    fn category(&self) -> NodeCategory {
+        NodeCategory::Entry
+    }
+
+    fn output_handles(&self) -> &'static [&'static str] {
+        &["output"]
+    }
+
+    fn input_handles(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn validate(&self, config: &Value) -> Result<(), ConfigError> {
+        match config.get("initial_input") {
+            None | Some(Value::Null | Value::String(_)) => Ok(()),
+            Some(_) => Err(ConfigError::new("initial_input", "must be a string")),
+        }
+    }
+
+    fn execute<'a>(&'a self, ctx: NodeContext<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        async move {
+            let value = match ctx.config.get("initial_input") {
+                Some(Value::String(text)) if !text.is_empty() => Value::String(text.clone()),
+                _ => ctx.trigger.clone(),
+            };
+            Ok(NodeOutput::all(value))
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,93 @@
+//! Templating of string config with minijinja: `{{ expr }}` and KAI-Fusion's `${{ expr }}`. In
+//! scope: `input`, `webhook_data` (the whole webhook event), `webhook_trigger` (its payload) and
+//! every executed node's output by node id and by its `data.name`.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::Value;
+
+/// Names a template may refer to, and their values.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateScope {
+    values: BTreeMap<String, Value>,
+}
+
+impl TemplateScope {
+    pub fn set(&mut self, name: &str, value: Value) {
+        self.values.insert(name.to_owned(), value);
+    }
+
+    /// A copy with `input` set for one node.
+    pub fn with_input(&self, input: &Value) -> Self {
+        let mut scope = self.clone();
+        scope.set("input", input.clone());
+        scope
+    }
+}
+
+fn environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        // A misspelt name is an error the user sees, not an empty string that hides it.
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env
+    })
+}
+
+/// Whether `text` contains a template expression.
+pub fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%")
+}
+
+/// Renders `text` in `scope`. Text without template syntax is returned unchanged.
+pub fn render(text: &str, scope: &TemplateScope) -> Result<String, String> {
+    if !is_template(text) {
+        return Ok(text.to_owned());
+    }
+    // KAI-Fusion writes `${{ x }}`; minijinja's own syntax is `{{ x }}`.
+    let source = text.replace("${{", "{{");
+    environment()
+        .render_str(&source, minijinja::value::Serde(&scope.values))
+        .map_err(|e| e.to_string())
+}
+
+/// Checks that `text` is a well-formed template (names are only known when it runs).
+pub fn check(text: &str) -> Result<(), String> {
+    if !is_template(text) {
+        return Ok(());
+    }
+    let source = text.replace("${{", "{{");
+    environment()
+        .template_from_str(&source)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_both_syntaxes_and_refuses_unknown_names() {
+        let mut scope = TemplateScope::default();
+        scope.set("webhook_trigger", json!({"input_text": "hi", "n": 2}));
+        assert_eq!(
+            render("${{ webhook_trigger.input_text }}!", &scope).unwrap(),
+            "hi!"
+        );
+        assert_eq!(render("{{ webhook_trigger.n * 2 }}", &scope).unwrap(), "4");
+        let json = render("{{ webhook_trigger | tojson }}", &scope).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&json).unwrap(),
+            json!({"input_text": "hi", "n": 2})
+        );
+        assert_eq!(render("plain", &scope).unwrap(), "plain");
+        assert!(render("{{ nothing.here }}", &scope).is_err());
+        assert!(check("{{ unclosed").is_err());
+        assert!(check("${{ fine }}").is_ok());
+    }
+}

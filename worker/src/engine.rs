@@ -51,6 +51,9 @@ enum Settled {
     Skipped,
 }
 
+/// Names templates always resolve to the run's own values, whatever nodes are called.
+const RESERVED_NAMES: &[&str] = &["input", "webhook_data", "webhook_trigger"];
+
 /// The scope every template of the run starts from.
 fn base_scope(trigger: &Value) -> TemplateScope {
     let mut scope = TemplateScope::default();
@@ -127,9 +130,15 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
                     started_at: started,
                     completed_at: Utc::now(),
                 });
-                scope.set(graph.node_id(index), output.value.clone());
-                if let Some(name) = graph.node_data(index).get("name").and_then(Value::as_str) {
-                    scope.set(name, output.value.clone());
+                for name in [graph.node_id(index)]
+                    .into_iter()
+                    .chain(graph.node_data(index).get("name").and_then(Value::as_str))
+                {
+                    // A node named `webhook_trigger` (KAI-Fusion's default name for it) must not
+                    // hide the payload that name stands for.
+                    if !RESERVED_NAMES.contains(&name) {
+                        scope.set(name, output.value.clone());
+                    }
                 }
                 settled[index] = Some(Settled::Done(output));
                 release(graph, index, &mut waiting, &mut ready);

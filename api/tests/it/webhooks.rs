@@ -289,3 +289,59 @@ async fn trigger_counts_are_exact_before_and_after_folding() {
     assert_eq!(count().await, 5, "folded deltas are not counted twice");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_condition_on_the_payload_picks_the_branch_and_records_the_other_as_skipped() {
+    let app = TestApp::spawn().await;
+    let token = app.user("branch@example.com").await;
+    let workflow = app
+        .create_workflow(&token, &json!({"name": "route", "nodes": [
+            {"id": "hook", "type": "WebhookTrigger", "data": {"name": "webhook_trigger"}},
+            {"id": "is_vip", "type": "ConditionNode", "data": {
+                "value1": "${{ webhook_trigger.tier }}", "operation": "equal", "value2": "gold"}},
+            {"id": "vip", "type": "EndNode"},
+            {"id": "regular", "type": "EndNode"}
+        ], "edges": [
+            {"source": "hook", "sourceHandle": "webhook_data", "target": "is_vip"},
+            {"source": "is_vip", "sourceHandle": "true_output", "target": "vip"},
+            {"source": "is_vip", "sourceHandle": "false_output", "target": "regular"}
+        ]}))
+        .await;
+    let (url, secret) = app
+        .webhook_of(&token, workflow["id"].as_str().unwrap())
+        .await;
+
+    for (tier, taken, skipped) in [("GOLD", "vip", "regular"), ("silver", "regular", "vip")] {
+        let response = app
+            .request(Method::POST, &url, Some(&secret))
+            .json(&json!({"tier": tier}))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json_of(response).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "completed");
+        assert_eq!(body["result"]["data"]["tier"], tier);
+        let (_, detail) = app
+            .get_json(
+                &format!(
+                    "/api/v1/executions/{}",
+                    body["execution_id"].as_str().unwrap()
+                ),
+                &token,
+            )
+            .await;
+        let status_of = |id: &str| {
+            detail["node_executions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["node_id"] == id)
+                .unwrap()["status"]
+                .clone()
+        };
+        assert_eq!(status_of(taken), "completed", "{tier}");
+        assert_eq!(status_of(skipped), "skipped", "{tier}");
+    }
+    app.stop().await;
+}

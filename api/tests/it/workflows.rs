@@ -367,3 +367,54 @@ async fn an_oversized_management_body_is_refused_with_413() {
     assert_eq!(list, json!([]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn bad_node_config_and_bad_handles_are_refused_naming_the_node() {
+    let app = TestApp::spawn_api_only().await;
+    let token = app.user("config@example.com").await;
+    let (status, body) = post_workflow(&app, &token, json!({"name": "x", "nodes": [
+        {"id": "s", "type": "StartNode"},
+        {"id": "check", "type": "ConditionNode", "data": {"operation": "regex", "value2": "(unclosed"}}
+    ], "edges": [{"source": "s", "target": "check"}]}))
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["node_id"], "check");
+    assert!(
+        body["message"].as_str().unwrap().contains("field `value2`"),
+        "{body}"
+    );
+
+    let (status, body) = post_workflow(
+        &app,
+        &token,
+        json!({"name": "x", "nodes": [
+        {"id": "s", "type": "StartNode"}, {"id": "e", "type": "EndNode"}
+    ], "edges": [{"id": "e1", "source": "s", "sourceHandle": "nowhere", "target": "e"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["node_id"], "s");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("no output handle `nowhere`"),
+        "{body}"
+    );
+
+    let (status, body) = post_workflow(
+        &app,
+        &token,
+        json!({"name": "x", "nodes": [
+        {"id": "s", "type": "StartNode", "data": {"initial_input": "{{ broken"}},
+        {"id": "check", "type": "ConditionNode", "data": {"value1": "{{ broken"}}
+    ], "edges": [{"source": "s", "target": "check"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["node_id"], "check", "{body}");
+
+    let (_, list) = app.get_json("/api/v1/workflows", &token).await;
+    assert_eq!(list, json!([]));
+    app.stop().await;
+}

@@ -418,3 +418,81 @@ async fn bad_node_config_and_bad_handles_are_refused_naming_the_node() {
     assert_eq!(list, json!([]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_execution_queued_before_an_update_runs_the_version_it_was_queued_with() {
+    let mut app = TestApp::spawn_api_only().await;
+    let token = app.user("queued@example.com").await;
+    let v1 = json!({"name": "v", "nodes": [
+        {"id": "hook", "type": "WebhookStartNode"},
+        {"id": "v1_end", "type": "EndNode"}
+    ], "edges": [{"source": "hook", "target": "v1_end"}]});
+    let workflow = app.create_workflow(&token, &v1).await;
+    let id = workflow["id"].as_str().unwrap();
+    let (url, secret) = app.webhook_of(&token, id).await;
+    // No worker yet: the job waits in the queue while the workflow changes.
+    let (status, queued) = json_of(
+        app.request(Method::POST, &url, Some(&secret))
+            .header("Prefer", "respond-async")
+            .json(&json!({"n": 1}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let v2 = json!({"nodes": [
+        {"id": "hook", "type": "WebhookStartNode"},
+        {"id": "check", "type": "ConditionNode", "data": {"operation": "not_empty"}},
+        {"id": "v2_end", "type": "EndNode"}
+    ], "edges": [
+        {"source": "hook", "target": "check"},
+        {"source": "check", "sourceHandle": "true_output", "target": "v2_end"}
+    ]});
+    let (status, updated) = json_of(
+        app.request(
+            Method::PUT,
+            &format!("/api/v1/workflows/{id}"),
+            Some(&token),
+        )
+        .json(&v2)
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(updated["version"], 2);
+
+    app.start_worker().await;
+    let execution = app
+        .wait_for_execution(&token, queued["execution_id"].as_str().unwrap())
+        .await;
+    assert_eq!(execution["workflow_version"], 1);
+    let ran: Vec<&str> = execution["node_executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ran.contains(&"v1_end") && !ran.contains(&"check"),
+        "{ran:?}"
+    );
+
+    // A call made now runs version 2.
+    let (_, now) = json_of(
+        app.request(Method::POST, &url, Some(&secret))
+            .json(&json!({"n": 2}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let execution = app
+        .wait_for_execution(&token, now["execution_id"].as_str().unwrap())
+        .await;
+    assert_eq!(execution["workflow_version"], 2);
+    app.stop().await;
+}

@@ -109,6 +109,36 @@ pub struct ExecutionReply {
     pub result: serde_json::Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Set by a `RespondToWebhook` node: the answer the waiting caller gets instead of the
+    /// standard `{execution_id, status, result}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<WebhookResponse>,
+}
+
+/// A webhook answer chosen by the workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookResponse {
+    pub status: u16,
+    pub content_type: String,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: serde_json::Value,
+}
+
+impl WebhookResponse {
+    /// The body as sent: JSON for JSON content types, a string's text as it is otherwise.
+    pub fn body_bytes(&self) -> Vec<u8> {
+        let json = self
+            .content_type
+            .split(';')
+            .next()
+            .is_some_and(|t| t.trim().ends_with("json"));
+        match (&self.body, json) {
+            (serde_json::Value::Null, _) => Vec::new(),
+            (serde_json::Value::String(text), false) => text.clone().into_bytes(),
+            (other, _) => serde_json::to_vec(other).unwrap_or_default(),
+        }
+    }
 }
 
 #[cfg(test)]

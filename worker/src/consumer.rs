@@ -139,6 +139,7 @@ impl JobHandler {
                     status: run.record.status,
                     result: run.record.result,
                     error: run.record.error,
+                    response: run.record.response,
                 };
                 self.reply(reply_to.as_deref(), &reply).await;
                 Outcome::Completed
@@ -166,6 +167,7 @@ impl JobHandler {
             status: kai_common::jobs::ExecutionStatus::Failed,
             result: serde_json::Value::Null,
             error: Some(error.to_owned()),
+            response: None,
         };
         self.reply(job.reply_to.as_deref(), &reply).await;
     }

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use kai_common::jobs::ExecutionStatus;
+use kai_common::jobs::{ExecutionStatus, WebhookResponse};
 use kai_common::nodes::{NodeContext, NodeError, NodeOutput};
 use kai_common::workflow::Graph;
 use kai_common::workflow::template::TemplateScope;
@@ -43,6 +43,8 @@ pub struct RunRecord {
     pub nodes: Vec<NodeRun>,
     pub started_at: DateTime<Utc>,
     pub completed_at: DateTime<Utc>,
+    /// The webhook answer a `RespondToWebhook` node chose, if one ran.
+    pub response: Option<WebhookResponse>,
 }
 
 /// How a node ended.
@@ -77,6 +79,7 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
     let mut nodes = Vec::with_capacity(n);
     let mut running = FuturesUnordered::new();
     let mut failure: Option<(String, &'static str)> = None;
+    let mut response: Option<WebhookResponse> = None;
 
     loop {
         while let Some(index) = ready.pop() {
@@ -140,6 +143,9 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
                         scope.set(name, output.value.clone());
                     }
                 }
+                if response.is_none() {
+                    response = output.response.clone();
+                }
                 settled[index] = Some(Settled::Done(output));
                 release(graph, index, &mut waiting, &mut ready);
             }
@@ -172,6 +178,7 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
             nodes,
             started_at,
             completed_at,
+            response: None,
         },
         None => RunRecord {
             status: ExecutionStatus::Completed,
@@ -181,6 +188,7 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
             nodes,
             started_at,
             completed_at,
+            response,
         },
     }
 }
@@ -266,6 +274,7 @@ pub fn failed(error: String, error_type: &'static str) -> RunRecord {
         nodes: Vec::new(),
         started_at: now,
         completed_at: now,
+        response: None,
     }
 }
 

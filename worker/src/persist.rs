@@ -67,6 +67,7 @@ pub async fn recorded_reply(
             status,
             result: outputs.unwrap_or(Value::Null),
             error,
+            response: None,
         })
     }))
 }

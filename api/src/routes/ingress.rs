@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use kai_common::jobs::{ExecutionStatus, JobMessage, WebhookEvent, WebhookJobV1};
+use kai_common::jobs::{ExecutionStatus, JobMessage, WebhookEvent, WebhookJobV1, WebhookResponse};
+use poem::http::StatusCode;
 use poem::{Body, Request, RequestBody};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
+use poem_openapi::payload::{Binary, Response};
 use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef};
 use poem_openapi::{
     ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Object, OpenApi,
@@ -94,6 +96,36 @@ pub enum IngressResponse {
     /// The job is stored durably and will run (asynchronous call, or the wait timed out).
     #[oai(status = 202)]
     Accepted(Json<ExecutionQueued>),
+    /// The answer a `RespondToWebhook` node chose: its status code, headers and body.
+    #[oai(status = 200)]
+    Responded(Binary<Vec<u8>>),
+}
+
+/// What ingress answers: the standard shapes, or the workflow's own response.
+enum Answer {
+    Standard(IngressResponse),
+    Workflow(Uuid, WebhookResponse),
+}
+
+impl Answer {
+    fn into_response(self) -> Response<IngressResponse> {
+        match self {
+            Answer::Standard(standard) => Response::new(standard),
+            Answer::Workflow(execution_id, chosen) => {
+                let status = StatusCode::from_u16(chosen.status).unwrap_or(StatusCode::OK);
+                let mut response =
+                    Response::new(IngressResponse::Responded(Binary(chosen.body_bytes())))
+                        .status(status)
+                        .header("content-type", chosen.content_type.as_str())
+                        // The caller can still find the run behind the workflow's own answer.
+                        .header("x-kai-execution-id", execution_id.to_string());
+                for (name, value) in &chosen.headers {
+                    response = response.header(name.as_str(), value.as_str());
+                }
+                response
+            }
+        }
+    }
 }
 
 #[OpenApi(tag = "ApiTags::Webhooks")]
@@ -110,11 +142,11 @@ impl IngressApi {
         request: &Request,
         webhook_id: Path<String>,
         body: WebhookBody,
-    ) -> Result<IngressResponse, ApiError> {
+    ) -> Result<Response<IngressResponse>, ApiError> {
         let started = Instant::now();
         let result = self.accept(request, &webhook_id.0, body.0).await;
         metrics::histogram!("kai_webhook_ingress_seconds").record(started.elapsed().as_secs_f64());
-        result
+        result.map(Answer::into_response)
     }
 }
 
@@ -124,7 +156,7 @@ impl IngressApi {
         request: &Request,
         webhook_id: &str,
         body: Body,
-    ) -> Result<IngressResponse, ApiError> {
+    ) -> Result<Answer, ApiError> {
         let endpoint = self
             .endpoint(webhook_id)
             .await
@@ -265,10 +297,10 @@ impl IngressApi {
         }
 
         let queued = || {
-            IngressResponse::Accepted(Json(ExecutionQueued {
+            Answer::Standard(IngressResponse::Accepted(Json(ExecutionQueued {
                 execution_id,
                 status: "queued".to_owned(),
-            }))
+            })))
         };
         let Some(mut waiting) = waiting else {
             metrics::counter!("kai_webhooks_accepted_total", "mode" => "async").increment(1);
@@ -278,16 +310,21 @@ impl IngressApi {
         match tokio::time::timeout(timeout, &mut waiting.receiver).await {
             Ok(Ok(reply)) => {
                 metrics::counter!("kai_webhooks_accepted_total", "mode" => "sync").increment(1);
+                if let Some(chosen) = reply.response {
+                    return Ok(Answer::Workflow(execution_id, chosen));
+                }
                 let status = match reply.status {
                     ExecutionStatus::Failed => "failed",
                     _ => "completed",
                 };
-                Ok(IngressResponse::Finished(Json(ExecutionResult {
-                    execution_id,
-                    status: status.to_owned(),
-                    result: reply.result,
-                    error: reply.error,
-                })))
+                Ok(Answer::Standard(IngressResponse::Finished(Json(
+                    ExecutionResult {
+                        execution_id,
+                        status: status.to_owned(),
+                        result: reply.result,
+                        error: reply.error,
+                    },
+                ))))
             }
             // Timed out, or this instance lost the reply: the job is stored and will run.
             _ => {

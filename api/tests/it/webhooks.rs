@@ -345,3 +345,62 @@ async fn a_condition_on_the_payload_picks_the_branch_and_records_the_other_as_sk
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn respond_to_webhook_sets_the_status_headers_and_body_of_the_answer() {
+    let app = TestApp::spawn().await;
+    let token = app.user("respond@example.com").await;
+    let workflow = app
+        .create_workflow(
+            &token,
+            &json!({"name": "respond", "nodes": [
+            {"id": "hook", "type": "WebhookTrigger"},
+            {"id": "answer", "type": "RespondToWebhook", "data": {
+                "status_code": "201",
+                "response_headers": "{\"X-Order-Source\": \"kai\"}",
+                "response_body": "{\"received\": \"${{ webhook_trigger.order }}\", \"ok\": true}"
+            }}
+        ], "edges": [{"source": "hook", "target": "answer"}]}),
+        )
+        .await;
+    let (url, secret) = app
+        .webhook_of(&token, workflow["id"].as_str().unwrap())
+        .await;
+    let response = app
+        .request(Method::POST, &url, Some(&secret))
+        .json(&json!({"order": "A-17"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers()["x-order-source"], "kai");
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let execution_id = response.headers()["x-kai-execution-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body, json!({"received": "A-17", "ok": true}));
+
+    let (_, detail) = app
+        .get_json(&format!("/api/v1/executions/{execution_id}"), &token)
+        .await;
+    assert_eq!(detail["status"], "completed");
+    assert_eq!(detail["outputs"]["status_code"], 201);
+
+    // Asynchronous callers are not waiting for it: they get the standard 202.
+    let response = app
+        .request(Method::POST, &url, Some(&secret))
+        .header("Prefer", "respond-async")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    app.stop().await;
+}

@@ -143,10 +143,7 @@ impl NodeDefinition for Condition {
             } else {
                 "false_output"
             };
-            Ok(NodeOutput {
-                value: ctx.input.clone(),
-                route: Some(route),
-            })
+            Ok(NodeOutput::routed(ctx.input.clone(), route))
         }
         .boxed()
     }

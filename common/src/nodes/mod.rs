@@ -4,6 +4,7 @@
 mod condition;
 mod end;
 mod registry;
+mod respond_to_webhook;
 mod start;
 mod webhook_start;
 
@@ -12,6 +13,7 @@ pub use registry::{find, registry};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+use crate::jobs::WebhookResponse;
 use crate::workflow::template::TemplateScope;
 
 /// What part a node plays in a graph.
@@ -75,11 +77,27 @@ pub struct NodeOutput {
     pub value: Value,
     /// The only output handle whose edges carry the value on; `None` means all of them.
     pub route: Option<&'static str>,
+    /// The answer for a caller waiting on the webhook (`RespondToWebhook`).
+    pub response: Option<WebhookResponse>,
 }
 
 impl NodeOutput {
+    /// A value carried on by every outgoing edge.
     pub fn all(value: Value) -> Self {
-        Self { value, route: None }
+        Self {
+            value,
+            route: None,
+            response: None,
+        }
+    }
+
+    /// A value carried on only through the `route` handle.
+    pub fn routed(value: Value, route: &'static str) -> Self {
+        Self {
+            value,
+            route: Some(route),
+            response: None,
+        }
     }
 }
 

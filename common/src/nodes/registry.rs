@@ -7,6 +7,7 @@ static NODES: &[&dyn NodeDefinition] = &[
     &super::webhook_start::WebhookStart,
     &super::end::End,
     &super::condition::Condition,
+    &super::respond_to_webhook::RespondToWebhook,
 ];
 
 /// Every node type this engine runs.

@@ -29,6 +29,8 @@ pub struct NodeRun {
     pub inputs: Value,
     pub outputs: Value,
     pub error: Option<String>,
+    /// Attempts made (0 for a skipped node).
+    pub attempts: u32,
     pub started_at: DateTime<Utc>,
     pub completed_at: DateTime<Utc>,
 }
@@ -93,6 +95,7 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
                         inputs: Value::Null,
                         outputs: Value::Null,
                         error: None,
+                        attempts: 0,
                         started_at: now,
                         completed_at: now,
                     });
@@ -104,20 +107,14 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
                     let trigger = &input.trigger;
                     running.push(async move {
                         let started = Utc::now();
-                        let context = NodeContext {
-                            node_id: graph.node_id(index),
-                            config: graph.node_config(index),
-                            input: &node_input,
-                            trigger,
-                            scope: &node_scope,
-                        };
-                        let result = graph.definition(index).execute(context).await;
-                        (index, node_input, result, started)
+                        let (result, attempts) =
+                            run_with_policy(graph, index, &node_input, trigger, &node_scope).await;
+                        (index, node_input, result, started, attempts)
                     });
                 }
             }
         }
-        let Some((index, node_input, result, started)) = running.next().await else {
+        let Some((index, node_input, result, started, attempts)) = running.next().await else {
             break;
         };
         let definition = graph.definition(index);
@@ -130,6 +127,7 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
                     inputs: node_input,
                     outputs: output.value.clone(),
                     error: None,
+                    attempts,
                     started_at: started,
                     completed_at: Utc::now(),
                 });
@@ -158,6 +156,7 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
                     inputs: node_input,
                     outputs: Value::Null,
                     error: Some(message.clone()),
+                    attempts,
                     started_at: started,
                     completed_at: Utc::now(),
                 });
@@ -190,6 +189,42 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
             completed_at,
             response,
         },
+    }
+}
+
+/// Runs one node under its policy: each attempt bounded by the timeout, a retryable failure
+/// retried after a doubling backoff while attempts remain. Returns the outcome and the attempts.
+async fn run_with_policy(
+    graph: &Graph,
+    index: usize,
+    input: &Value,
+    trigger: &Value,
+    scope: &TemplateScope,
+) -> (Result<NodeOutput, NodeError>, u32) {
+    let definition = graph.definition(index);
+    let policy = definition.policy(graph.node_config(index));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let context = NodeContext {
+            node_id: graph.node_id(index),
+            config: graph.node_config(index),
+            input,
+            trigger,
+            scope,
+        };
+        let outcome = match tokio::time::timeout(policy.timeout, definition.execute(context)).await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => Err(NodeError::Timeout(policy.timeout)),
+        };
+        match outcome {
+            Err(error) if error.is_retryable() && attempt < policy.max_attempts => {
+                tracing::info!(node_id = graph.node_id(index), attempt, %error, "retrying node");
+                tokio::time::sleep(policy.backoff * 2u32.saturating_pow(attempt - 1)).await;
+            }
+            outcome => return (outcome, attempt),
+        }
     }
 }
 
@@ -420,5 +455,153 @@ mod tests {
             "missing",
             "nothing runs after a failure"
         );
+    }
+
+    mod policy {
+        //! Timeouts and retries, with probe node types that misbehave on purpose.
+
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::time::Duration;
+
+        use futures::FutureExt;
+        use futures::future::BoxFuture;
+        use kai_common::nodes::{
+            ConfigError, NodeCategory, NodeContext, NodeDefinition, NodeError, NodeOutput,
+            RunPolicy,
+        };
+
+        use super::*;
+
+        /// Fails with a network error until its third attempt.
+        struct Flaky(AtomicU32);
+        /// Takes longer than its timeout.
+        struct Slow;
+        /// Fails with an error no retry can fix.
+        struct Refused(AtomicU32);
+
+        static FLAKY: Flaky = Flaky(AtomicU32::new(0));
+        static SLOW: Slow = Slow;
+        static REFUSED: Refused = Refused(AtomicU32::new(0));
+
+        fn probe_policy() -> RunPolicy {
+            RunPolicy {
+                timeout: Duration::from_millis(50),
+                max_attempts: 3,
+                backoff: Duration::from_millis(1),
+            }
+        }
+
+        macro_rules! probe {
+            ($ty:ty, $name:literal, $body:expr) => {
+                impl NodeDefinition for $ty {
+                    fn type_name(&self) -> &'static str {
+                        $name
+                    }
+                    fn category(&self) -> NodeCategory {
+                        NodeCategory::Processor
+                    }
+                    fn output_handles(&self) -> &'static [&'static str] {
+                        &["output"]
+                    }
+                    fn input_handles(&self) -> &'static [&'static str] {
+                        &["input"]
+                    }
+                    fn validate(&self, _: &Value) -> Result<(), ConfigError> {
+                        Ok(())
+                    }
+                    fn policy(&self, _: &Value) -> RunPolicy {
+                        probe_policy()
+                    }
+                    fn execute<'a>(
+                        &'a self,
+                        _ctx: NodeContext<'a>,
+                    ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+                        let body: fn(&'a $ty) -> BoxFuture<'a, Result<NodeOutput, NodeError>> =
+                            $body;
+                        body(self)
+                    }
+                }
+            };
+        }
+
+        probe!(Flaky, "Flaky", |me| async move {
+            if me.0.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(NodeError::Network("connection reset".into()))
+            } else {
+                Ok(NodeOutput::all(json!("finally")))
+            }
+        }
+        .boxed());
+        probe!(Slow, "Slow", |_| async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(NodeOutput::all(json!("too late")))
+        }
+        .boxed());
+        probe!(Refused, "Refused", |me| async move {
+            me.0.fetch_add(1, Ordering::SeqCst);
+            Err(NodeError::Credential("the API key was refused".into()))
+        }
+        .boxed());
+
+        fn probe_graph(probe: &str) -> Graph {
+            let flow = FlowData::from_body(&json!({"nodes": [
+                {"id": "start", "type": "StartNode"},
+                {"id": "probe", "type": probe},
+                {"id": "end", "type": "EndNode"}
+            ], "edges": [{"source": "start", "target": "probe"}, {"source": "probe", "target": "end"}]}))
+            .unwrap();
+            Graph::with_node_types(flow, &|name| match name {
+                "Flaky" => Some(&FLAKY as &dyn NodeDefinition),
+                "Slow" => Some(&SLOW as &dyn NodeDefinition),
+                "Refused" => Some(&REFUSED as &dyn NodeDefinition),
+                other => kai_common::nodes::find(other),
+            })
+            .unwrap()
+        }
+
+        fn probe_run(record: &RunRecord) -> &NodeRun {
+            record.nodes.iter().find(|n| n.node_id == "probe").unwrap()
+        }
+
+        #[tokio::test]
+        async fn a_retryable_failure_is_retried_until_it_succeeds() {
+            let record = run(&probe_graph("Flaky"), &RunInput { trigger: json!({}) }).await;
+            assert_eq!(
+                record.status,
+                ExecutionStatus::Completed,
+                "{:?}",
+                record.error
+            );
+            assert_eq!(probe_run(&record).attempts, 3);
+            assert_eq!(record.result, json!("finally"));
+        }
+
+        #[tokio::test]
+        async fn a_node_over_its_timeout_fails_the_run_after_its_attempts() {
+            let started = std::time::Instant::now();
+            let record = run(&probe_graph("Slow"), &RunInput { trigger: json!({}) }).await;
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "the timeout cut each attempt"
+            );
+            assert_eq!(record.status, ExecutionStatus::Failed);
+            assert_eq!(record.error_type, Some("timeout"));
+            assert_eq!(probe_run(&record).attempts, 3);
+            assert!(record.error.unwrap().contains("node `probe` (Slow)"));
+        }
+
+        #[tokio::test]
+        async fn a_non_retryable_failure_stops_the_run_at_once_naming_the_node() {
+            let record = run(&probe_graph("Refused"), &RunInput { trigger: json!({}) }).await;
+            assert_eq!(record.status, ExecutionStatus::Failed);
+            assert_eq!(record.error_type, Some("credential"));
+            assert_eq!(probe_run(&record).attempts, 1);
+            assert_eq!(REFUSED.0.load(Ordering::SeqCst), 1);
+            assert!(record.error.unwrap().contains("node `probe` (Refused)"));
+            assert!(
+                record.nodes.iter().all(|n| n.node_id != "end"),
+                "nothing ran after it"
+            );
+        }
     }
 }

@@ -129,6 +129,7 @@ pub async fn write_runs(db: &PgPool, runs: &[FinishedRun]) -> Result<Vec<Written
         .bind(&events.statuses)
         .bind(&events.received)
         .bind(&events.failed)
+        .bind(&nodes.attempts)
         .fetch_all(db)
         .await
         .map_err(PersistError::classify)?;
@@ -171,11 +172,12 @@ WITH runs AS (
     RETURNING id
 ), nodes AS (
     INSERT INTO node_executions (execution_id, node_id, node_type, status, inputs, outputs,
-        error, started_at, completed_at, duration_ms)
+        error, started_at, completed_at, duration_ms, attempts)
     SELECT n.* FROM UNNEST($16::uuid[], $17::text[], $18::text[], $19::text[], $20::jsonb[],
-        $21::jsonb[], $22::text[], $23::timestamptz[], $24::timestamptz[], $25::int4[])
+        $21::jsonb[], $22::text[], $23::timestamptz[], $24::timestamptz[], $25::int4[],
+        $36::int4[])
         AS n(execution_id, node_id, node_type, status, inputs, outputs, error, started_at,
-             completed_at, duration_ms)
+             completed_at, duration_ms, attempts)
     WHERE n.execution_id IN (SELECT id FROM inserted)
     ON CONFLICT DO NOTHING
 ), events AS (
@@ -253,6 +255,7 @@ struct NodeColumns<'a> {
     starts: Vec<DateTime<Utc>>,
     ends: Vec<DateTime<Utc>>,
     durations: Vec<i32>,
+    attempts: Vec<i32>,
 }
 
 impl<'a> NodeColumns<'a> {
@@ -273,6 +276,9 @@ impl<'a> NodeColumns<'a> {
             ends: nodes().map(|(_, n)| n.completed_at).collect(),
             durations: nodes()
                 .map(|(_, n)| millis_between(n.started_at, n.completed_at))
+                .collect(),
+            attempts: nodes()
+                .map(|(_, n)| n.attempts.min(i32::MAX as u32) as i32)
                 .collect(),
         }
     }

@@ -58,6 +58,8 @@ pub struct NodeExecutionOut {
     pub started_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<i32>,
+    /// Attempts the node took (retryable failures are retried); 0 when skipped.
+    pub attempts: i32,
 }
 
 #[derive(Debug, Object)]
@@ -157,7 +159,7 @@ impl ExecutionsApi {
         let execution = execution.ok_or_else(|| ApiError::not_found("execution"))?;
         let node_executions: Vec<NodeExecutionOut> = sqlx::query_as(
             "SELECT node_id, node_type, status, inputs, outputs, error, started_at, completed_at, \
-                duration_ms \
+                duration_ms, attempts \
              FROM node_executions WHERE execution_id = $1 ORDER BY started_at, node_id",
         )
         .bind(id.0)

@@ -10,6 +10,8 @@ mod webhook_start;
 
 pub use registry::{find, registry};
 
+use std::time::Duration;
+
 use futures::future::BoxFuture;
 use serde_json::Value;
 
@@ -54,12 +56,27 @@ impl ConfigError {
     }
 }
 
-/// Why a node failed while running.
+/// Why a node failed while running, classified so the engine knows whether to retry.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum NodeError {
     /// Its configuration cannot work (a template error, a bad value): retrying cannot help.
     #[error("configuration error: {0}")]
     Configuration(String),
+    /// A credential is missing, wrong or refused.
+    #[error("credential error: {0}")]
+    Credential(String),
+    /// A connection failed or a service answered 5xx.
+    #[error("network error: {0}")]
+    Network(String),
+    /// A service asked us to slow down.
+    #[error("rate limited: {0}")]
+    RateLimited(String),
+    /// The node did not finish within its timeout.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The vector store refused an operation.
+    #[error("vector store error: {0}")]
+    VectorStore(String),
 }
 
 impl NodeError {
@@ -67,6 +84,38 @@ impl NodeError {
     pub fn kind(&self) -> &'static str {
         match self {
             NodeError::Configuration(_) => "configuration",
+            NodeError::Credential(_) => "credential",
+            NodeError::Network(_) => "network",
+            NodeError::RateLimited(_) => "rate_limit",
+            NodeError::Timeout(_) => "timeout",
+            NodeError::VectorStore(_) => "vector_store",
+        }
+    }
+
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            NodeError::Network(_) | NodeError::RateLimited(_) | NodeError::Timeout(_)
+        )
+    }
+}
+
+/// How the engine runs one node: how long an attempt may take, how many attempts a retryable
+/// failure gets, and the delay before the second attempt (doubling after each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunPolicy {
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub backoff: Duration,
+}
+
+impl Default for RunPolicy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(300),
+            max_attempts: 1,
+            backoff: Duration::from_secs(1),
         }
     }
 }
@@ -125,6 +174,10 @@ pub trait NodeDefinition: Send + Sync + 'static {
     fn input_handles(&self) -> &'static [&'static str];
     /// Checks a configuration when a workflow is saved.
     fn validate(&self, config: &Value) -> Result<(), ConfigError>;
+    /// Timeout and retries for a node with this configuration.
+    fn policy(&self, _config: &Value) -> RunPolicy {
+        RunPolicy::default()
+    }
     fn execute<'a>(&'a self, ctx: NodeContext<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>>;
 }
 

@@ -124,7 +124,25 @@ impl std::fmt::Debug for Graph {
 }
 
 impl Graph {
+    /// Validates `flow` against the node catalogue.
     pub fn new(flow: FlowData) -> Result<Self, GraphError> {
+        Self::build(flow, &implemented, &canonical_name)
+    }
+
+    /// Validates `flow` against the given node types only (tests of the engine run graphs of
+    /// their own probe nodes this way).
+    pub fn with_node_types(
+        flow: FlowData,
+        node_type: &dyn Fn(&str) -> Option<&'static dyn NodeDefinition>,
+    ) -> Result<Self, GraphError> {
+        Self::build(flow, node_type, &|_| None)
+    }
+
+    fn build(
+        flow: FlowData,
+        node_type: &dyn Fn(&str) -> Option<&'static dyn NodeDefinition>,
+        known_name: &dyn Fn(&str) -> Option<&'static str>,
+    ) -> Result<Self, GraphError> {
         if flow.nodes.is_empty() {
             return Err(GraphError::Empty);
         }
@@ -140,10 +158,7 @@ impl Graph {
                     node_id: node.id.clone(),
                 });
             }
-            match (
-                implemented(&node.node_type),
-                canonical_name(&node.node_type),
-            ) {
+            match (node_type(&node.node_type), known_name(&node.node_type)) {
                 (Some(definition), _) => definitions.push(definition),
                 (None, Some(canonical)) => unavailable.push(UnavailableNode {
                     node_id: node.id.clone(),

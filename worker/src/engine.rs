@@ -4,6 +4,8 @@
 //! `ConditionNode` does) is skipped, and so is everything only it feeds. A failing node stops
 //! the run, named in its error.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -61,12 +63,11 @@ const RESERVED_NAMES: &[&str] = &["input", "webhook_data", "webhook_trigger"];
 /// The scope every template of the run starts from.
 fn base_scope(trigger: &Value) -> TemplateScope {
     let mut scope = TemplateScope::default();
-    scope.set("webhook_data", trigger.clone());
+    scope.set("webhook_data", trigger);
     scope.set(
         "webhook_trigger",
-        trigger.get("data").cloned().unwrap_or(Value::Null),
+        trigger.get("data").unwrap_or(&Value::Null),
     );
-    scope.set("input", trigger.clone());
     scope
 }
 
@@ -77,7 +78,8 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
     let mut settled: Vec<Option<Settled>> = (0..n).map(|_| None).collect();
     let mut waiting: Vec<usize> = (0..n).map(|i| graph.incoming(i).len()).collect();
     let mut ready: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
-    let mut scope = base_scope(&input.trigger);
+    // Shared with the nodes running; copied (cheaply) only when it changes under them.
+    let mut scope = Arc::new(base_scope(&input.trigger));
     let mut nodes = Vec::with_capacity(n);
     let mut running = FuturesUnordered::new();
     let mut failure: Option<(String, &'static str)> = None;
@@ -103,7 +105,7 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
                     release(graph, index, &mut waiting, &mut ready);
                 }
                 Some(node_input) => {
-                    let node_scope = scope.with_input(&node_input);
+                    let node_scope = Arc::clone(&scope);
                     let trigger = &input.trigger;
                     running.push(async move {
                         let started = Utc::now();
@@ -131,16 +133,13 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
                     started_at: started,
                     completed_at: Utc::now(),
                 });
-                for name in [graph.node_id(index)]
+                // A node named `webhook_trigger` (KAI-Fusion's default name for it) must not
+                // hide the payload that name stands for.
+                let names = [graph.node_id(index)]
                     .into_iter()
                     .chain(graph.node_data(index).get("name").and_then(Value::as_str))
-                {
-                    // A node named `webhook_trigger` (KAI-Fusion's default name for it) must not
-                    // hide the payload that name stands for.
-                    if !RESERVED_NAMES.contains(&name) {
-                        scope.set(name, output.value.clone());
-                    }
-                }
+                    .filter(|name| !RESERVED_NAMES.contains(name));
+                Arc::make_mut(&mut scope).set_names(names, &output.value);
                 if response.is_none() {
                     response = output.response.clone();
                 }

@@ -92,7 +92,7 @@ impl NodeDefinition for Condition {
             let config = ctx.config;
             let render = |field: &str| -> Result<Option<String>, NodeError> {
                 match config.get(field).and_then(Value::as_str) {
-                    Some(text) if !text.is_empty() => template::render(text, ctx.scope)
+                    Some(text) if !text.is_empty() => template::render(text, ctx.scope, ctx.input)
                         .map(Some)
                         .map_err(|e| NodeError::Configuration(format!("field `{field}`: {e}"))),
                     _ => Ok(None),

@@ -148,9 +148,10 @@ impl NodeDefinition for RespondToWebhook {
                 "all_incoming_items" => ctx.input.clone(),
                 _ => match config.get("response_body") {
                     Some(Value::String(text)) if !text.trim().is_empty() => {
-                        let rendered = template::render(text, ctx.scope).map_err(|e| {
-                            NodeError::Configuration(format!("field `response_body`: {e}"))
-                        })?;
+                        let rendered =
+                            template::render(text, ctx.scope, ctx.input).map_err(|e| {
+                                NodeError::Configuration(format!("field `response_body`: {e}"))
+                            })?;
                         // A body that renders to JSON is sent as that JSON value.
                         serde_json::from_str(&rendered).unwrap_or(Value::String(rendered))
                     }

@@ -1,29 +1,32 @@
 //! Templating of string config with minijinja: `{{ expr }}` and KAI-Fusion's `${{ expr }}`. In
-//! scope: `input`, `webhook_data` (the whole webhook event), `webhook_trigger` (its payload) and
-//! every executed node's output by node id and by its `data.name`.
+//! scope: `input` (the node's input), `webhook_data` (the whole webhook event), `webhook_trigger`
+//! (its payload) and every executed node's output by node id and by its `data.name`.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use minijinja::value::Serde;
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
 
-/// Names a template may refer to, and their values.
+/// Names a template may refer to (besides `input`), with their values converted once, so that
+/// copying a scope costs reference counts, not deep copies of JSON.
 #[derive(Debug, Clone, Default)]
 pub struct TemplateScope {
-    values: BTreeMap<String, Value>,
+    values: BTreeMap<String, minijinja::Value>,
 }
 
 impl TemplateScope {
-    pub fn set(&mut self, name: &str, value: Value) {
-        self.values.insert(name.to_owned(), value);
+    pub fn set(&mut self, name: &str, value: &Value) {
+        self.set_names(std::iter::once(name), value);
     }
 
-    /// A copy with `input` set for one node.
-    pub fn with_input(&self, input: &Value) -> Self {
-        let mut scope = self.clone();
-        scope.set("input", input.clone());
-        scope
+    /// Binds one value to several names (a node's id and its `data.name`), converting it once.
+    pub fn set_names<'a>(&mut self, names: impl IntoIterator<Item = &'a str>, value: &Value) {
+        let converted = minijinja::Value::from(Serde(value));
+        for name in names {
+            self.values.insert(name.to_owned(), converted.clone());
+        }
     }
 }
 
@@ -42,15 +45,17 @@ pub fn is_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%")
 }
 
-/// Renders `text` in `scope`. Text without template syntax is returned unchanged.
-pub fn render(text: &str, scope: &TemplateScope) -> Result<String, String> {
+/// Renders `text` in `scope` with `input` bound. Text without template syntax is returned as is.
+pub fn render(text: &str, scope: &TemplateScope, input: &Value) -> Result<String, String> {
     if !is_template(text) {
         return Ok(text.to_owned());
     }
     // KAI-Fusion writes `${{ x }}`; minijinja's own syntax is `{{ x }}`.
     let source = text.replace("${{", "{{");
+    let mut context = scope.values.clone();
+    context.insert("input".to_owned(), minijinja::Value::from(Serde(input)));
     environment()
-        .render_str(&source, minijinja::value::Serde(&scope.values))
+        .render_str(&source, context)
         .map_err(|e| e.to_string())
 }
 
@@ -74,19 +79,24 @@ mod tests {
     #[test]
     fn renders_both_syntaxes_and_refuses_unknown_names() {
         let mut scope = TemplateScope::default();
-        scope.set("webhook_trigger", json!({"input_text": "hi", "n": 2}));
+        scope.set("webhook_trigger", &json!({"input_text": "hi", "n": 2}));
+        let input = json!("the input");
         assert_eq!(
-            render("${{ webhook_trigger.input_text }}!", &scope).unwrap(),
+            render("${{ webhook_trigger.input_text }}!", &scope, &input).unwrap(),
             "hi!"
         );
-        assert_eq!(render("{{ webhook_trigger.n * 2 }}", &scope).unwrap(), "4");
-        let json = render("{{ webhook_trigger | tojson }}", &scope).unwrap();
+        assert_eq!(
+            render("{{ webhook_trigger.n * 2 }}", &scope, &input).unwrap(),
+            "4"
+        );
+        assert_eq!(render("{{ input }}", &scope, &input).unwrap(), "the input");
+        let json = render("{{ webhook_trigger | tojson }}", &scope, &input).unwrap();
         assert_eq!(
             serde_json::from_str::<Value>(&json).unwrap(),
             json!({"input_text": "hi", "n": 2})
         );
-        assert_eq!(render("plain", &scope).unwrap(), "plain");
-        assert!(render("{{ nothing.here }}", &scope).is_err());
+        assert_eq!(render("plain", &scope, &input).unwrap(), "plain");
+        assert!(render("{{ nothing.here }}", &scope, &input).is_err());
         assert!(check("{{ unclosed").is_err());
         assert!(check("${{ fine }}").is_ok());
     }

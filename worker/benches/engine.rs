@@ -1,0 +1,95 @@
+//! The engine's own overhead on a 50-node graph of no-op nodes: planning (graph validation and
+//! ordering), scheduling (readiness, joins, concurrency), template scope upkeep and result
+//! collection. No persistence, no I/O.
+//!
+//! Shape: a start node fans out to 8 chains of 6 no-op nodes, which an end node joins.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use kai_common::nodes::{
+    ConfigError, NodeCategory, NodeContext, NodeDefinition, NodeError, NodeOutput,
+};
+use kai_common::workflow::{FlowData, Graph};
+use kai_worker::engine::{RunInput, run};
+use serde_json::{Value, json};
+
+/// Passes its input on.
+struct NoOp;
+
+static NO_OP: NoOp = NoOp;
+
+impl NodeDefinition for NoOp {
+    fn type_name(&self) -> &'static str {
+        "NoOp"
+    }
+    fn category(&self) -> NodeCategory {
+        NodeCategory::Processor
+    }
+    fn output_handles(&self) -> &'static [&'static str] {
+        &["output"]
+    }
+    fn input_handles(&self) -> &'static [&'static str] {
+        &["input"]
+    }
+    fn validate(&self, _: &Value) -> Result<(), ConfigError> {
+        Ok(())
+    }
+    fn execute<'a>(&'a self, ctx: NodeContext<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+        async move { Ok(NodeOutput::all(ctx.input.clone())) }.boxed()
+    }
+}
+
+const CHAINS: usize = 8;
+const DEPTH: usize = 6;
+
+fn flow() -> FlowData {
+    let mut nodes =
+        vec![json!({"id": "start", "type": "StartNode", "data": {"initial_input": "go"}})];
+    let mut edges = Vec::new();
+    for chain in 0..CHAINS {
+        for step in 0..DEPTH {
+            let id = format!("n{chain}_{step}");
+            nodes.push(
+                json!({"id": id, "type": "NoOp", "data": {"name": format!("noop_{chain}_{step}")}}),
+            );
+            let source = if step == 0 {
+                "start".to_owned()
+            } else {
+                format!("n{chain}_{}", step - 1)
+            };
+            edges.push(json!({"source": source, "target": id}));
+        }
+        edges.push(json!({"source": format!("n{chain}_{}", DEPTH - 1), "target": "end"}));
+    }
+    nodes.push(json!({"id": "end", "type": "EndNode"}));
+    FlowData::from_body(&json!({"nodes": nodes, "edges": edges})).expect("valid flow")
+}
+
+fn graph() -> Graph {
+    Graph::with_node_types(flow(), &|name| match name {
+        "NoOp" => Some(&NO_OP as &dyn NodeDefinition),
+        other => kai_common::nodes::find(other),
+    })
+    .expect("valid graph")
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let workflow = graph();
+    assert_eq!(workflow.len(), 50);
+    let input = RunInput {
+        trigger: json!({"data": {"hello": "world"}}),
+    };
+
+    c.bench_function("engine: plan a 50-node graph", |b| b.iter(graph));
+    c.bench_function("engine: run a 50-node graph of no-op nodes", |b| {
+        b.to_async(&runtime).iter(|| run(&workflow, &input))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -40,6 +40,9 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
         .await
         .context("DATABASE_URL")?;
     kai_common::db::migrate(&db).await?;
+    routes::nodes::register_builtins(&db)
+        .await
+        .context("registering node types")?;
     let nats_client = nats::connect(&common.nats_url, "kai-api")
         .await
         .context("NATS_URL")?;

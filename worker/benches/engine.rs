@@ -23,6 +23,12 @@ impl NodeDefinition for NoOp {
     fn type_name(&self) -> &'static str {
         "NoOp"
     }
+    fn description(&self) -> &'static str {
+        "passes its input on"
+    }
+    fn config_schema(&self) -> Value {
+        json!({"type": "object"})
+    }
     fn category(&self) -> NodeCategory {
         NodeCategory::Processor
     }

@@ -496,6 +496,12 @@ mod tests {
                     fn type_name(&self) -> &'static str {
                         $name
                     }
+                    fn description(&self) -> &'static str {
+                        "a test probe"
+                    }
+                    fn config_schema(&self) -> Value {
+                        json!({"type": "object"})
+                    }
                     fn category(&self) -> NodeCategory {
                         NodeCategory::Processor
                     }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod executions;
 pub mod health;
 pub mod ingress;
+pub mod nodes;
 pub mod webhooks;
 pub mod workflows;
 
@@ -21,6 +22,8 @@ pub enum ApiTags {
     Workflows,
     /// Runs of workflows.
     Executions,
+    /// The node types workflows are built from.
+    Nodes,
     /// Webhook endpoints and webhook ingress.
     Webhooks,
     /// Liveness, readiness and metrics.
@@ -31,6 +34,7 @@ pub type Apis = (
     auth::AuthApi,
     workflows::WorkflowsApi,
     executions::ExecutionsApi,
+    nodes::NodesApi,
     webhooks::WebhooksApi,
     ingress::IngressApi,
     health::HealthApi,
@@ -47,6 +51,9 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
                 state: state.clone(),
             },
             executions::ExecutionsApi {
+                state: state.clone(),
+            },
+            nodes::NodesApi {
                 state: state.clone(),
             },
             webhooks::WebhooksApi {

@@ -496,3 +496,55 @@ async fn an_execution_queued_before_an_update_runs_the_version_it_was_queued_wit
     assert_eq!(execution["workflow_version"], 2);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_node_registry_lists_every_built_in_type_with_its_schema() {
+    let app = TestApp::spawn_api_only().await;
+    let token = app.user("registry@example.com").await;
+    let (status, list) = app.get_json("/api/v1/nodes/registry", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node_type"].as_str().unwrap())
+        .collect();
+    let mut expected: Vec<&str> = kai_common::nodes::registry()
+        .iter()
+        .map(|n| n.type_name())
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected);
+
+    // By a KAI-Fusion legacy name too.
+    let (status, condition) = app
+        .get_json("/api/v1/nodes/registry/ConditionNode", &token)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(condition["category"], "processor");
+    assert_eq!(condition["node_class"], "builtin");
+    assert_eq!(
+        condition["schema_definition"]["outputs"],
+        json!(["true_output", "false_output"])
+    );
+    assert!(condition["schema_definition"]["config"]["properties"]["operation"]["enum"].is_array());
+    let (status, webhook) = app
+        .get_json("/api/v1/nodes/registry/WebhookTrigger", &token)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(webhook["node_type"], "WebhookStartNode");
+
+    let (status, _) = app
+        .get_json("/api/v1/nodes/registry/Teleporter", &token)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = json_of(
+        app.request(Method::GET, "/api/v1/nodes/registry", None)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}

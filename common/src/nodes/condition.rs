@@ -45,6 +45,22 @@ impl NodeDefinition for Condition {
         "ConditionNode"
     }
 
+    fn description(&self) -> &'static str {
+        "Compares two values and routes its input to `true_output` or `false_output`."
+    }
+
+    fn config_schema(&self) -> Value {
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "value1": {"type": "string", "description": "Templated; empty means the input."},
+                "operation": {"type": "string", "enum": OPERATIONS, "default": "equal"},
+                "value2": {"type": "string", "description": "Templated."},
+                "case_sensitive": {"type": "boolean", "default": false}
+            }
+        })
+    }
+
     fn category(&self) -> NodeCategory {
         NodeCategory::Processor
     }

@@ -13,6 +13,14 @@ impl NodeDefinition for End {
         "EndNode"
     }
 
+    fn description(&self) -> &'static str {
+        "Ends a run; its input is the run's result."
+    }
+
+    fn config_schema(&self) -> Value {
+        serde_json::json!({"type": "object", "properties": {}})
+    }
+
     fn category(&self) -> NodeCategory {
         NodeCategory::End
     }

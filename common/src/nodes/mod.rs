@@ -172,6 +172,10 @@ pub trait NodeDefinition: Send + Sync + 'static {
     fn output_handles(&self) -> &'static [&'static str];
     /// Handles edges may arrive at; an edge without one arrives at `input`.
     fn input_handles(&self) -> &'static [&'static str];
+    /// One sentence for people choosing a node.
+    fn description(&self) -> &'static str;
+    /// JSON Schema of the configuration (`data`, or `data.inputs`).
+    fn config_schema(&self) -> Value;
     /// Checks a configuration when a workflow is saved.
     fn validate(&self, config: &Value) -> Result<(), ConfigError>;
     /// Timeout and retries for a node with this configuration.
@@ -179,6 +183,16 @@ pub trait NodeDefinition: Send + Sync + 'static {
         RunPolicy::default()
     }
     fn execute<'a>(&'a self, ctx: NodeContext<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>>;
+}
+
+/// What the registry publishes about a node type: its configuration schema and handles.
+pub fn schema_definition(node: &dyn NodeDefinition) -> Value {
+    serde_json::json!({
+        "config": node.config_schema(),
+        "inputs": node.input_handles(),
+        "outputs": node.output_handles(),
+        "category": node.category().as_str(),
+    })
 }
 
 /// The configuration object of a node's `data`: `data.inputs` when it is an object (KAI-Fusion's

@@ -111,6 +111,24 @@ impl NodeDefinition for RespondToWebhook {
         "RespondToWebhook"
     }
 
+    fn description(&self) -> &'static str {
+        "Ends a run and chooses the status, headers and body a waiting webhook caller gets."
+    }
+
+    fn config_schema(&self) -> Value {
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "status_code": {"type": ["string", "integer"], "default": "200"},
+                "response_config": {"type": "string", "enum": MODES, "default": "json"},
+                "response_body": {"description": "Templated text (JSON when it parses) or a JSON value."},
+                "response_headers": {"type": ["object", "string"],
+                    "additionalProperties": {"type": "string"}},
+                "content_type": {"type": "string", "default": "application/json"}
+            }
+        })
+    }
+
     fn category(&self) -> NodeCategory {
         NodeCategory::End
     }

@@ -14,6 +14,19 @@ impl NodeDefinition for Start {
         "StartNode"
     }
 
+    fn description(&self) -> &'static str {
+        "Starts a run by hand; passes on `initial_input`, or the run's input."
+    }
+
+    fn config_schema(&self) -> Value {
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "initial_input": {"type": "string", "description": "What the run starts with."}
+            }
+        })
+    }
+
     fn category(&self) -> NodeCategory {
         NodeCategory::Entry
     }

@@ -15,6 +15,24 @@ impl NodeDefinition for WebhookStart {
         "WebhookStartNode"
     }
 
+    fn description(&self) -> &'static str {
+        "Starts a run when its webhook is called; passes on the webhook event."
+    }
+
+    fn config_schema(&self) -> Value {
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "webhook_timeout": {"type": "integer", "minimum": 1, "maximum": 300, "default": 30,
+                    "description": "Seconds a caller waits for the result before getting 202."},
+                "authentication_required": {"type": "boolean", "default": true},
+                "max_payload_size": {"type": "integer", "minimum": 1, "default": 1024,
+                    "description": "KiB."},
+                "rate_limit_per_minute": {"type": "integer", "minimum": 0, "default": 60}
+            }
+        })
+    }
+
     fn category(&self) -> NodeCategory {
         NodeCategory::Entry
     }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod db;
 pub mod health;
 pub mod jobs;
+pub mod json;
 pub mod metrics;
 pub mod nats;
 pub mod nodes;

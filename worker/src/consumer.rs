@@ -56,10 +56,18 @@ pub struct JobHandler {
     names: Names,
     versions: Versions,
     writer: RunWriter,
+    /// Deliveries JetStream makes of a job (the consumer's `max_deliver`).
+    max_deliver: i64,
 }
 
 impl JobHandler {
-    pub fn new(db: PgPool, nats: async_nats::Client, js: jetstream::Context, names: Names) -> Self {
+    pub fn new(
+        db: PgPool,
+        nats: async_nats::Client,
+        js: jetstream::Context,
+        names: Names,
+        max_deliver: i64,
+    ) -> Self {
         let versions = Versions::new(db.clone());
         let writer = RunWriter::start(db.clone(), WRITERS, MAX_BATCH);
         Self {
@@ -69,6 +77,7 @@ impl JobHandler {
             names,
             versions,
             writer,
+            max_deliver,
         }
     }
 
@@ -326,6 +335,14 @@ async fn process(handler: &JobHandler, message: jetstream::Message, ack_wait: Du
                     let _ = message.ack_with(AckKind::Progress).await;
                 }
             }
+        };
+        // The last delivery JetStream will make: a transient failure now would leave the job
+        // in the stream for ever, so it is dead-lettered with its reason instead.
+        let outcome = match outcome {
+            Outcome::Retry(reason) if i64::from(attempt) >= handler.max_deliver => {
+                Outcome::Dead(format!("gave up after {attempt} deliveries: {reason}"))
+            }
+            other => other,
         };
         metrics::counter!("kai_worker_jobs_total", "outcome" => outcome.label()).increment(1);
         settle(handler, &message, outcome).await;

@@ -53,7 +53,13 @@ pub async fn run(
     let health_shutdown = CancellationToken::new();
     let health_server = tokio::spawn(serve_health(listener, deps, health_shutdown.clone()));
 
-    let handler = JobHandler::new(db.clone(), nats_client.clone(), js.clone(), names.clone());
+    let handler = JobHandler::new(
+        db.clone(),
+        nats_client.clone(),
+        js.clone(),
+        names.clone(),
+        settings.max_deliver,
+    );
     let consumer = Consumer::new(pull, Arc::new(handler), config.concurrency, config.ack_wait);
     tracing::info!(concurrency = config.concurrency, "worker started");
     consumer.run(shutdown).await;

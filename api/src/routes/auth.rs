@@ -65,7 +65,7 @@ fn valid_email(email: &str) -> bool {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && !email.chars().any(char::is_whitespace)
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 #[OpenApi(tag = "ApiTags::Auth")]
@@ -109,15 +109,16 @@ impl AuthApi {
     /// Exchange an email and password for an access token.
     #[oai(path = "/api/v1/auth/login", method = "post", operation_id = "login")]
     async fn login(&self, body: Json<Credentials>) -> Result<LoginResponse, ApiError> {
+        // No stored email has a NUL (signup refuses it) and PostgreSQL cannot compare one.
+        if body.email.contains('\0') || body.password.chars().count() > MAX_PASSWORD_LEN {
+            return Err(ApiError::unauthorized("wrong email or password"));
+        }
         let row: Option<(Uuid, String, bool)> = sqlx::query_as(
             "SELECT id, password_hash, is_active FROM users WHERE lower(email) = lower($1)",
         )
         .bind(body.email.trim())
         .fetch_optional(&self.state.db)
         .await?;
-        if body.password.chars().count() > MAX_PASSWORD_LEN {
-            return Err(ApiError::unauthorized("wrong email or password"));
-        }
         // Unknown emails are verified against a dummy hash so both failures take as long.
         let (user_id, stored, active) = match row {
             Some(row) => (Some(row.0), row.1, row.2),

@@ -239,6 +239,16 @@ impl IngressApi {
             }
         };
 
+        if kai_common::json::contains_nul(&data) {
+            let message = "the body contains a NUL character (\\u0000), which cannot be stored";
+            return Err(refuse(
+                400,
+                "malformed",
+                ApiError::bad_request(message),
+                message,
+            ));
+        }
+
         let execution_id = Uuid::now_v7();
         let wants_async = header(request, "prefer").is_some_and(|p| {
             p.split(',')

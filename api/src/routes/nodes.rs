@@ -96,6 +96,9 @@ impl NodesApi {
         operation_id = "get_node_type"
     )]
     async fn get(&self, _auth: UserAuth, node_type: Path<String>) -> Result<OneNodeType, ApiError> {
+        if node_type.0.contains('\0') {
+            return Err(ApiError::not_found("node type"));
+        }
         let name = catalogue::canonical_name(&node_type.0).unwrap_or(node_type.0.as_str());
         let row: Option<NodeTypeOut> = sqlx::query_as(concat!(
             "SELECT node_type, node_class, category, version, schema_definition, ui_schema, ",

@@ -113,6 +113,11 @@ const MAX_NAME_LEN: usize = 255;
 
 fn validate_name(name: &str) -> Result<String, ApiError> {
     let name = name.trim();
+    if name.contains('\0') {
+        return Err(ApiError::unprocessable(
+            "name: must not contain a NUL character",
+        ));
+    }
     if name.is_empty() {
         return Err(ApiError::unprocessable("name: must not be empty"));
     }
@@ -124,6 +129,16 @@ fn validate_name(name: &str) -> Result<String, ApiError> {
     Ok(name.to_owned())
 }
 
+/// PostgreSQL text cannot hold NUL: refused here rather than failing the insert.
+fn validate_description(description: Option<&str>) -> Result<(), ApiError> {
+    if description.is_some_and(|d| d.contains('\0')) {
+        return Err(ApiError::unprocessable(
+            "description: must not contain a NUL character",
+        ));
+    }
+    Ok(())
+}
+
 /// The graph in `body`, validated; `None` when the body carries no graph.
 fn graph_of(body: &WorkflowIn) -> Result<Option<Graph>, ApiError> {
     let source = match (&body.flow_data, &body.nodes) {
@@ -133,6 +148,11 @@ fn graph_of(body: &WorkflowIn) -> Result<Option<Graph>, ApiError> {
         }
         (None, None) => return Ok(None),
     };
+    if kai_common::json::contains_nul(&source) {
+        return Err(ApiError::unprocessable(
+            "the workflow contains a NUL character (\\u0000), which cannot be stored",
+        ));
+    }
     let flow = FlowData::from_body(&source).map_err(|e| ApiError::unprocessable(e.to_string()))?;
     let graph = Graph::new(flow).map_err(|e| ApiError::invalid_node(e.to_string(), e.node_id()))?;
     Ok(Some(graph))
@@ -171,6 +191,7 @@ impl WorkflowsApi {
         body: Json<WorkflowIn>,
     ) -> Result<CreatedWorkflow, ApiError> {
         let name = validate_name(body.name.as_deref().unwrap_or_default())?;
+        validate_description(body.description.as_deref())?;
         let graph = graph_of(&body)?.ok_or_else(|| {
             ApiError::unprocessable("nodes: a workflow needs `nodes` (or `flow_data`)")
         })?;
@@ -234,6 +255,7 @@ impl WorkflowsApi {
         body: Json<WorkflowIn>,
     ) -> Result<OneWorkflow, ApiError> {
         let name = body.name.as_deref().map(validate_name).transpose()?;
+        validate_description(body.description.as_deref())?;
         let graph = graph_of(&body)?;
         let mut tx = self.state.db.begin().await?;
         let current: Option<(i32,)> = sqlx::query_as(

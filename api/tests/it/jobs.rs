@@ -161,3 +161,31 @@ async fn a_poison_message_is_dead_lettered_not_retried_forever() {
     assert_eq!(dead, 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_job_that_keeps_failing_is_dead_lettered_on_its_last_delivery() {
+    let app = TestApp::spawn().await;
+    let token = app.user("lastdelivery@example.com").await;
+    let JobMessage::WebhookV1(mut job) = job_for(&app, &token).await;
+    // Published around ingress (which refuses it): PostgreSQL cannot store this payload, so
+    // every delivery fails as a database error.
+    job.event.data = json!({"note": "x\u{0}y"});
+    let job = JobMessage::WebhookV1(job);
+    kai_common::nats::publish_job(&app.state.js, &app.state.names, &job)
+        .await
+        .unwrap();
+    let mut dead = 0;
+    for _ in 0..400 {
+        dead = stream_messages(&app.state.js, app.state.names.dlq_stream()).await;
+        if dead == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        dead, 1,
+        "the job must leave the queue for the dead-letter stream"
+    );
+    wait_until_drained(&app).await;
+    app.stop().await;
+}

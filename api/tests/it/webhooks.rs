@@ -404,3 +404,73 @@ async fn respond_to_webhook_sets_the_status_headers_and_body_of_the_answer() {
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn text_postgres_cannot_store_is_refused_at_the_door_not_lost_later() {
+    let app = TestApp::spawn().await;
+    let token = app.user("nul@example.com").await;
+    let workflow = app.create_workflow(&token, &lone_webhook_workflow()).await;
+    let workflow_id = workflow["id"].as_str().unwrap();
+    let (url, secret) = app.webhook_of(&token, workflow_id).await;
+    let body = r#"{"note": "before\u0000after"}"#;
+    let (status, answer) = json_of(
+        app.request(Method::POST, &url, Some(&secret))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("NUL"));
+
+    // Names, descriptions, graphs and credentials with NUL get 4xx, never a 500.
+    let (status, _) = json_of(
+        app.request(
+            Method::PUT,
+            &format!("/api/v1/workflows/{workflow_id}"),
+            Some(&token),
+        )
+        .json(&json!({"description": "a\u{0}b"}))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let mut graph = lone_webhook_workflow();
+    graph["nodes"][0]["data"]["note"] = json!("a\u{0}b");
+    let (status, _) = json_of(
+        app.request(Method::POST, "/api/v1/workflows", Some(&token))
+            .json(&graph)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    for path in ["/api/v1/auth/signup", "/api/v1/auth/login"] {
+        let credentials = json!({"email": "a\u{0}b@example.com", "password": "long-enough"});
+        let (status, _) = json_of(
+            app.request(Method::POST, path, None)
+                .json(&credentials)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(status.is_client_error(), "{path}: {status}");
+    }
+    let (status, _) = app.get_json("/api/v1/nodes/registry/a%00b", &token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, executions) = app
+        .get_json(
+            &format!("/api/v1/workflows/{workflow_id}/executions"),
+            &token,
+        )
+        .await;
+    assert_eq!(executions, json!([]));
+    app.stop().await;
+}

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod enqueue;
 pub mod error;
 pub mod middleware;
 pub mod rejections;

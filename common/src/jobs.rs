@@ -12,14 +12,19 @@ use uuid::Uuid;
 /// A unit of work on the jobs stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind")]
+// Messages live only between decoding and running; boxing the webhook variant would add an
+// allocation per job to save a few hundred bytes of stack.
+#[allow(clippy::large_enum_variant)]
 pub enum JobMessage {
     WebhookV1(WebhookJobV1),
+    ManualV1(ManualJobV1),
 }
 
 impl JobMessage {
     pub fn execution_id(&self) -> Uuid {
         match self {
             JobMessage::WebhookV1(job) => job.execution_id,
+            JobMessage::ManualV1(job) => job.execution_id,
         }
     }
 
@@ -27,6 +32,7 @@ impl JobMessage {
     pub fn subject_kind(&self) -> &'static str {
         match self {
             JobMessage::WebhookV1(_) => "webhook",
+            JobMessage::ManualV1(_) => "manual",
         }
     }
 
@@ -49,6 +55,21 @@ pub struct WebhookJobV1 {
     pub user_id: Uuid,
     pub enqueued_at: DateTime<Utc>,
     pub event: WebhookEvent,
+    /// Core NATS subject of the API instance waiting for the result, when the caller waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+}
+
+/// A run started by hand through `POST /api/v1/workflows/{id}/execute`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManualJobV1 {
+    pub execution_id: Uuid,
+    pub workflow_id: Uuid,
+    pub workflow_version: i32,
+    pub user_id: Uuid,
+    pub enqueued_at: DateTime<Utc>,
+    /// What the caller gave the run: the entry nodes' input.
+    pub inputs: serde_json::Value,
     /// Core NATS subject of the API instance waiting for the result, when the caller waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,

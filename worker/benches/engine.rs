@@ -17,8 +17,6 @@ use serde_json::{Value, json};
 /// Passes its input on.
 struct NoOp;
 
-static NO_OP: NoOp = NoOp;
-
 impl NodeDefinition for NoOp {
     fn type_name(&self) -> &'static str {
         "NoOp"
@@ -74,7 +72,7 @@ fn flow() -> FlowData {
 
 fn graph() -> Graph {
     Graph::with_node_types(flow(), &|name| match name {
-        "NoOp" => Some(&NO_OP as &dyn NodeDefinition),
+        "NoOp" => Some(std::sync::Arc::new(NoOp) as kai_common::nodes::NodeType),
         other => kai_common::nodes::find(other),
     })
     .expect("valid graph")

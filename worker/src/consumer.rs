@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
-use kai_common::jobs::{ExecutionReply, JobMessage, WebhookJobV1};
+use kai_common::jobs::{ExecutionReply, JobMessage};
 use kai_common::nats::Names;
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::engine::{self, RunInput};
 use crate::persist::{self, FinishedRun, Written};
+use crate::request::RunRequest;
 use crate::versions::{VersionError, Versions};
 use crate::writer::{RunWriter, WriteFailure};
 
@@ -84,18 +85,19 @@ impl JobHandler {
     /// Handles the payload of delivery number `attempt`.
     pub async fn handle(&self, payload: &[u8], attempt: i32) -> Outcome {
         match JobMessage::decode(payload) {
-            Ok(JobMessage::WebhookV1(job)) => {
-                let span = tracing::Span::current();
-                span.record("execution_id", tracing::field::display(job.execution_id));
-                span.record("workflow_id", tracing::field::display(job.workflow_id));
-                span.record("webhook_id", job.event.webhook_id.as_str());
-                self.run_webhook(job, attempt).await
-            }
+            Ok(JobMessage::WebhookV1(job)) => self.run_job(job.into(), attempt).await,
+            Ok(JobMessage::ManualV1(job)) => self.run_job(job.into(), attempt).await,
             Err(e) => Outcome::Dead(format!("undecodable job message: {e}")),
         }
     }
 
-    async fn run_webhook(&self, job: WebhookJobV1, attempt: i32) -> Outcome {
+    async fn run_job(&self, job: RunRequest, attempt: i32) -> Outcome {
+        let span = tracing::Span::current();
+        span.record("execution_id", tracing::field::display(job.execution_id));
+        span.record("workflow_id", tracing::field::display(job.workflow_id));
+        if let Some(webhook_id) = &job.trigger_id {
+            span.record("webhook_id", webhook_id.as_str());
+        }
         // Only a redelivery can find its run already recorded (committed, but the ack was
         // lost): answer from the record instead of running it again. A first delivery skips
         // the lookup; the write itself is idempotent either way.
@@ -112,12 +114,14 @@ impl JobHandler {
 
         let record = match self
             .versions
-            .get(job.workflow_id, job.workflow_version)
+            .get(job.workflow_id, job.workflow_version, job.user_id)
             .await
         {
             Ok(graph) => {
-                let trigger = serde_json::to_value(&job.event).unwrap_or_default();
-                engine::run(&graph, &RunInput { trigger }).await
+                let input = RunInput {
+                    trigger: job.trigger.clone(),
+                };
+                engine::run(&graph, &input).await
             }
             Err(VersionError::Database(e)) => return Outcome::Retry(format!("database: {e}")),
             Err(VersionError::Missing { .. }) => {
@@ -170,7 +174,7 @@ impl JobHandler {
         }
     }
 
-    async fn reply_failed(&self, job: &WebhookJobV1, error: &str) {
+    async fn reply_failed(&self, job: &RunRequest, error: &str) {
         let reply = ExecutionReply {
             execution_id: job.execution_id,
             status: kai_common::jobs::ExecutionStatus::Failed,

@@ -26,7 +26,7 @@ pub struct RunInput {
 #[derive(Debug, Clone)]
 pub struct NodeRun {
     pub node_id: String,
-    pub node_type: &'static str,
+    pub node_type: Arc<str>,
     pub status: &'static str,
     pub inputs: Value,
     pub outputs: Value,
@@ -92,7 +92,7 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
                     let now = Utc::now();
                     nodes.push(NodeRun {
                         node_id: graph.node_id(index).to_owned(),
-                        node_type: graph.definition(index).type_name(),
+                        node_type: graph.type_name(index).clone(),
                         status: "skipped",
                         inputs: Value::Null,
                         outputs: Value::Null,
@@ -119,12 +119,11 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
         let Some((index, node_input, result, started, attempts)) = running.next().await else {
             break;
         };
-        let definition = graph.definition(index);
         match result {
             Ok(output) => {
                 nodes.push(NodeRun {
                     node_id: graph.node_id(index).to_owned(),
-                    node_type: definition.type_name(),
+                    node_type: graph.type_name(index).clone(),
                     status: "completed",
                     inputs: node_input,
                     outputs: output.value.clone(),
@@ -150,7 +149,7 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
                 let message = describe(graph, index, &error);
                 nodes.push(NodeRun {
                     node_id: graph.node_id(index).to_owned(),
-                    node_type: definition.type_name(),
+                    node_type: graph.type_name(index).clone(),
                     status: "failed",
                     inputs: node_input,
                     outputs: Value::Null,
@@ -466,21 +465,20 @@ mod tests {
         use futures::future::BoxFuture;
         use kai_common::nodes::{
             ConfigError, NodeCategory, NodeContext, NodeDefinition, NodeError, NodeOutput,
-            RunPolicy,
+            NodeType, RunPolicy,
         };
 
         use super::*;
 
         /// Fails with a network error until its third attempt.
-        struct Flaky(AtomicU32);
+        struct Flaky;
         /// Takes longer than its timeout.
         struct Slow;
         /// Fails with an error no retry can fix.
-        struct Refused(AtomicU32);
+        struct Refused;
 
-        static FLAKY: Flaky = Flaky(AtomicU32::new(0));
-        static SLOW: Slow = Slow;
-        static REFUSED: Refused = Refused(AtomicU32::new(0));
+        static FLAKY_CALLS: AtomicU32 = AtomicU32::new(0);
+        static REFUSED_CALLS: AtomicU32 = AtomicU32::new(0);
 
         fn probe_policy() -> RunPolicy {
             RunPolicy {
@@ -529,8 +527,8 @@ mod tests {
             };
         }
 
-        probe!(Flaky, "Flaky", |me| async move {
-            if me.0.fetch_add(1, Ordering::SeqCst) < 2 {
+        probe!(Flaky, "Flaky", |_| async move {
+            if FLAKY_CALLS.fetch_add(1, Ordering::SeqCst) < 2 {
                 Err(NodeError::Network("connection reset".into()))
             } else {
                 Ok(NodeOutput::all(json!("finally")))
@@ -542,8 +540,8 @@ mod tests {
             Ok(NodeOutput::all(json!("too late")))
         }
         .boxed());
-        probe!(Refused, "Refused", |me| async move {
-            me.0.fetch_add(1, Ordering::SeqCst);
+        probe!(Refused, "Refused", |_| async move {
+            REFUSED_CALLS.fetch_add(1, Ordering::SeqCst);
             Err(NodeError::Credential("the API key was refused".into()))
         }
         .boxed());
@@ -556,9 +554,9 @@ mod tests {
             ], "edges": [{"source": "start", "target": "probe"}, {"source": "probe", "target": "end"}]}))
             .unwrap();
             Graph::with_node_types(flow, &|name| match name {
-                "Flaky" => Some(&FLAKY as &dyn NodeDefinition),
-                "Slow" => Some(&SLOW as &dyn NodeDefinition),
-                "Refused" => Some(&REFUSED as &dyn NodeDefinition),
+                "Flaky" => Some(Arc::new(Flaky) as NodeType),
+                "Slow" => Some(Arc::new(Slow) as NodeType),
+                "Refused" => Some(Arc::new(Refused) as NodeType),
                 other => kai_common::nodes::find(other),
             })
             .unwrap()
@@ -601,7 +599,7 @@ mod tests {
             assert_eq!(record.status, ExecutionStatus::Failed);
             assert_eq!(record.error_type, Some("credential"));
             assert_eq!(probe_run(&record).attempts, 1);
-            assert_eq!(REFUSED.0.load(Ordering::SeqCst), 1);
+            assert_eq!(REFUSED_CALLS.load(Ordering::SeqCst), 1);
             assert!(record.error.unwrap().contains("node `probe` (Refused)"));
             assert!(
                 record.nodes.iter().all(|n| n.node_id != "end"),

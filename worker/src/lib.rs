@@ -5,6 +5,7 @@ pub mod config;
 pub mod consumer;
 pub mod engine;
 pub mod persist;
+pub mod request;
 pub mod versions;
 pub mod writer;
 

@@ -1,17 +1,18 @@
-//! Writes finished webhook runs: for each, the execution, its node executions, its webhook event
-//! and its webhook counter delta, keyed by the execution id from the job message, so a
+//! Writes finished runs: for each, the execution, its node executions and, for a webhook run,
+//! its webhook event and its webhook counter delta, keyed by the execution id from the job message, so a
 //! redelivered message finds its execution already there and writes nothing. Many runs are
 //! written by one statement (see `writer`).
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use kai_common::jobs::{ExecutionReply, ExecutionStatus, WebhookJobV1};
+use kai_common::jobs::{ExecutionReply, ExecutionStatus};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::engine::RunRecord;
+use crate::request::RunRequest;
 
 /// SQLSTATE of a foreign-key violation: the workflow or its owner was deleted meanwhile.
 const FOREIGN_KEY_VIOLATION: &str = "23503";
@@ -45,7 +46,7 @@ pub enum Written {
 /// A finished run waiting to be written.
 #[derive(Debug)]
 pub struct FinishedRun {
-    pub job: WebhookJobV1,
+    pub job: RunRequest,
     pub record: RunRecord,
     pub attempt: i32,
 }
@@ -98,7 +99,7 @@ pub async fn write_runs(db: &PgPool, runs: &[FinishedRun]) -> Result<Vec<Written
         .bind(&executions.workflows)
         .bind(&executions.versions)
         .bind(&executions.users)
-        .bind(&executions.webhooks)
+        .bind(&executions.trigger_ids)
         .bind(&executions.statuses)
         .bind(&executions.inputs)
         .bind(&executions.outputs)
@@ -130,6 +131,7 @@ pub async fn write_runs(db: &PgPool, runs: &[FinishedRun]) -> Result<Vec<Written
         .bind(&events.received)
         .bind(&events.failed)
         .bind(&nodes.attempts)
+        .bind(&executions.trigger_types)
         .fetch_all(db)
         .await
         .map_err(PersistError::classify)?;
@@ -156,16 +158,16 @@ WITH runs AS (
         $7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::timestamptz[],
         $12::timestamptz[], $13::timestamptz[], $14::int4[], $15::int4[],
         $26::text[], $27::jsonb[], $28::uuid[], $29::text[], $30::text[], $31::text[],
-        $32::jsonb[], $33::int4[], $34::timestamptz[], $35::bool[])
+        $32::jsonb[], $33::int4[], $34::timestamptz[], $35::bool[], $37::text[])
     AS r(id, workflow_id, version, user_id, webhook_id, status, inputs, outputs, error,
          error_type, enqueued_at, started_at, completed_at, duration_ms, attempt,
          event_type, payload, correlation_id, ip, agent, method, headers, response_status,
-         received_at, failed)
+         received_at, failed, trigger_type)
 ), inserted AS (
     INSERT INTO workflow_executions (id, workflow_id, workflow_version, user_id, trigger_type,
         trigger_id, status, inputs, outputs, error, error_type, enqueued_at, started_at,
         completed_at, duration_ms, attempt)
-    SELECT id, workflow_id, version, user_id, 'webhook', webhook_id, status, inputs, outputs,
+    SELECT id, workflow_id, version, user_id, trigger_type, webhook_id, status, inputs, outputs,
         error, error_type, enqueued_at, started_at, completed_at, duration_ms, attempt
     FROM runs
     ON CONFLICT (id) DO NOTHING
@@ -186,10 +188,11 @@ WITH runs AS (
         execution_time_ms, error_message, created_at)
     SELECT webhook_id, id, event_type, payload, correlation_id, ip::inet, agent, method, headers,
         ip::inet, response_status, duration_ms, error, received_at
-    FROM runs WHERE id IN (SELECT id FROM inserted)
+    FROM runs WHERE trigger_type = 'webhook' AND id IN (SELECT id FROM inserted)
 ), deltas AS (
     INSERT INTO webhook_trigger_deltas (webhook_id, triggered_at, failed)
-    SELECT webhook_id, received_at, failed FROM runs WHERE id IN (SELECT id FROM inserted)
+    SELECT webhook_id, received_at, failed FROM runs
+    WHERE trigger_type = 'webhook' AND id IN (SELECT id FROM inserted)
 )
 SELECT id FROM inserted";
 
@@ -199,9 +202,10 @@ struct ExecutionColumns<'a> {
     workflows: Vec<Uuid>,
     versions: Vec<i32>,
     users: Vec<Uuid>,
-    webhooks: Vec<&'a str>,
+    trigger_types: Vec<&'a str>,
+    trigger_ids: Vec<Option<&'a str>>,
     statuses: Vec<&'a str>,
-    inputs: Vec<Value>,
+    inputs: Vec<&'a Value>,
     outputs: Vec<&'a Value>,
     errors: Vec<Option<&'a str>>,
     error_types: Vec<Option<&'a str>>,
@@ -219,15 +223,10 @@ impl<'a> ExecutionColumns<'a> {
             workflows: runs.iter().map(|r| r.job.workflow_id).collect(),
             versions: runs.iter().map(|r| r.job.workflow_version).collect(),
             users: runs.iter().map(|r| r.job.user_id).collect(),
-            webhooks: runs
-                .iter()
-                .map(|r| r.job.event.webhook_id.as_str())
-                .collect(),
+            trigger_types: runs.iter().map(|r| r.job.trigger_type).collect(),
+            trigger_ids: runs.iter().map(|r| r.job.trigger_id.as_deref()).collect(),
             statuses: runs.iter().map(|r| r.record.status.as_str()).collect(),
-            inputs: runs
-                .iter()
-                .map(|r| serde_json::to_value(&r.job.event).unwrap_or(Value::Null))
-                .collect(),
+            inputs: runs.iter().map(|r| &r.job.trigger).collect(),
             outputs: runs.iter().map(|r| &r.record.result).collect(),
             errors: runs.iter().map(|r| r.record.error.as_deref()).collect(),
             error_types: runs.iter().map(|r| r.record.error_type).collect(),
@@ -267,7 +266,7 @@ impl<'a> NodeColumns<'a> {
         Self {
             executions: nodes().map(|(r, _)| r.job.execution_id).collect(),
             ids: nodes().map(|(_, n)| n.node_id.as_str()).collect(),
-            types: nodes().map(|(_, n)| n.node_type).collect(),
+            types: nodes().map(|(_, n)| &*n.node_type).collect(),
             statuses: nodes().map(|(_, n)| n.status).collect(),
             inputs: nodes().map(|(_, n)| &n.inputs).collect(),
             outputs: nodes().map(|(_, n)| &n.outputs).collect(),
@@ -285,6 +284,7 @@ impl<'a> NodeColumns<'a> {
 }
 
 /// The webhook-event columns of a batch (aligned with the executions), one array per column.
+/// Runs that are not webhook calls get placeholders, which the statement does not insert.
 struct EventColumns<'a> {
     types: Vec<&'a str>,
     payloads: Vec<&'a Value>,
@@ -300,21 +300,42 @@ struct EventColumns<'a> {
 
 impl<'a> EventColumns<'a> {
     fn of(runs: &[&'a FinishedRun]) -> Self {
-        let events = || runs.iter().map(|r| &r.job.event);
+        static NULL: Value = Value::Null;
+        let events = || runs.iter().map(|r| r.job.event.as_ref());
         Self {
-            types: events().map(|e| e.event_type.as_str()).collect(),
-            payloads: events().map(|e| &e.data).collect(),
-            correlations: events().map(|e| e.correlation_id).collect(),
-            ips: events().map(|e| e.client_ip.as_deref()).collect(),
-            agents: events().map(|e| e.user_agent.as_deref()).collect(),
-            methods: events().map(|e| e.http_method.as_str()).collect(),
-            headers: events().map(|e| Value::Object(e.headers.clone())).collect(),
+            types: events()
+                .map(|e| e.map_or("", |e| e.event_type.as_str()))
+                .collect(),
+            payloads: events().map(|e| e.map_or(&NULL, |e| &e.data)).collect(),
+            correlations: events()
+                .map(|e| e.map_or(Uuid::nil(), |e| e.correlation_id))
+                .collect(),
+            ips: events()
+                .map(|e| e.and_then(|e| e.client_ip.as_deref()))
+                .collect(),
+            agents: events()
+                .map(|e| e.and_then(|e| e.user_agent.as_deref()))
+                .collect(),
+            methods: events()
+                .map(|e| e.map_or("", |e| e.http_method.as_str()))
+                .collect(),
+            headers: events()
+                .map(|e| e.map_or(Value::Null, |e| Value::Object(e.headers.clone())))
+                .collect(),
             // What the caller was told: 200 when it waited for the result, 202 when it did not.
             statuses: runs
                 .iter()
                 .map(|r| if r.job.reply_to.is_some() { 200 } else { 202 })
                 .collect(),
-            received: events().map(|e| e.received_at).collect(),
+            received: runs
+                .iter()
+                .map(|r| {
+                    r.job
+                        .event
+                        .as_ref()
+                        .map_or(r.job.enqueued_at, |e| e.received_at)
+                })
+                .collect(),
             failed: runs
                 .iter()
                 .map(|r| r.record.status == ExecutionStatus::Failed)

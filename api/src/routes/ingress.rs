@@ -21,13 +21,11 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::ApiTags;
+use crate::enqueue;
 use crate::error::ApiError;
 use crate::rejections::Rejection;
 use crate::state::AppState;
 use crate::webhooks::endpoint::{self, Endpoint};
-
-/// Longest JetStream may take to acknowledge a job before the caller is told to retry.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Headers never copied into the webhook event: they carry credentials.
 const SECRET_HEADERS: &[&str] = &[
@@ -279,31 +277,9 @@ impl IngressApi {
 
         // Registered before publishing: a fast worker may answer before `publish` returns.
         let waiting = (!wants_async).then(|| self.state.waiters.register(execution_id));
-        let publish_started = Instant::now();
-        let published = tokio::time::timeout(
-            PUBLISH_TIMEOUT,
-            kai_common::nats::publish_job(&self.state.js, &self.state.names, &job),
-        )
-        .await;
-        metrics::histogram!("kai_jetstream_publish_seconds")
-            .record(publish_started.elapsed().as_secs_f64());
-        match published {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "JetStream refused a webhook job");
-                reject("queue_unavailable");
-                return Err(ApiError::unavailable(
-                    "the job queue is unavailable; retry later",
-                    1,
-                ));
-            }
-            Err(_) => {
-                reject("queue_timeout");
-                return Err(ApiError::unavailable(
-                    "the job queue did not answer; retry later",
-                    1,
-                ));
-            }
+        if let Err(e) = enqueue::publish(&self.state, &job).await {
+            reject(e.reason());
+            return Err(e.into());
         }
 
         let queued = || {

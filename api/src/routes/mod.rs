@@ -5,6 +5,7 @@ pub mod executions;
 pub mod health;
 pub mod ingress;
 pub mod nodes;
+pub mod runs;
 pub mod webhooks;
 pub mod workflows;
 
@@ -34,6 +35,7 @@ pub type Apis = (
     auth::AuthApi,
     workflows::WorkflowsApi,
     executions::ExecutionsApi,
+    runs::RunsApi,
     nodes::NodesApi,
     webhooks::WebhooksApi,
     ingress::IngressApi,
@@ -51,6 +53,9 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
                 state: state.clone(),
             },
             executions::ExecutionsApi {
+                state: state.clone(),
+            },
+            runs::RunsApi {
                 state: state.clone(),
             },
             nodes::NodesApi {

@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use kai_common::nodes::custom_store;
 use kai_common::workflow::{FlowData, Graph};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::{Value, json};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::ApiTags;
@@ -139,8 +141,9 @@ fn validate_description(description: Option<&str>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The graph in `body`, validated; `None` when the body carries no graph.
-fn graph_of(body: &WorkflowIn) -> Result<Option<Graph>, ApiError> {
+/// The graph in `body`, validated against the catalogue and `owner`'s custom node types;
+/// `None` when the body carries no graph.
+async fn graph_of(db: &PgPool, owner: Uuid, body: &WorkflowIn) -> Result<Option<Graph>, ApiError> {
     let source = match (&body.flow_data, &body.nodes) {
         (Some(flow), _) => json!({ "flow_data": flow }),
         (None, Some(nodes)) => {
@@ -154,8 +157,23 @@ fn graph_of(body: &WorkflowIn) -> Result<Option<Graph>, ApiError> {
         ));
     }
     let flow = FlowData::from_body(&source).map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    let graph = Graph::new(flow).map_err(|e| ApiError::invalid_node(e.to_string(), e.node_id()))?;
-    Ok(Some(graph))
+    validate_flow(db, owner, flow).await.map(Some)
+}
+
+/// Validates `flow` as a graph `owner` may save: built-in node types and their own custom ones.
+pub(crate) async fn validate_flow(
+    db: &PgPool,
+    owner: Uuid,
+    flow: FlowData,
+) -> Result<Graph, ApiError> {
+    let custom = custom_store::load_for_flow(db, owner, &flow)
+        .await
+        .map_err(|e| match e {
+            custom_store::LoadError::Database(e) => ApiError::from(e),
+            invalid => ApiError::unprocessable(invalid.to_string()),
+        })?;
+    Graph::with_custom_types(flow, &custom)
+        .map_err(|e| ApiError::invalid_node(e.to_string(), e.node_id()))
 }
 
 /// Stores `graph` as version `version` of the workflow (versions are never changed after).
@@ -192,9 +210,11 @@ impl WorkflowsApi {
     ) -> Result<CreatedWorkflow, ApiError> {
         let name = validate_name(body.name.as_deref().unwrap_or_default())?;
         validate_description(body.description.as_deref())?;
-        let graph = graph_of(&body)?.ok_or_else(|| {
-            ApiError::unprocessable("nodes: a workflow needs `nodes` (or `flow_data`)")
-        })?;
+        let graph = graph_of(&self.state.db, auth.0.id, &body)
+            .await?
+            .ok_or_else(|| {
+                ApiError::unprocessable("nodes: a workflow needs `nodes` (or `flow_data`)")
+            })?;
         let id = Uuid::now_v7();
         let mut tx = self.state.db.begin().await?;
         sqlx::query(
@@ -256,7 +276,7 @@ impl WorkflowsApi {
     ) -> Result<OneWorkflow, ApiError> {
         let name = body.name.as_deref().map(validate_name).transpose()?;
         validate_description(body.description.as_deref())?;
-        let graph = graph_of(&body)?;
+        let graph = graph_of(&self.state.db, auth.0.id, &body).await?;
         let mut tx = self.state.db.begin().await?;
         let current: Option<(i32,)> = sqlx::query_as(
             "SELECT current_version FROM workflows WHERE id = $1 AND user_id = $2 FOR UPDATE",

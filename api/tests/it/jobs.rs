@@ -109,7 +109,9 @@ async fn the_same_job_delivered_twice_makes_one_execution() {
         count("SELECT count(*) FROM webhook_events WHERE execution_id = $1").await,
         1
     );
-    let JobMessage::WebhookV1(webhook_job) = &job;
+    let JobMessage::WebhookV1(webhook_job) = &job else {
+        panic!("a webhook job was expected")
+    };
     let triggers: i64 =
         sqlx::query_scalar("SELECT trigger_count + (SELECT count(*) FROM webhook_trigger_deltas d WHERE d.webhook_id = e.webhook_id) \
              FROM webhook_endpoints e WHERE webhook_id = $1")
@@ -166,7 +168,9 @@ async fn a_poison_message_is_dead_lettered_not_retried_forever() {
 async fn a_job_that_keeps_failing_is_dead_lettered_on_its_last_delivery() {
     let app = TestApp::spawn().await;
     let token = app.user("lastdelivery@example.com").await;
-    let JobMessage::WebhookV1(mut job) = job_for(&app, &token).await;
+    let JobMessage::WebhookV1(mut job) = job_for(&app, &token).await else {
+        panic!("a webhook job was expected")
+    };
     // Published around ingress (which refuses it): PostgreSQL cannot store this payload, so
     // every delivery fails as a database error.
     job.event.data = json!({"note": "x\u{0}y"});

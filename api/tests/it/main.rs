@@ -5,6 +5,7 @@ mod auth;
 mod helpers;
 mod jobs;
 mod openapi;
+mod runs;
 mod startup;
 mod webhooks;
 mod workflows;

@@ -28,6 +28,7 @@ async fn the_document_lists_every_endpoint() {
             "/api/v1/webhooks",
             "/api/v1/workflows",
             "/api/v1/workflows/{id}",
+            "/api/v1/workflows/{id}/execute",
             "/api/v1/workflows/{id}/executions",
             "/api/webhooks/{webhook_id}",
             "/health",

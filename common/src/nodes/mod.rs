@@ -2,6 +2,8 @@
 //! and how it runs. Adding a node type means adding one file here and one line in `registry`.
 
 mod condition;
+pub mod custom_http;
+pub mod custom_store;
 mod end;
 mod registry;
 mod respond_to_webhook;
@@ -9,6 +11,10 @@ mod start;
 mod webhook_start;
 
 pub use registry::{find, registry};
+
+/// A node type as graphs hold it: built-in ones live for the whole process, custom ones (see
+/// `custom_http`) are loaded from the database, so both are shared by reference counting.
+pub type NodeType = std::sync::Arc<dyn NodeDefinition>;
 
 use std::time::Duration;
 
@@ -166,14 +172,14 @@ pub struct NodeContext<'a> {
 /// One node type.
 pub trait NodeDefinition: Send + Sync + 'static {
     /// The canonical type name.
-    fn type_name(&self) -> &'static str;
+    fn type_name(&self) -> &str;
     fn category(&self) -> NodeCategory;
     /// Handles edges may leave from; an edge without one leaves from `output`.
     fn output_handles(&self) -> &'static [&'static str];
     /// Handles edges may arrive at; an edge without one arrives at `input`.
     fn input_handles(&self) -> &'static [&'static str];
     /// One sentence for people choosing a node.
-    fn description(&self) -> &'static str;
+    fn description(&self) -> &str;
     /// JSON Schema of the configuration (`data`, or `data.inputs`).
     fn config_schema(&self) -> Value;
     /// Checks a configuration when a workflow is saved.

@@ -1,24 +1,28 @@
 //! The node types this engine runs: one line per type.
 
-use super::NodeDefinition;
+use std::sync::{Arc, LazyLock};
 
-static NODES: &[&dyn NodeDefinition] = &[
-    &super::start::Start,
-    &super::webhook_start::WebhookStart,
-    &super::end::End,
-    &super::condition::Condition,
-    &super::respond_to_webhook::RespondToWebhook,
-];
+use super::NodeType;
+
+static NODES: LazyLock<Vec<NodeType>> = LazyLock::new(|| {
+    vec![
+        Arc::new(super::start::Start),
+        Arc::new(super::webhook_start::WebhookStart),
+        Arc::new(super::end::End),
+        Arc::new(super::condition::Condition),
+        Arc::new(super::respond_to_webhook::RespondToWebhook),
+    ]
+});
 
 /// Every node type this engine runs.
-pub fn registry() -> &'static [&'static dyn NodeDefinition] {
-    NODES
+pub fn registry() -> &'static [NodeType] {
+    &NODES
 }
 
 /// The node type with this canonical name.
-pub fn find(canonical: &str) -> Option<&'static dyn NodeDefinition> {
+pub fn find(canonical: &str) -> Option<NodeType> {
     NODES
         .iter()
-        .copied()
         .find(|node| node.type_name() == canonical)
+        .cloned()
 }

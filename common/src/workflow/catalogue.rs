@@ -1,7 +1,7 @@
 //! KAI-Fusion's node catalogue by name: which types exist, the legacy names KAI-Fusion exports
 //! still use, and which of them this engine runs (those in `crate::nodes`).
 
-use crate::nodes::NodeDefinition;
+use crate::nodes::NodeType;
 
 /// Every node type of KAI-Fusion's catalogue, by canonical name, with the names older exports
 /// use for it. A workflow naming one that is not implemented yet is refused with its name, never
@@ -47,7 +47,7 @@ pub fn canonical_name(name: &str) -> Option<&'static str> {
 
 /// The node type a workflow names (canonically or by a legacy name), when this engine runs it;
 /// `None` when the type is unknown or not implemented yet (see `canonical_name`).
-pub fn implemented(name: &str) -> Option<&'static dyn NodeDefinition> {
+pub fn implemented(name: &str) -> Option<NodeType> {
     crate::nodes::find(canonical_name(name)?)
 }
 

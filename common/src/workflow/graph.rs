@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::catalogue::{canonical_name, implemented};
 use super::flow::FlowData;
-use crate::nodes::{NodeCategory, NodeDefinition, config_of};
+use crate::nodes::{NodeCategory, NodeDefinition, NodeType, config_of};
 
 /// Why a graph cannot be saved or run. Each names the node or edge at fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -25,7 +25,7 @@ pub enum GraphError {
     #[error("node `{node_id}` ({node_type}): invalid configuration, {problem}")]
     InvalidConfig {
         node_id: String,
-        node_type: &'static str,
+        node_type: String,
         problem: String,
     },
     #[error("edge {edge} refers to missing node `{node_id}`")]
@@ -62,7 +62,7 @@ impl GraphError {
 pub struct HandleProblem {
     pub edge: String,
     pub node_id: String,
-    pub node_type: &'static str,
+    pub node_type: String,
     pub side: &'static str,
     pub handle: String,
     pub available: String,
@@ -106,7 +106,9 @@ pub struct Incoming {
 #[derive(Clone)]
 pub struct Graph {
     flow: FlowData,
-    definitions: Vec<&'static dyn NodeDefinition>,
+    definitions: Vec<NodeType>,
+    /// Each node's type name, shared with the records of its runs.
+    type_names: Vec<std::sync::Arc<str>>,
     /// Node indices, each after every node it has an edge from.
     order: Vec<usize>,
     incoming: Vec<Vec<Incoming>>,
@@ -129,18 +131,30 @@ impl Graph {
         Self::build(flow, &implemented, &canonical_name)
     }
 
+    /// Validates `flow` against the catalogue and the owner's custom node types (by name).
+    pub fn with_custom_types(
+        flow: FlowData,
+        custom: &HashMap<String, NodeType>,
+    ) -> Result<Self, GraphError> {
+        Self::build(
+            flow,
+            &|name| implemented(name).or_else(|| custom.get(name).cloned()),
+            &canonical_name,
+        )
+    }
+
     /// Validates `flow` against the given node types only (tests of the engine run graphs of
     /// their own probe nodes this way).
     pub fn with_node_types(
         flow: FlowData,
-        node_type: &dyn Fn(&str) -> Option<&'static dyn NodeDefinition>,
+        node_type: &dyn Fn(&str) -> Option<NodeType>,
     ) -> Result<Self, GraphError> {
         Self::build(flow, node_type, &|_| None)
     }
 
     fn build(
         flow: FlowData,
-        node_type: &dyn Fn(&str) -> Option<&'static dyn NodeDefinition>,
+        node_type: &dyn Fn(&str) -> Option<NodeType>,
         known_name: &dyn Fn(&str) -> Option<&'static str>,
     ) -> Result<Self, GraphError> {
         if flow.nodes.is_empty() {
@@ -181,7 +195,7 @@ impl Graph {
                 .validate(config_of(&node.data))
                 .map_err(|e| GraphError::InvalidConfig {
                     node_id: node.id.clone(),
-                    node_type: definition.type_name(),
+                    node_type: definition.type_name().to_owned(),
                     problem: e.to_string(),
                 })?;
         }
@@ -222,7 +236,7 @@ impl Graph {
                     Err(GraphError::MissingHandle(Box::new(HandleProblem {
                         edge: label.clone(),
                         node_id: flow.nodes[node].id.clone(),
-                        node_type: definitions[node].type_name(),
+                        node_type: definitions[node].type_name().to_owned(),
                         side,
                         handle: handle.to_owned(),
                         available: if handles.is_empty() {
@@ -255,9 +269,11 @@ impl Graph {
         let order = topological_order(&incoming, &outgoing).map_err(|stuck| GraphError::Cycle {
             node_id: flow.nodes[stuck].id.clone(),
         })?;
+        let type_names = definitions.iter().map(|d| d.type_name().into()).collect();
         Ok(Self {
             flow,
             definitions,
+            type_names,
             order,
             incoming,
             outgoing,
@@ -281,8 +297,13 @@ impl Graph {
         &self.order
     }
 
-    pub fn definition(&self, index: usize) -> &'static dyn NodeDefinition {
-        self.definitions[index]
+    pub fn definition(&self, index: usize) -> &dyn NodeDefinition {
+        &*self.definitions[index]
+    }
+
+    /// The node's type name, cheap to keep in a run's records.
+    pub fn type_name(&self, index: usize) -> &std::sync::Arc<str> {
+        &self.type_names[index]
     }
 
     pub fn node_id(&self, index: usize) -> &str {
@@ -318,6 +339,13 @@ impl Graph {
         (0..self.len())
             .filter(|&i| self.outgoing[i].is_empty())
             .collect()
+    }
+
+    /// Whether a node is of a user's custom type (whose endpoint may change under this graph).
+    pub fn has_custom_types(&self) -> bool {
+        self.type_names
+            .iter()
+            .any(|name| canonical_name(name).is_none())
     }
 
     /// Ids of the nodes of one type, by canonical name (e.g. every webhook entry point).

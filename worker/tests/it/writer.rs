@@ -33,7 +33,7 @@ fn run_for(workflow_id: Uuid, user_id: Uuid, webhook_id: &str) -> FinishedRun {
         reply_to: None,
     };
     FinishedRun {
-        job,
+        job: job.into(),
         record: engine::failed("not run".into(), "test"),
         attempt: 1,
     }

@@ -1,0 +1,56 @@
+//! Publishing a job to JetStream for a caller: bounded in time, so the caller gets 503 with
+//! `Retry-After` rather than a hang when the queue is unreachable or slow, and never a 2xx for a
+//! job that is not stored.
+
+use std::time::{Duration, Instant};
+
+use kai_common::jobs::JobMessage;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Longest JetStream may take to acknowledge a job before the caller is told to retry.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("the job queue is unavailable; retry later")]
+    Refused,
+    #[error("the job queue did not answer; retry later")]
+    TimedOut,
+}
+
+impl EnqueueError {
+    /// A label for refusal logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EnqueueError::Refused => "queue_unavailable",
+            EnqueueError::TimedOut => "queue_timeout",
+        }
+    }
+}
+
+impl From<EnqueueError> for ApiError {
+    fn from(error: EnqueueError) -> Self {
+        ApiError::unavailable(error.to_string(), 1)
+    }
+}
+
+/// Publishes `job` and waits for JetStream to store it, at most `PUBLISH_TIMEOUT`.
+pub async fn publish(state: &AppState, job: &JobMessage) -> Result<(), EnqueueError> {
+    let started = Instant::now();
+    let published = tokio::time::timeout(
+        PUBLISH_TIMEOUT,
+        kai_common::nats::publish_job(&state.js, &state.names, job),
+    )
+    .await;
+    metrics::histogram!("kai_jetstream_publish_seconds").record(started.elapsed().as_secs_f64());
+    match published {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, kind = job.subject_kind(), "JetStream refused a job");
+            Err(EnqueueError::Refused)
+        }
+        Err(_) => Err(EnqueueError::TimedOut),
+    }
+}

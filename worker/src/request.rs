@@ -1,0 +1,60 @@
+//! A run as the worker handles it, whatever started it: a webhook call or a manual run. One
+//! shape, so running, recording and replying do not care where a job came from.
+
+use chrono::{DateTime, Utc};
+use kai_common::jobs::{ManualJobV1, WebhookEvent, WebhookJobV1};
+use serde_json::Value;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub execution_id: Uuid,
+    pub workflow_id: Uuid,
+    pub workflow_version: i32,
+    pub user_id: Uuid,
+    pub enqueued_at: DateTime<Utc>,
+    /// Where the waiting API instance listens, when a caller waits.
+    pub reply_to: Option<String>,
+    /// `webhook` or `manual`, as recorded in `workflow_executions.trigger_type`.
+    pub trigger_type: &'static str,
+    /// The webhook id for a webhook run.
+    pub trigger_id: Option<String>,
+    /// What the entry nodes receive, recorded as the execution's inputs.
+    pub trigger: Value,
+    /// The webhook call, recorded in `webhook_events`.
+    pub event: Option<WebhookEvent>,
+}
+
+impl From<WebhookJobV1> for RunRequest {
+    fn from(job: WebhookJobV1) -> Self {
+        Self {
+            execution_id: job.execution_id,
+            workflow_id: job.workflow_id,
+            workflow_version: job.workflow_version,
+            user_id: job.user_id,
+            enqueued_at: job.enqueued_at,
+            reply_to: job.reply_to,
+            trigger_type: "webhook",
+            trigger_id: Some(job.event.webhook_id.clone()),
+            trigger: serde_json::to_value(&job.event).unwrap_or(Value::Null),
+            event: Some(job.event),
+        }
+    }
+}
+
+impl From<ManualJobV1> for RunRequest {
+    fn from(job: ManualJobV1) -> Self {
+        Self {
+            execution_id: job.execution_id,
+            workflow_id: job.workflow_id,
+            workflow_version: job.workflow_version,
+            user_id: job.user_id,
+            enqueued_at: job.enqueued_at,
+            reply_to: job.reply_to,
+            trigger_type: "manual",
+            trigger_id: None,
+            trigger: job.inputs,
+            event: None,
+        }
+    }
+}

@@ -9,6 +9,7 @@ pub mod error;
 pub mod middleware;
 pub mod rejections;
 pub mod routes;
+pub mod saving;
 pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -31,5 +31,14 @@ pub struct AppState {
     pub rejections: RejectionLog,
 }
 
+impl AppState {
+    /// Drops cached webhook endpoints this instance just changed or removed.
+    pub fn forget_endpoints(&self, webhook_ids: &[String]) {
+        for id in webhook_ids {
+            self.endpoints.invalidate(id);
+        }
+    }
+}
+
 /// How long another replica's change to a webhook may go unseen by this one.
 pub const ENDPOINT_CACHE_TTL: Duration = Duration::from_secs(2);

@@ -7,6 +7,7 @@ pub mod ingress;
 pub mod nodes;
 pub mod runs;
 pub mod webhooks;
+pub mod workflow_nodes;
 pub mod workflows;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub enum ApiTags {
 pub type Apis = (
     auth::AuthApi,
     workflows::WorkflowsApi,
+    workflow_nodes::WorkflowNodesApi,
     executions::ExecutionsApi,
     runs::RunsApi,
     nodes::NodesApi,
@@ -50,6 +52,9 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
                 state: state.clone(),
             },
             workflows::WorkflowsApi {
+                state: state.clone(),
+            },
+            workflow_nodes::WorkflowNodesApi {
                 state: state.clone(),
             },
             executions::ExecutionsApi {

@@ -15,8 +15,8 @@ use uuid::Uuid;
 use super::ApiTags;
 use crate::auth::UserAuth;
 use crate::error::ApiError;
+use crate::saving;
 use crate::state::AppState;
-use crate::webhooks::registry;
 
 pub struct WorkflowsApi {
     pub state: Arc<AppState>,
@@ -176,25 +176,6 @@ pub(crate) async fn validate_flow(
         .map_err(|e| ApiError::invalid_node(e.to_string(), e.node_id()))
 }
 
-/// Stores `graph` as version `version` of the workflow (versions are never changed after).
-async fn insert_version(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    workflow_id: Uuid,
-    version: i32,
-    graph: &Graph,
-) -> Result<(), ApiError> {
-    let flow = serde_json::to_value(graph.flow()).map_err(ApiError::internal)?;
-    sqlx::query(
-        "INSERT INTO workflow_versions (workflow_id, version, flow_data) VALUES ($1, $2, $3)",
-    )
-    .bind(workflow_id)
-    .bind(version)
-    .bind(flow)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 #[OpenApi(tag = "ApiTags::Workflows")]
 impl WorkflowsApi {
     /// Create a workflow; a `WebhookStartNode` gets its webhook endpoint.
@@ -226,8 +207,7 @@ impl WorkflowsApi {
         .bind(body.description.as_deref().unwrap_or_default())
         .execute(&mut *tx)
         .await?;
-        insert_version(&mut tx, id, 1, &graph).await?;
-        let touched = registry::sync(&mut tx, id, &graph).await?;
+        let touched = saving::save_version(&mut tx, id, 1, &graph).await?;
         tx.commit().await?;
         self.forget_endpoints(&touched);
         let workflow = self.fetch(auth.0.id, id).await?;
@@ -290,8 +270,7 @@ impl WorkflowsApi {
         let mut touched = Vec::new();
         if let Some(graph) = &graph {
             version += 1;
-            insert_version(&mut tx, id.0, version, graph).await?;
-            touched = registry::sync(&mut tx, id.0, graph).await?;
+            touched = saving::save_version(&mut tx, id.0, version, graph).await?;
         }
         sqlx::query(
             "UPDATE workflows SET name = COALESCE($2, name), description = COALESCE($3, description), \
@@ -353,8 +332,6 @@ impl WorkflowsApi {
     }
 
     fn forget_endpoints(&self, webhook_ids: &[String]) {
-        for id in webhook_ids {
-            self.state.endpoints.invalidate(id);
-        }
+        self.state.forget_endpoints(webhook_ids);
     }
 }

@@ -8,4 +8,5 @@ mod openapi;
 mod runs;
 mod startup;
 mod webhooks;
+mod workflow_nodes;
 mod workflows;

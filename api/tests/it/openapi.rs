@@ -30,6 +30,8 @@ async fn the_document_lists_every_endpoint() {
             "/api/v1/workflows/{id}",
             "/api/v1/workflows/{id}/execute",
             "/api/v1/workflows/{id}/executions",
+            "/api/v1/workflows/{id}/nodes",
+            "/api/v1/workflows/{id}/nodes/{node_id}",
             "/api/webhooks/{webhook_id}",
             "/health",
             "/health/detailed",

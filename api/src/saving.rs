@@ -41,7 +41,7 @@ async fn sync_node_configurations(
     let nodes = &graph.flow().nodes;
     let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
     let types: Vec<&str> = (0..graph.len())
-        .map(|i| &*graph.type_name(i).as_ref())
+        .map(|i| graph.type_name(i).as_ref())
         .collect();
     let data: Vec<&Value> = nodes.iter().map(|n| &n.data).collect();
     let positions: Vec<Option<&Value>> = nodes.iter().map(|n| n.position.as_ref()).collect();

@@ -34,6 +34,19 @@ impl Names {
         format!("{}_DLQ", self.upper())
     }
 
+    pub fn events_stream(&self) -> String {
+        format!("{}_EVENTS", self.upper())
+    }
+
+    /// `<prefix>.events.<execution id>`: one execution's progress events.
+    pub fn events_subject(&self, execution_id: uuid::Uuid) -> String {
+        format!("{}.events.{execution_id}", self.prefix)
+    }
+
+    pub fn events_wildcard(&self) -> String {
+        format!("{}.events.>", self.prefix)
+    }
+
     pub fn workers_consumer(&self) -> String {
         format!("{}_WORKERS", self.upper())
     }
@@ -105,7 +118,11 @@ pub async fn connect(url: &SecretString, name: &str) -> Result<async_nats::Clien
     Ok(client)
 }
 
-/// Creates the jobs and dead-letter streams if they do not exist. File storage, so a job
+/// How long execution events stay in the events stream, and how much memory it may use.
+pub const EVENTS_RETENTION: Duration = Duration::from_secs(15 * 60);
+pub const EVENTS_MAX_BYTES: i64 = 256 * 1024 * 1024;
+
+/// Creates the jobs, dead-letter and events streams if they do not exist. File storage, so a job
 /// acknowledged to a publisher survives a NATS restart; work-queue retention, so a job leaves
 /// the stream once a worker acknowledges it.
 pub async fn ensure_streams(
@@ -139,6 +156,23 @@ pub async fn ensure_streams(
     .await
     .map_err(|e| NatsError::Stream {
         stream: names.dlq_stream(),
+        source: Box::new(e),
+    })?;
+    // Progress events of running executions, kept briefly in memory so a client that starts
+    // watching mid-run still sees the run from its start. Finished runs replay from PostgreSQL.
+    js.get_or_create_stream(stream::Config {
+        name: names.events_stream(),
+        subjects: vec![names.events_wildcard()],
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::Memory,
+        discard: stream::DiscardPolicy::Old,
+        max_age: EVENTS_RETENTION,
+        max_bytes: EVENTS_MAX_BYTES,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| NatsError::Stream {
+        stream: names.events_stream(),
         source: Box::new(e),
     })?;
     Ok(jobs)

@@ -42,4 +42,33 @@ pub struct WorkerConfig {
     #[arg(long, env = "KAI_JOB_MAX_DELIVER", value_name = "KAI_JOB_MAX_DELIVER",
           default_value = "5", value_parser = parse_positive)]
     pub max_deliver: usize,
+
+    /// Which runs publish progress events for `GET /api/v1/executions/{id}/events`: `all`,
+    /// `manual` (manual runs only, for very high webhook volumes) or `off`.
+    #[arg(
+        long,
+        env = "KAI_EXECUTION_EVENTS",
+        value_name = "KAI_EXECUTION_EVENTS",
+        value_enum,
+        default_value = "all"
+    )]
+    pub execution_events: EventsMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventsMode {
+    All,
+    Manual,
+    Off,
+}
+
+impl EventsMode {
+    /// Whether a run started by `trigger_type` publishes events.
+    pub fn covers(self, trigger_type: &str) -> bool {
+        match self {
+            EventsMode::All => true,
+            EventsMode::Manual => trigger_type == "manual",
+            EventsMode::Off => false,
+        }
+    }
 }

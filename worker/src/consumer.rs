@@ -15,11 +15,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::config::EventsMode;
 use crate::engine::{self, RunInput};
+use crate::events::{EventBus, RunEvents};
 use crate::persist::{self, FinishedRun, Written};
 use crate::request::RunRequest;
 use crate::versions::{VersionError, Versions};
 use crate::writer::{RunWriter, WriteFailure};
+use kai_common::events::{EventKind, ExecutionEvent};
 
 /// Concurrent write transactions, and runs per transaction at most.
 const WRITERS: usize = 4;
@@ -59,6 +62,8 @@ pub struct JobHandler {
     writer: RunWriter,
     /// Deliveries JetStream makes of a job (the consumer's `max_deliver`).
     max_deliver: i64,
+    events: EventBus,
+    events_mode: EventsMode,
 }
 
 impl JobHandler {
@@ -71,6 +76,7 @@ impl JobHandler {
     ) -> Self {
         let versions = Versions::new(db.clone());
         let writer = RunWriter::start(db.clone(), WRITERS, MAX_BATCH);
+        let events = EventBus::start(nats.clone(), names.clone());
         Self {
             db,
             nats,
@@ -79,7 +85,36 @@ impl JobHandler {
             versions,
             writer,
             max_deliver,
+            events,
+            events_mode: EventsMode::All,
         }
+    }
+
+    /// Which runs publish progress events (all by default).
+    pub fn with_events_mode(mut self, mode: EventsMode) -> Self {
+        self.events_mode = mode;
+        self
+    }
+
+    /// The final event of `job`, to be filled in once its outcome is known; `None` when the
+    /// run publishes no events.
+    fn final_event(&self, job: &RunRequest) -> Option<ExecutionEvent> {
+        self.events_mode
+            .covers(job.trigger_type)
+            .then(|| self.events.event(job, EventKind::ExecutionCompleted))
+    }
+
+    /// Publishes a run's final event from what its caller is told.
+    fn emit_finished(&self, event: Option<ExecutionEvent>, reply: &ExecutionReply) {
+        let Some(event) = event else { return };
+        let mut event = event.with_output(&reply.result);
+        event.event = match reply.status {
+            kai_common::jobs::ExecutionStatus::Failed => EventKind::ExecutionFailed,
+            _ => EventKind::ExecutionCompleted,
+        };
+        event.at = chrono::Utc::now();
+        event.error = reply.error.clone();
+        self.events.emit(&event);
     }
 
     /// Handles the payload of delivery number `attempt`.
@@ -104,6 +139,7 @@ impl JobHandler {
         if attempt > 1 {
             match persist::recorded_reply(&self.db, job.execution_id).await {
                 Ok(Some(reply)) => {
+                    self.emit_finished(self.final_event(&job), &reply);
                     self.reply(job.reply_to.as_deref(), &reply).await;
                     return Outcome::Duplicate;
                 }
@@ -121,7 +157,18 @@ impl JobHandler {
                 let input = RunInput {
                     trigger: job.trigger.clone(),
                 };
-                engine::run(&graph, &input).await
+                if self.events_mode.covers(job.trigger_type) {
+                    let mut started = self.events.event(&job, EventKind::ExecutionStarted);
+                    started.attempts = Some(attempt.unsigned_abs());
+                    self.events.emit(&started);
+                    let observer = RunEvents {
+                        bus: &self.events,
+                        job: &job,
+                    };
+                    engine::run_observed(&graph, &input, &observer).await
+                } else {
+                    engine::run(&graph, &input).await
+                }
             }
             Err(VersionError::Database(e)) => return Outcome::Retry(format!("database: {e}")),
             Err(VersionError::Missing { .. }) => {
@@ -134,6 +181,7 @@ impl JobHandler {
 
         let execution_id = job.execution_id;
         let reply_to = job.reply_to.clone();
+        let final_event = self.final_event(&job);
         let (run, written) = self
             .writer
             .write(FinishedRun {
@@ -154,11 +202,13 @@ impl JobHandler {
                     error: run.record.error,
                     response: run.record.response,
                 };
+                self.emit_finished(final_event, &reply);
                 self.reply(reply_to.as_deref(), &reply).await;
                 Outcome::Completed
             }
             (Ok(_), _) => {
                 if let Ok(Some(reply)) = persist::recorded_reply(&self.db, execution_id).await {
+                    self.emit_finished(final_event, &reply);
                     self.reply(reply_to.as_deref(), &reply).await;
                 }
                 Outcome::Duplicate
@@ -182,6 +232,7 @@ impl JobHandler {
             error: Some(error.to_owned()),
             response: None,
         };
+        self.emit_finished(self.final_event(job), &reply);
         self.reply(job.reply_to.as_deref(), &reply).await;
     }
 

@@ -71,8 +71,27 @@ fn base_scope(trigger: &Value) -> TemplateScope {
     scope
 }
 
+/// Told about a run's progress as it happens (the worker publishes it as execution events).
+pub trait Observer: Sync {
+    fn node_started(&self, node_id: &str, node_type: &str);
+    fn node_settled(&self, node: &NodeRun);
+}
+
+/// An observer that ignores everything.
+pub struct Unobserved;
+
+impl Observer for Unobserved {
+    fn node_started(&self, _node_id: &str, _node_type: &str) {}
+    fn node_settled(&self, _node: &NodeRun) {}
+}
+
 /// Runs `graph` to completion.
 pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
+    run_observed(graph, input, &Unobserved).await
+}
+
+/// Runs `graph` to completion, telling `observer` about each node as it starts and settles.
+pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observer) -> RunRecord {
     let started_at = Utc::now();
     let n = graph.len();
     let mut settled: Vec<Option<Settled>> = (0..n).map(|_| None).collect();
@@ -101,6 +120,7 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
                         started_at: now,
                         completed_at: now,
                     });
+                    observer.node_settled(&nodes[nodes.len() - 1]);
                     settled[index] = Some(Settled::Skipped);
                     release(graph, index, &mut waiting, &mut ready);
                 }
@@ -108,6 +128,7 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
                     let node_scope = Arc::clone(&scope);
                     let trigger = &input.trigger;
                     running.push(async move {
+                        observer.node_started(graph.node_id(index), graph.type_name(index));
                         let started = Utc::now();
                         let (result, attempts) =
                             run_with_policy(graph, index, &node_input, trigger, &node_scope).await;
@@ -132,6 +153,7 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
                     started_at: started,
                     completed_at: Utc::now(),
                 });
+                observer.node_settled(&nodes[nodes.len() - 1]);
                 // A node named `webhook_trigger` (KAI-Fusion's default name for it) must not
                 // hide the payload that name stands for.
                 let names = [graph.node_id(index)]
@@ -158,6 +180,7 @@ pub async fn run(graph: &Graph, input: &RunInput) -> RunRecord {
                     started_at: started,
                     completed_at: Utc::now(),
                 });
+                observer.node_settled(&nodes[nodes.len() - 1]);
                 failure = Some((message, error.kind()));
                 // Nothing further starts; what is still running is abandoned.
                 break;

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod consumer;
 pub mod engine;
+pub mod events;
 pub mod persist;
 pub mod request;
 pub mod versions;
@@ -60,7 +61,8 @@ pub async fn run(
         js.clone(),
         names.clone(),
         settings.max_deliver,
-    );
+    )
+    .with_events_mode(config.execution_events);
     let consumer = Consumer::new(pull, Arc::new(handler), config.concurrency, config.ack_wait);
     tracing::info!(concurrency = config.concurrency, "worker started");
     consumer.run(shutdown).await;

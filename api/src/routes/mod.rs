@@ -1,6 +1,7 @@
 //! The HTTP API: one file per resource, assembled into one OpenAPI service.
 
 pub mod auth;
+pub mod execution_events;
 pub mod executions;
 pub mod health;
 pub mod ingress;
@@ -37,6 +38,7 @@ pub type Apis = (
     workflows::WorkflowsApi,
     workflow_nodes::WorkflowNodesApi,
     executions::ExecutionsApi,
+    execution_events::ExecutionEventsApi,
     runs::RunsApi,
     nodes::NodesApi,
     webhooks::WebhooksApi,
@@ -58,6 +60,9 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
                 state: state.clone(),
             },
             executions::ExecutionsApi {
+                state: state.clone(),
+            },
+            execution_events::ExecutionEventsApi {
                 state: state.clone(),
             },
             runs::RunsApi {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use kai_common::events::{EventKind, ExecutionEvent};
 use kai_common::jobs::{ExecutionStatus, JobMessage, ManualJobV1};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -42,6 +43,30 @@ pub enum ExecuteResponse {
     /// The run is queued durably and will run; follow it at `/api/v1/executions/{id}/events`.
     #[oai(status = 202)]
     Accepted(Json<ExecutionQueued>),
+}
+
+impl RunsApi {
+    /// Stores an event in the events stream. Best effort: a run whose events cannot be stored
+    /// still runs and is recorded.
+    async fn announce(&self, event: &ExecutionEvent) {
+        let Ok(payload) = serde_json::to_vec(event) else {
+            return;
+        };
+        let subject = self.state.names.events_subject(event.execution_id);
+        let stored = async {
+            self.state
+                .js
+                .publish(subject, payload.into())
+                .await?
+                .await
+                .map_err(async_nats::Error::from)
+        };
+        match tokio::time::timeout(enqueue::PUBLISH_TIMEOUT, stored).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not store an execution event"),
+            Err(_) => tracing::warn!("storing an execution event timed out"),
+        }
+    }
 }
 
 #[OpenApi(tag = "ApiTags::Executions")]
@@ -100,6 +125,10 @@ impl RunsApi {
             inputs,
             reply_to: wants_wait.then(|| self.state.reply_subject.clone()),
         });
+        // Stored before the job, so a client following the run finds it at once.
+        let queued_event =
+            ExecutionEvent::new(EventKind::ExecutionQueued, execution_id, id.0, auth.0.id);
+        self.announce(&queued_event).await;
         // Registered before publishing: a fast worker may answer before `publish` returns.
         let waiting = wants_wait.then(|| self.state.waiters.register(execution_id));
         enqueue::publish(&self.state, &job).await?;

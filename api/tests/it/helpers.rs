@@ -62,6 +62,7 @@ impl TestApp {
             concurrency: 8,
             ack_wait: Duration::from_secs(5),
             max_deliver: 5,
+            execution_events: kai_worker::config::EventsMode::All,
         };
         let shutdown = self.shutdown.clone();
         self.tasks.push(tokio::spawn(async move {

@@ -23,6 +23,7 @@ async fn the_document_lists_every_endpoint() {
             "/api/v1/auth/login",
             "/api/v1/auth/signup",
             "/api/v1/executions/{id}",
+            "/api/v1/executions/{id}/events",
             "/api/v1/nodes/registry",
             "/api/v1/nodes/registry/{node_type}",
             "/api/v1/webhooks",

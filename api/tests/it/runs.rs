@@ -86,6 +86,14 @@ struct FakeNodeService {
     base: String,
     flaky_calls: Arc<AtomicU32>,
     slow_calls: Arc<AtomicU32>,
+    /// Lets one call of `/gate` answer.
+    gate: Arc<tokio::sync::Notify>,
+}
+
+#[handler]
+async fn gate(gate: Data<&Arc<tokio::sync::Notify>>) -> PoemJson<Value> {
+    gate.notified().await;
+    PoemJson(json!({"opened": true}))
 }
 
 #[handler]
@@ -120,7 +128,9 @@ impl FakeNodeService {
     async fn start() -> Self {
         let flaky_calls = Arc::new(AtomicU32::new(0));
         let slow_calls = Arc::new(AtomicU32::new(0));
+        let gate_notify = Arc::new(tokio::sync::Notify::new());
         let routes = Route::new()
+            .at("/gate", post(gate).data(gate_notify.clone()))
             .at("/echo", post(echo))
             .at("/flaky", post(flaky).data(flaky_calls.clone()))
             .at("/slow", post(slow).data(slow_calls.clone()))
@@ -133,6 +143,7 @@ impl FakeNodeService {
             base,
             flaky_calls,
             slow_calls,
+            gate: gate_notify,
         }
     }
 }
@@ -405,5 +416,181 @@ async fn custom_node_types_are_validated_owned_and_cannot_replace_built_ins() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    app.stop().await;
+}
+
+/// Reads Server-Sent Events: `(event name, JSON data)` pairs as they arrive.
+struct SseReader {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseReader {
+    async fn open(app: &TestApp, token: &str, execution_id: &str) -> (StatusCode, Option<Self>) {
+        let response = app
+            .request(
+                Method::GET,
+                &format!("/api/v1/executions/{execution_id}/events"),
+                Some(token),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        if status != StatusCode::OK {
+            return (status, None);
+        }
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        (
+            status,
+            Some(Self {
+                response,
+                buffer: String::new(),
+            }),
+        )
+    }
+
+    /// The next event, or `None` when the server ended the stream.
+    async fn next(&mut self) -> Option<(String, Value)> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = None;
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = Some(value.trim().to_owned());
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some((
+                    name.unwrap_or_default(),
+                    serde_json::from_str(&data).unwrap(),
+                ));
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(20), self.response.chunk())
+                .await
+                .expect("an event within 20 s")
+                .unwrap()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    async fn all(mut self) -> Vec<(String, Value)> {
+        let mut events = Vec::new();
+        while let Some(event) = self.next().await {
+            events.push(event);
+        }
+        events
+    }
+}
+
+fn summary(events: &[(String, Value)]) -> Vec<String> {
+    events
+        .iter()
+        .map(|(name, data)| match data["node_id"].as_str() {
+            Some(node) => format!("{name}:{node}"),
+            None => name.clone(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn execution_events_stream_live_from_the_start_and_replay_when_finished() {
+    let app = TestApp::spawn().await;
+    let service = FakeNodeService::start().await;
+    let token = app.user("events@example.com").await;
+    let (status, _) = register(
+        &app,
+        &token,
+        json!({"node_type": "Gate",
+        "endpoint_url": format!("{}/gate", service.base), "timeout_ms": 20000, "max_attempts": 1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let workflow = app
+        .create_workflow(&token, &through("Gate", json!({})))
+        .await;
+    let id = workflow["id"].as_str().unwrap();
+    let (status, queued) = execute(&app, &token, id, "", json!({"inputs": {"n": 1}})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let execution_id = queued["execution_id"].as_str().unwrap();
+
+    // Connected while the run waits at the gate: everything so far, then the rest live.
+    let (status, reader) = SseReader::open(&app, &token, execution_id).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut reader = reader.unwrap();
+    let mut seen = Vec::new();
+    while let Some(event) = reader.next().await {
+        let at_gate = event.0 == "node_started" && event.1["node_id"] == "custom";
+        seen.push(event);
+        if at_gate {
+            break;
+        }
+    }
+    assert_eq!(
+        summary(&seen),
+        [
+            "execution_queued",
+            "execution_started",
+            "node_started:start",
+            "node_completed:start",
+            "node_started:custom"
+        ]
+    );
+    assert_eq!(seen[3].1["output"], json!({"n": 1}));
+    service.gate.notify_one();
+    let rest = reader.all().await;
+    assert_eq!(
+        summary(&rest),
+        [
+            "node_completed:custom",
+            "node_started:end",
+            "node_completed:end",
+            "execution_completed"
+        ],
+        "the stream ends after the final event"
+    );
+    assert_eq!(rest[3].1["output"], json!({"opened": true}));
+
+    // Finished: replayed from the record, in the order it ran.
+    app.wait_for_execution(&token, execution_id).await;
+    let (_, reader) = SseReader::open(&app, &token, execution_id).await;
+    let replay = reader.unwrap().all().await;
+    assert_eq!(
+        summary(&replay),
+        [
+            "execution_started",
+            "node_started:start",
+            "node_completed:start",
+            "node_started:custom",
+            "node_completed:custom",
+            "node_started:end",
+            "node_completed:end",
+            "execution_completed"
+        ]
+    );
+    assert_eq!(replay[4].1["attempts"], 1);
+
+    // Nobody else's, and nothing unknown.
+    let other = app.user("events-other@example.com").await;
+    assert_eq!(
+        SseReader::open(&app, &other, execution_id).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let unknown = uuid::Uuid::now_v7().to_string();
+    assert_eq!(
+        SseReader::open(&app, &token, &unknown).await.0,
+        StatusCode::NOT_FOUND
+    );
     app.stop().await;
 }

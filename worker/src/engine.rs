@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use kai_common::jobs::{ExecutionStatus, WebhookResponse};
-use kai_common::nodes::{NodeContext, NodeError, NodeOutput};
+use kai_common::nodes::{NodeContext, NodeError, NodeOutput, ProviderContext, Providers};
 use kai_common::workflow::Graph;
 use kai_common::workflow::template::TemplateScope;
 use serde_json::{Map, Value, json};
@@ -57,6 +58,8 @@ enum Settled {
     Skipped,
 }
 
+static EMPTY_SCOPE: TemplateScope = TemplateScope::empty();
+
 /// Names templates always resolve to the run's own values, whatever nodes are called.
 const RESERVED_NAMES: &[&str] = &["input", "webhook_data", "webhook_trigger"];
 
@@ -96,7 +99,10 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
     let n = graph.len();
     let mut settled: Vec<Option<Settled>> = (0..n).map(|_| None).collect();
     let mut waiting: Vec<usize> = (0..n).map(|i| graph.incoming(i).len()).collect();
-    let mut ready: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    // Providers are never steps: they are built for the processors they feed.
+    let mut ready: Vec<usize> = (0..n)
+        .filter(|&i| waiting[i] == 0 && !graph.is_provider(i))
+        .collect();
     // Shared with the nodes running; copied (cheaply) only when it changes under them.
     let mut scope = Arc::new(base_scope(&input.trigger));
     let mut nodes = Vec::with_capacity(n);
@@ -125,13 +131,29 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                     release(graph, index, &mut waiting, &mut ready);
                 }
                 Some(node_input) => {
-                    let node_scope = Arc::clone(&scope);
+                    // Only a node with templates holds on to the scope; the others would only
+                    // force a copy of it each time another node finishes meanwhile.
+                    let node_scope = graph.needs_scope(index).then(|| Arc::clone(&scope));
                     let trigger = &input.trigger;
                     running.push(async move {
                         observer.node_started(graph.node_id(index), graph.type_name(index));
                         let started = Utc::now();
-                        let (result, attempts) =
-                            run_with_policy(graph, index, &node_input, trigger, &node_scope).await;
+                        let scope = node_scope.as_deref().unwrap_or(&EMPTY_SCOPE);
+                        let (result, attempts) = match build_providers(graph, index, scope).await {
+                            Ok(providers) => {
+                                let step = Step {
+                                    graph,
+                                    index,
+                                    input: &node_input,
+                                    trigger,
+                                    scope,
+                                    providers: &providers,
+                                };
+                                let (result, attempts) = run_with_policy(step).await;
+                                (result.map_err(NodeFailure::own), attempts)
+                            }
+                            Err(failure) => (Err(failure), 0),
+                        };
                         (index, node_input, result, started, attempts)
                     });
                 }
@@ -167,8 +189,8 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                 settled[index] = Some(Settled::Done(output));
                 release(graph, index, &mut waiting, &mut ready);
             }
-            Err(error) => {
-                let message = describe(graph, index, &error);
+            Err(NodeFailure { error, provider }) => {
+                let message = describe(graph, index, provider, &error);
                 nodes.push(NodeRun {
                     node_id: graph.node_id(index).to_owned(),
                     node_type: graph.type_name(index).clone(),
@@ -213,15 +235,73 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
     }
 }
 
+/// Why a step failed: its own error, or one of its providers' (named by index).
+struct NodeFailure {
+    error: NodeError,
+    provider: Option<usize>,
+}
+
+impl NodeFailure {
+    fn own(error: NodeError) -> Self {
+        Self {
+            error,
+            provider: None,
+        }
+    }
+}
+
+/// Builds the providers handed to node `index`, each after the providers it consumes itself.
+/// Providers are built from their configuration, per consuming step, and never retried.
+fn build_providers<'a>(
+    graph: &'a Graph,
+    index: usize,
+    scope: &'a TemplateScope,
+) -> BoxFuture<'a, Result<Providers, NodeFailure>> {
+    Box::pin(async move {
+        let mut providers = Providers::none();
+        for edge in graph.providers(index) {
+            let own = build_providers(graph, edge.source, scope).await?;
+            let context = ProviderContext {
+                node_id: graph.node_id(edge.source),
+                config: graph.node_config(edge.source),
+                scope,
+                providers: &own,
+            };
+            let provided = graph
+                .definition(edge.source)
+                .provide(context)
+                .await
+                .map_err(|error| NodeFailure {
+                    error,
+                    provider: Some(edge.source),
+                })?;
+            providers.push(&edge.target_handle, graph.node_id(edge.source), provided);
+        }
+        Ok(providers)
+    })
+}
+
+/// One node about to run, with everything it sees.
+struct Step<'a> {
+    graph: &'a Graph,
+    index: usize,
+    input: &'a Value,
+    trigger: &'a Value,
+    scope: &'a TemplateScope,
+    providers: &'a Providers,
+}
+
 /// Runs one node under its policy: each attempt bounded by the timeout, a retryable failure
 /// retried after a doubling backoff while attempts remain. Returns the outcome and the attempts.
-async fn run_with_policy(
-    graph: &Graph,
-    index: usize,
-    input: &Value,
-    trigger: &Value,
-    scope: &TemplateScope,
-) -> (Result<NodeOutput, NodeError>, u32) {
+async fn run_with_policy(step: Step<'_>) -> (Result<NodeOutput, NodeError>, u32) {
+    let Step {
+        graph,
+        index,
+        input,
+        trigger,
+        scope,
+        providers,
+    } = step;
     let definition = graph.definition(index);
     let policy = definition.policy(graph.node_config(index));
     let mut attempt = 0;
@@ -233,6 +313,7 @@ async fn run_with_policy(
             input,
             trigger,
             scope,
+            providers,
         };
         let outcome = match tokio::time::timeout(policy.timeout, definition.execute(context)).await
         {
@@ -249,12 +330,21 @@ async fn run_with_policy(
     }
 }
 
-fn describe(graph: &Graph, index: usize, error: &NodeError) -> String {
-    format!(
-        "node `{}` ({}) failed: {error}",
-        graph.node_id(index),
-        graph.definition(index).type_name()
-    )
+fn describe(graph: &Graph, index: usize, provider: Option<usize>, error: &NodeError) -> String {
+    match provider {
+        None => format!(
+            "node `{}` ({}) failed: {error}",
+            graph.node_id(index),
+            graph.type_name(index)
+        ),
+        Some(provider) => format!(
+            "node `{}` ({}): its provider `{}` ({}) failed: {error}",
+            graph.node_id(index),
+            graph.type_name(index),
+            graph.node_id(provider),
+            graph.type_name(provider)
+        ),
+    }
 }
 
 /// A settled node's successors each have one input fewer to wait for.
@@ -628,6 +718,241 @@ mod tests {
                 record.nodes.iter().all(|n| n.node_id != "end"),
                 "nothing ran after it"
             );
+        }
+    }
+
+    mod providers {
+        //! Provider nodes: built for the processor they feed, never a step of their own.
+
+        use futures::FutureExt;
+        use futures::future::BoxFuture;
+        use kai_common::nodes::{
+            ConfigError, NodeCategory, NodeContext, NodeDefinition, NodeError, NodeOutput,
+            NodeType, Provided, ProviderContext,
+        };
+        use kai_common::workflow::GraphError;
+        use kai_common::workflow::template;
+
+        use super::*;
+
+        /// Provides its rendered `text`, after the text of the provider at its `inner` input.
+        struct Prefix;
+        /// Provides nothing: its credential is refused.
+        struct Broken;
+        /// Greets its input with the text its `prefix` provider gives.
+        struct Greeter;
+
+        macro_rules! common_parts {
+            ($name:literal, $category:expr, $inputs:expr, $providers:expr) => {
+                fn type_name(&self) -> &'static str {
+                    $name
+                }
+                fn description(&self) -> &'static str {
+                    "a test probe"
+                }
+                fn config_schema(&self) -> Value {
+                    json!({"type": "object"})
+                }
+                fn category(&self) -> NodeCategory {
+                    $category
+                }
+                fn output_handles(&self) -> &'static [&'static str] {
+                    &["output"]
+                }
+                fn input_handles(&self) -> &'static [&'static str] {
+                    $inputs
+                }
+                fn provider_inputs(&self) -> &'static [&'static str] {
+                    $providers
+                }
+                fn validate(&self, _: &Value) -> Result<(), ConfigError> {
+                    Ok(())
+                }
+            };
+        }
+
+        fn never_a_step<'a>() -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+            async { panic!("a provider never runs as a step") }.boxed()
+        }
+
+        impl NodeDefinition for Prefix {
+            common_parts!("Prefix", NodeCategory::Provider, &[], &["inner"]);
+            fn execute<'a>(
+                &'a self,
+                _: NodeContext<'a>,
+            ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+                never_a_step()
+            }
+            fn provide<'a>(
+                &'a self,
+                ctx: ProviderContext<'a>,
+            ) -> BoxFuture<'a, Result<Provided, NodeError>> {
+                async move {
+                    let text = ctx.config["text"].as_str().unwrap_or_default();
+                    let text = template::render(text, ctx.scope, &Value::Null)
+                        .map_err(NodeError::Configuration)?;
+                    let inner = ctx
+                        .providers
+                        .get_as::<String>("inner")
+                        .cloned()
+                        .unwrap_or_default();
+                    Ok(Arc::new(format!("{inner}{text}")) as Provided)
+                }
+                .boxed()
+            }
+        }
+
+        impl NodeDefinition for Broken {
+            common_parts!("Broken", NodeCategory::Provider, &[], &[]);
+            fn execute<'a>(
+                &'a self,
+                _: NodeContext<'a>,
+            ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+                never_a_step()
+            }
+            fn provide<'a>(
+                &'a self,
+                _: ProviderContext<'a>,
+            ) -> BoxFuture<'a, Result<Provided, NodeError>> {
+                async { Err(NodeError::Credential("the API key was refused".into())) }.boxed()
+            }
+        }
+
+        impl NodeDefinition for Greeter {
+            common_parts!("Greeter", NodeCategory::Processor, &["input"], &["prefix"]);
+            fn execute<'a>(
+                &'a self,
+                ctx: NodeContext<'a>,
+            ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+                async move {
+                    let prefix = ctx
+                        .providers
+                        .get_as::<String>("prefix")
+                        .ok_or_else(|| NodeError::Configuration("no prefix provider".into()))?;
+                    let name = ctx.input.as_str().unwrap_or_default();
+                    Ok(NodeOutput::all(json!(format!("{prefix}{name}"))))
+                }
+                .boxed()
+            }
+        }
+
+        fn build(value: Value) -> Result<Graph, GraphError> {
+            Graph::with_node_types(FlowData::from_body(&value).unwrap(), &|name| match name {
+                "Prefix" => Some(Arc::new(Prefix) as NodeType),
+                "Broken" => Some(Arc::new(Broken) as NodeType),
+                "Greeter" => Some(Arc::new(Greeter) as NodeType),
+                other => kai_common::nodes::find(other),
+            })
+        }
+
+        fn greeting(provider_edges: Value, extra_nodes: Value) -> Value {
+            let mut nodes = vec![
+                json!({"id": "start", "type": "StartNode", "data": {"initial_input": "world"}}),
+                json!({"id": "greet", "type": "Greeter"}),
+            ];
+            nodes.extend(extra_nodes.as_array().unwrap().iter().cloned());
+            let mut edges = vec![json!({"source": "start", "target": "greet"})];
+            edges.extend(provider_edges.as_array().unwrap().iter().cloned());
+            json!({"nodes": nodes, "edges": edges})
+        }
+
+        #[tokio::test]
+        async fn providers_are_built_for_their_consumer_and_are_not_steps() {
+            let g = build(greeting(
+                json!([
+                    {"source": "salutation", "target": "greet", "targetHandle": "prefix"},
+                    {"source": "mood", "target": "salutation", "targetHandle": "inner"}
+                ]),
+                json!([
+                    {"id": "salutation", "type": "Prefix", "data": {"text": "Hello, "}},
+                    {"id": "mood", "type": "Prefix", "data": {"text": "{{ webhook_trigger.mood }} "}}
+                ]),
+            ))
+            .unwrap();
+            assert!(
+                g.needs_scope(
+                    g.order()
+                        .iter()
+                        .copied()
+                        .find(|&i| g.node_id(i) == "greet")
+                        .unwrap()
+                ),
+                "a templated provider makes its consumer need the scope"
+            );
+            let record = run(
+                &g,
+                &RunInput {
+                    trigger: json!({"data": {"mood": "Cheerfully"}}),
+                },
+            )
+            .await;
+            assert_eq!(
+                record.status,
+                ExecutionStatus::Completed,
+                "{:?}",
+                record.error
+            );
+            assert_eq!(record.result, json!("Cheerfully Hello, world"));
+            let steps: Vec<&str> = record.nodes.iter().map(|n| n.node_id.as_str()).collect();
+            assert_eq!(
+                steps,
+                ["start", "greet"],
+                "providers have no step of their own"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_failing_provider_fails_its_consumer_naming_both() {
+            let g = build(greeting(
+                json!([{"source": "key", "target": "greet", "targetHandle": "prefix"}]),
+                json!([{"id": "key", "type": "Broken"}]),
+            ))
+            .unwrap();
+            let record = run(
+                &g,
+                &RunInput {
+                    trigger: Value::Null,
+                },
+            )
+            .await;
+            assert_eq!(record.status, ExecutionStatus::Failed);
+            assert_eq!(record.error_type, Some("credential"));
+            let error = record.error.clone().unwrap();
+            assert!(
+                error.contains("node `greet` (Greeter): its provider `key` (Broken) failed"),
+                "{error}"
+            );
+            assert_eq!(status_of(&record, "greet"), "failed");
+        }
+
+        #[test]
+        fn provider_and_data_edges_must_reach_the_right_kind_of_input() {
+            let into_data = build(greeting(
+                json!([{"source": "salutation", "target": "greet", "targetHandle": "input"}]),
+                json!([{"id": "salutation", "type": "Prefix", "data": {"text": "Hi "}}]),
+            ));
+            match into_data {
+                Err(GraphError::MissingHandle(problem)) => {
+                    assert_eq!(problem.side, "provider input");
+                    assert_eq!(problem.available, "prefix");
+                }
+                other => panic!("{other:?}"),
+            }
+            let data_into_provider_input = build(json!({"nodes": [
+                {"id": "start", "type": "StartNode"}, {"id": "greet", "type": "Greeter"}
+            ], "edges": [{"source": "start", "target": "greet", "targetHandle": "prefix"}]}));
+            assert!(matches!(
+                data_into_provider_input,
+                Err(GraphError::MissingHandle(_))
+            ));
+            let cycle = build(json!({"nodes": [
+                {"id": "start", "type": "StartNode"},
+                {"id": "a", "type": "Prefix"}, {"id": "b", "type": "Prefix"}
+            ], "edges": [
+                {"source": "a", "target": "b", "targetHandle": "inner"},
+                {"source": "b", "target": "a", "targetHandle": "inner"}
+            ]}));
+            assert!(matches!(cycle, Err(GraphError::Cycle { .. })), "{cycle:?}");
         }
     }
 }

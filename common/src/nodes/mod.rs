@@ -33,6 +33,10 @@ pub enum NodeCategory {
     Processor,
     /// Ends a run; its output is the run's result.
     End,
+    /// Has no step of its own: built for, and handed to, each processor it has an edge to
+    /// (through one of that processor's `provider_inputs`): a chat model, an embedder, a
+    /// reranker, tools, memory.
+    Provider,
 }
 
 impl NodeCategory {
@@ -41,6 +45,7 @@ impl NodeCategory {
             NodeCategory::Entry => "entry",
             NodeCategory::Processor => "processor",
             NodeCategory::End => "end",
+            NodeCategory::Provider => "provider",
         }
     }
 }
@@ -156,6 +161,65 @@ impl NodeOutput {
     }
 }
 
+/// What a provider node builds for a processor: a chat model, an embedder, a tool... The
+/// consuming processor downcasts it to the interface it expects for that input.
+pub type Provided = std::sync::Arc<dyn std::any::Any + Send + Sync>;
+
+/// The providers handed to a node, by the input handle their edge arrives at.
+#[derive(Default, Clone)]
+pub struct Providers {
+    entries: Vec<(String, String, Provided)>,
+}
+
+impl Providers {
+    /// An empty set, for nodes no provider feeds.
+    pub const fn none() -> Self {
+        Self {
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, handle: &str, node_id: &str, provided: Provided) {
+        self.entries
+            .push((handle.to_owned(), node_id.to_owned(), provided));
+    }
+
+    /// The first provider at `handle`.
+    pub fn get(&self, handle: &str) -> Option<&Provided> {
+        self.entries
+            .iter()
+            .find(|(h, _, _)| h == handle)
+            .map(|(_, _, p)| p)
+    }
+
+    /// The first provider at `handle` as `T`, if it is one.
+    pub fn get_as<T: std::any::Any + Send + Sync>(&self, handle: &str) -> Option<&T> {
+        self.get(handle).and_then(|p| p.downcast_ref::<T>())
+    }
+
+    /// Every provider at `handle` (several tools, say), in edge order.
+    pub fn all<'a>(&'a self, handle: &'a str) -> impl Iterator<Item = &'a Provided> + 'a {
+        self.entries
+            .iter()
+            .filter(move |(h, _, _)| h == handle)
+            .map(|(_, _, p)| p)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// What a provider node sees when it is built for a processor.
+pub struct ProviderContext<'a> {
+    pub node_id: &'a str,
+    pub config: &'a Value,
+    /// What templates in the config can refer to (empty when the config has no template).
+    pub scope: &'a TemplateScope,
+    /// The providers this provider consumes itself (a retriever's embedder, say).
+    pub providers: &'a Providers,
+}
+
 /// What a node sees when it runs.
 pub struct NodeContext<'a> {
     pub node_id: &'a str,
@@ -165,8 +229,11 @@ pub struct NodeContext<'a> {
     pub input: &'a Value,
     /// The trigger's event (for a webhook, KAI-Fusion's webhook event object).
     pub trigger: &'a Value,
-    /// What templates in the config can refer to.
+    /// What templates in the config can refer to. Empty when the node's configuration has no
+    /// template (the engine then need not keep a snapshot of the run's outputs for it).
     pub scope: &'a TemplateScope,
+    /// The providers its provider inputs receive.
+    pub providers: &'a Providers,
 }
 
 /// One node type.
@@ -178,6 +245,10 @@ pub trait NodeDefinition: Send + Sync + 'static {
     fn output_handles(&self) -> &'static [&'static str];
     /// Handles edges may arrive at; an edge without one arrives at `input`.
     fn input_handles(&self) -> &'static [&'static str];
+    /// Handles at which provider nodes are handed in (`llm`, `embedder`, `tools`, `memory`...).
+    fn provider_inputs(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// One sentence for people choosing a node.
     fn description(&self) -> &str;
     /// JSON Schema of the configuration (`data`, or `data.inputs`).
@@ -189,6 +260,18 @@ pub trait NodeDefinition: Send + Sync + 'static {
         RunPolicy::default()
     }
     fn execute<'a>(&'a self, ctx: NodeContext<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>>;
+    /// Builds what a `Provider` node hands to the processors it feeds. Other categories are
+    /// never asked (the graph only lets provider nodes feed provider inputs).
+    fn provide<'a>(
+        &'a self,
+        _ctx: ProviderContext<'a>,
+    ) -> BoxFuture<'a, Result<Provided, NodeError>> {
+        Box::pin(async {
+            Err(NodeError::Configuration(
+                "this node type is not a provider".to_owned(),
+            ))
+        })
+    }
 }
 
 /// What the registry publishes about a node type: its configuration schema and handles.
@@ -196,6 +279,7 @@ pub fn schema_definition(node: &dyn NodeDefinition) -> Value {
     serde_json::json!({
         "config": node.config_schema(),
         "inputs": node.input_handles(),
+        "providers": node.provider_inputs(),
         "outputs": node.output_handles(),
         "category": node.category().as_str(),
     })

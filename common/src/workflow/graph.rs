@@ -102,6 +102,13 @@ pub struct Incoming {
     pub source_handle: String,
 }
 
+/// A provider node handed to a node through one of its provider inputs.
+#[derive(Debug, Clone)]
+pub struct ProviderEdge {
+    pub source: usize,
+    pub target_handle: String,
+}
+
 /// A graph that passed validation.
 #[derive(Clone)]
 pub struct Graph {
@@ -109,11 +116,16 @@ pub struct Graph {
     definitions: Vec<NodeType>,
     /// Each node's type name, shared with the records of its runs.
     type_names: Vec<std::sync::Arc<str>>,
+    /// Whether each node's configuration, or that of a provider handed to it, contains a
+    /// template (only those nodes need the run's template scope).
+    needs_scope: Vec<bool>,
     /// Node indices, each after every node it has an edge from.
     order: Vec<usize>,
     incoming: Vec<Vec<Incoming>>,
     /// For each node, the nodes it has an edge to.
     outgoing: Vec<Vec<usize>>,
+    /// For each node, the provider nodes handed to it.
+    providers: Vec<Vec<ProviderEdge>>,
 }
 
 impl std::fmt::Debug for Graph {
@@ -209,6 +221,10 @@ impl Graph {
         let n = flow.nodes.len();
         let mut incoming = vec![Vec::new(); n];
         let mut outgoing = vec![Vec::new(); n];
+        let mut providers: Vec<Vec<ProviderEdge>> = vec![Vec::new(); n];
+        // Every edge, data or provider, for the cycle check.
+        let mut all_outgoing: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut all_incoming = vec![0usize; n];
         for (i, edge) in flow.edges.iter().enumerate() {
             let label = edge.id.clone().unwrap_or_else(|| format!("#{i}"));
             let lookup = |id: &str| {
@@ -253,30 +269,59 @@ impl Graph {
                 &source_handle,
                 definitions[source].output_handles(),
             )?;
-            check(
-                target,
-                "input",
-                &target_handle,
-                definitions[target].input_handles(),
-            )?;
-            incoming[target].push(Incoming {
-                source,
-                source_handle,
-            });
-            outgoing[source].push(target);
+            all_outgoing[source].push(target);
+            all_incoming[target] += 1;
+            if definitions[source].category() == NodeCategory::Provider {
+                check(
+                    target,
+                    "provider input",
+                    &target_handle,
+                    definitions[target].provider_inputs(),
+                )?;
+                providers[target].push(ProviderEdge {
+                    source,
+                    target_handle,
+                });
+            } else {
+                check(
+                    target,
+                    "input",
+                    &target_handle,
+                    definitions[target].input_handles(),
+                )?;
+                incoming[target].push(Incoming {
+                    source,
+                    source_handle,
+                });
+                outgoing[source].push(target);
+            }
         }
 
-        let order = topological_order(&incoming, &outgoing).map_err(|stuck| GraphError::Cycle {
-            node_id: flow.nodes[stuck].id.clone(),
-        })?;
+        let order =
+            topological_order(all_incoming, &all_outgoing).map_err(|stuck| GraphError::Cycle {
+                node_id: flow.nodes[stuck].id.clone(),
+            })?;
         let type_names = definitions.iter().map(|d| d.type_name().into()).collect();
+        let mut needs_scope: Vec<bool> = flow
+            .nodes
+            .iter()
+            .map(|node| super::template::any_template(config_of(&node.data)))
+            .collect();
+        // Providers come before their consumers in `order`.
+        for &node in &order {
+            for edge in &providers[node] {
+                needs_scope[node] |= needs_scope[edge.source];
+            }
+        }
         Ok(Self {
             flow,
             definitions,
             type_names,
+            needs_scope,
             order,
             incoming,
             outgoing,
+            providers,
         })
     }
 
@@ -299,6 +344,11 @@ impl Graph {
 
     pub fn definition(&self, index: usize) -> &dyn NodeDefinition {
         &*self.definitions[index]
+    }
+
+    /// Whether the node (or a provider handed to it) has a template in its configuration.
+    pub fn needs_scope(&self, index: usize) -> bool {
+        self.needs_scope[index]
     }
 
     /// The node's type name, cheap to keep in a run's records.
@@ -327,6 +377,16 @@ impl Graph {
         &self.outgoing[index]
     }
 
+    /// The provider nodes handed to this node.
+    pub fn providers(&self, index: usize) -> &[ProviderEdge] {
+        &self.providers[index]
+    }
+
+    /// Whether the node is a provider (built for its consumers, never a step of its own).
+    pub fn is_provider(&self, index: usize) -> bool {
+        self.definitions[index].category() == NodeCategory::Provider
+    }
+
     /// The nodes whose outputs are the run's result: the end nodes, or when there are none,
     /// the sinks (as KAI-Fusion feeds a virtual end from them).
     pub fn result_nodes(&self) -> Vec<usize> {
@@ -337,7 +397,7 @@ impl Graph {
             return ends;
         }
         (0..self.len())
-            .filter(|&i| self.outgoing[i].is_empty())
+            .filter(|&i| self.outgoing[i].is_empty() && !self.is_provider(i))
             .collect()
     }
 
@@ -358,12 +418,12 @@ impl Graph {
 
 /// Kahn's algorithm. On a cycle returns a node that could not be ordered.
 fn topological_order(
-    incoming: &[Vec<Incoming>],
+    mut pending: Vec<usize>,
     outgoing: &[Vec<usize>],
 ) -> Result<Vec<usize>, usize> {
-    let mut pending: Vec<usize> = incoming.iter().map(Vec::len).collect();
-    let mut ready: VecDeque<usize> = (0..incoming.len()).filter(|&i| pending[i] == 0).collect();
-    let mut order = Vec::with_capacity(incoming.len());
+    let n = pending.len();
+    let mut ready: VecDeque<usize> = (0..n).filter(|&i| pending[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
     while let Some(node) = ready.pop_front() {
         order.push(node);
         for &next in &outgoing[node] {
@@ -373,10 +433,10 @@ fn topological_order(
             }
         }
     }
-    if order.len() == incoming.len() {
+    if order.len() == n {
         Ok(order)
     } else {
-        Err((0..incoming.len()).find(|&i| pending[i] > 0).unwrap_or(0))
+        Err((0..n).find(|&i| pending[i] > 0).unwrap_or(0))
     }
 }
 

@@ -17,6 +17,13 @@ pub struct TemplateScope {
 }
 
 impl TemplateScope {
+    /// A scope with nothing in it, for nodes whose configuration has no template.
+    pub const fn empty() -> Self {
+        Self {
+            values: BTreeMap::new(),
+        }
+    }
+
     pub fn set(&mut self, name: &str, value: &Value) {
         self.set_names(std::iter::once(name), value);
     }
@@ -38,6 +45,16 @@ fn environment() -> &'static Environment<'static> {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env
     })
+}
+
+/// Whether any string in `value` (at any depth) contains a template expression.
+pub fn any_template(value: &Value) -> bool {
+    match value {
+        Value::String(text) => is_template(text),
+        Value::Array(items) => items.iter().any(any_template),
+        Value::Object(fields) => fields.values().any(any_template),
+        _ => false,
+    }
 }
 
 /// Whether `text` contains a template expression.

@@ -40,23 +40,36 @@ impl NodeDefinition for NoOp {
         Ok(())
     }
     fn execute<'a>(&'a self, ctx: NodeContext<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
-        async move { Ok(NodeOutput::all(ctx.input.clone())) }.boxed()
+        async move {
+            // The templated variant renders one expression per node, as real nodes do.
+            if let Some(note) = ctx.config.get("note").and_then(serde_json::Value::as_str) {
+                let rendered = kai_common::workflow::template::render(note, ctx.scope, ctx.input)
+                    .map_err(NodeError::Configuration)?;
+                return Ok(NodeOutput::all(serde_json::Value::String(rendered)));
+            }
+            Ok(NodeOutput::all(ctx.input.clone()))
+        }
+        .boxed()
     }
 }
 
 const CHAINS: usize = 8;
 const DEPTH: usize = 6;
 
-fn flow() -> FlowData {
+/// `templated`: every no-op node also renders `{{ input }}` (so every node shares the run's
+/// template scope, the engine's worst case for keeping it up to date).
+fn flow(templated: bool) -> FlowData {
     let mut nodes =
         vec![json!({"id": "start", "type": "StartNode", "data": {"initial_input": "go"}})];
     let mut edges = Vec::new();
     for chain in 0..CHAINS {
         for step in 0..DEPTH {
             let id = format!("n{chain}_{step}");
-            nodes.push(
-                json!({"id": id, "type": "NoOp", "data": {"name": format!("noop_{chain}_{step}")}}),
-            );
+            let mut data = json!({"name": format!("noop_{chain}_{step}")});
+            if templated {
+                data["note"] = json!("{{ input }}");
+            }
+            nodes.push(json!({"id": id, "type": "NoOp", "data": data}));
             let source = if step == 0 {
                 "start".to_owned()
             } else {
@@ -70,8 +83,8 @@ fn flow() -> FlowData {
     FlowData::from_body(&json!({"nodes": nodes, "edges": edges})).expect("valid flow")
 }
 
-fn graph() -> Graph {
-    Graph::with_node_types(flow(), &|name| match name {
+fn graph(templated: bool) -> Graph {
+    Graph::with_node_types(flow(templated), &|name| match name {
         "NoOp" => Some(std::sync::Arc::new(NoOp) as kai_common::nodes::NodeType),
         other => kai_common::nodes::find(other),
     })
@@ -83,16 +96,21 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let workflow = graph();
+    let workflow = graph(false);
+    let templated = graph(true);
     assert_eq!(workflow.len(), 50);
     let input = RunInput {
         trigger: json!({"data": {"hello": "world"}}),
     };
 
-    c.bench_function("engine: plan a 50-node graph", |b| b.iter(graph));
+    c.bench_function("engine: plan a 50-node graph", |b| b.iter(|| graph(false)));
     c.bench_function("engine: run a 50-node graph of no-op nodes", |b| {
         b.to_async(&runtime).iter(|| run(&workflow, &input))
     });
+    c.bench_function(
+        "engine: run a 50-node graph, every node rendering a template",
+        |b| b.to_async(&runtime).iter(|| run(&templated, &input)),
+    );
 }
 
 criterion_group!(benches, bench);

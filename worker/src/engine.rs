@@ -58,7 +58,8 @@ enum Settled {
     Skipped,
 }
 
-static EMPTY_SCOPE: TemplateScope = TemplateScope::empty();
+static EMPTY_SCOPE: std::sync::LazyLock<TemplateScope> =
+    std::sync::LazyLock::new(TemplateScope::empty);
 
 /// Names templates always resolve to the run's own values, whatever nodes are called.
 const RESERVED_NAMES: &[&str] = &["input", "webhook_data", "webhook_trigger"];
@@ -104,7 +105,7 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
         .filter(|&i| waiting[i] == 0 && !graph.is_provider(i))
         .collect();
     // Shared with the nodes running; copied (cheaply) only when it changes under them.
-    let mut scope = Arc::new(base_scope(&input.trigger));
+    let mut scope = base_scope(&input.trigger);
     let mut nodes = Vec::with_capacity(n);
     let mut running = FuturesUnordered::new();
     let mut failure: Option<(String, &'static str)> = None;
@@ -133,12 +134,12 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                 Some(node_input) => {
                     // Only a node with templates holds on to the scope; the others would only
                     // force a copy of it each time another node finishes meanwhile.
-                    let node_scope = graph.needs_scope(index).then(|| Arc::clone(&scope));
+                    let node_scope = graph.needs_scope(index).then(|| scope.clone());
                     let trigger = &input.trigger;
                     running.push(async move {
                         observer.node_started(graph.node_id(index), graph.type_name(index));
                         let started = Utc::now();
-                        let scope = node_scope.as_deref().unwrap_or(&EMPTY_SCOPE);
+                        let scope = node_scope.as_ref().unwrap_or(&EMPTY_SCOPE);
                         let (result, attempts) = match build_providers(graph, index, scope).await {
                             Ok(providers) => {
                                 let step = Step {
@@ -182,7 +183,7 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                     .into_iter()
                     .chain(graph.node_data(index).get("name").and_then(Value::as_str))
                     .filter(|name| !RESERVED_NAMES.contains(name));
-                Arc::make_mut(&mut scope).set_names(names, &output.value);
+                scope.set_names(names, &output.value);
                 if response.is_none() {
                     response = output.response.clone();
                 }

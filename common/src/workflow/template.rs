@@ -3,7 +3,7 @@
 //! (its payload) and every executed node's output by node id and by its `data.name`.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use minijinja::value::Serde;
 use minijinja::{Environment, UndefinedBehavior};
@@ -13,15 +13,14 @@ use serde_json::Value;
 /// copying a scope costs reference counts, not deep copies of JSON.
 #[derive(Debug, Clone, Default)]
 pub struct TemplateScope {
-    values: BTreeMap<String, minijinja::Value>,
+    /// Shared with the contexts of renders in progress, so a render never copies the map.
+    values: Arc<BTreeMap<String, minijinja::Value>>,
 }
 
 impl TemplateScope {
     /// A scope with nothing in it, for nodes whose configuration has no template.
-    pub const fn empty() -> Self {
-        Self {
-            values: BTreeMap::new(),
-        }
+    pub fn empty() -> Self {
+        Self::default()
     }
 
     pub fn set(&mut self, name: &str, value: &Value) {
@@ -31,8 +30,9 @@ impl TemplateScope {
     /// Binds one value to several names (a node's id and its `data.name`), converting it once.
     pub fn set_names<'a>(&mut self, names: impl IntoIterator<Item = &'a str>, value: &Value) {
         let converted = minijinja::Value::from(Serde(value));
+        let values = Arc::make_mut(&mut self.values);
         for name in names {
-            self.values.insert(name.to_owned(), converted.clone());
+            values.insert(name.to_owned(), converted.clone());
         }
     }
 }
@@ -69,11 +69,29 @@ pub fn render(text: &str, scope: &TemplateScope, input: &Value) -> Result<String
     }
     // KAI-Fusion writes `${{ x }}`; minijinja's own syntax is `{{ x }}`.
     let source = text.replace("${{", "{{");
-    let mut context = scope.values.clone();
-    context.insert("input".to_owned(), minijinja::Value::from(Serde(input)));
+    let context = minijinja::Value::from_object(RenderContext {
+        values: Arc::clone(&scope.values),
+        input: minijinja::Value::from(Serde(input)),
+    });
     environment()
         .render_str(&source, context)
         .map_err(|e| e.to_string())
+}
+
+/// What a template sees: `input`, then the scope's names; looked up, never copied.
+#[derive(Debug)]
+struct RenderContext {
+    values: Arc<BTreeMap<String, minijinja::Value>>,
+    input: minijinja::Value,
+}
+
+impl minijinja::value::Object for RenderContext {
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        match key.as_str()? {
+            "input" => Some(self.input.clone()),
+            name => self.values.get(name).cloned(),
+        }
+    }
 }
 
 /// Checks that `text` is a well-formed template (names are only known when it runs).

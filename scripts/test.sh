@@ -13,6 +13,9 @@ psql -h 127.0.0.1 -U postgres -d postgres -tAc \
     [ -n "$db" ] && psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" || true
   done
 
+# Streams left behind by interrupted test runs (each reserves JetStream memory).
+cargo run --quiet --locked -p kai-common --features testing --example purge-test-streams
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast

@@ -18,6 +18,17 @@ fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
 
+/// Whether `name` is a stream a test environment creates (`T` + 12 hex digits + a suffix).
+pub fn is_test_stream(name: &str) -> bool {
+    let Some((prefix, suffix)) = name.split_once('_') else {
+        return false;
+    };
+    prefix.len() == 13
+        && prefix.starts_with('T')
+        && prefix[1..].bytes().all(|b| b.is_ascii_hexdigit())
+        && matches!(suffix, "JOBS" | "DLQ" | "EVENTS")
+}
+
 /// A fresh, isolated environment for one test.
 #[derive(Debug, Clone)]
 pub struct TestEnv {
@@ -73,6 +84,7 @@ impl TestEnv {
             let js = async_nats::jetstream::new(client);
             let _ = js.delete_stream(names.jobs_stream()).await;
             let _ = js.delete_stream(names.dlq_stream()).await;
+            let _ = js.delete_stream(names.events_stream()).await;
         }
         let admin = format!("{}/postgres", base_database_url().trim_end_matches('/'));
         if let Ok(pool) = sqlx::PgPool::connect(&admin).await {

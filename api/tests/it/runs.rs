@@ -90,6 +90,16 @@ struct FakeNodeService {
     gate: Arc<tokio::sync::Notify>,
 }
 
+/// Answers only once two calls are in flight together: proof that two nodes ran concurrently.
+#[handler]
+async fn rendezvous(
+    barrier: Data<&Arc<tokio::sync::Barrier>>,
+    PoemJson(request): PoemJson<Value>,
+) -> PoemJson<Value> {
+    barrier.wait().await;
+    PoemJson(json!({"branch": request["node_id"]}))
+}
+
 #[handler]
 async fn gate(gate: Data<&Arc<tokio::sync::Notify>>) -> PoemJson<Value> {
     gate.notified().await;
@@ -131,6 +141,10 @@ impl FakeNodeService {
         let gate_notify = Arc::new(tokio::sync::Notify::new());
         let routes = Route::new()
             .at("/gate", post(gate).data(gate_notify.clone()))
+            .at(
+                "/rendezvous",
+                post(rendezvous).data(Arc::new(tokio::sync::Barrier::new(2))),
+            )
             .at("/echo", post(echo))
             .at("/flaky", post(flaky).data(flaky_calls.clone()))
             .at("/slow", post(slow).data(slow_calls.clone()))
@@ -592,5 +606,51 @@ async fn execution_events_stream_live_from_the_start_and_replay_when_finished() 
         SseReader::open(&app, &token, &unknown).await.0,
         StatusCode::NOT_FOUND
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn independent_branches_run_concurrently_and_a_join_waits_for_both() {
+    let app = TestApp::spawn().await;
+    let service = FakeNodeService::start().await;
+    let token = app.user("branches@example.com").await;
+    let (status, _) = register(
+        &app,
+        &token,
+        json!({"node_type": "Rendezvous",
+        "endpoint_url": format!("{}/rendezvous", service.base), "timeout_ms": 5000,
+        "max_attempts": 1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Each branch's node answers only while the other is running too: run one after the
+    // other, they would both time out.
+    let workflow = app
+        .create_workflow(
+            &token,
+            &json!({"name": "fan out, join", "nodes": [
+                {"id": "start", "type": "StartNode"},
+                {"id": "left", "type": "Rendezvous"},
+                {"id": "right", "type": "Rendezvous"},
+                {"id": "join", "type": "EndNode"}
+            ], "edges": [
+                {"source": "start", "target": "left"}, {"source": "start", "target": "right"},
+                {"source": "left", "target": "join"}, {"source": "right", "target": "join"}
+            ]}),
+        )
+        .await;
+    let execution = run_to_the_end(&app, &token, &workflow, json!("go")).await;
+    assert_eq!(execution["status"], "completed", "{execution}");
+    assert_eq!(
+        execution["outputs"],
+        json!({"left": {"branch": "left"}, "right": {"branch": "right"}}),
+        "the join ran once, on both inputs"
+    );
+    let at = |id: &str, field: &str| {
+        chrono::DateTime::parse_from_rfc3339(node(&execution, id)[field].as_str().unwrap()).unwrap()
+    };
+    let join_started = at("join", "started_at");
+    assert!(join_started >= at("left", "completed_at"));
+    assert!(join_started >= at("right", "completed_at"));
     app.stop().await;
 }

@@ -1,0 +1,10 @@
+//! `kai-loadtest`: load tests of a KAI-Fusion deployment that report not only how fast it
+//! answered but what became of every accepted request (the audit).
+
+pub mod audit;
+pub mod pacing;
+pub mod recorder;
+pub mod report;
+pub mod target;
+pub mod thresholds;
+pub mod webhook;

@@ -1,0 +1,217 @@
+//! The `kai-loadtest` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use kai_loadtest::report;
+use kai_loadtest::target::{Scratch, Webhook};
+use kai_loadtest::thresholds::{Thresholds, violations};
+use kai_loadtest::webhook::{self, Load, WebhookOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kai-loadtest",
+    version,
+    about = "Load-tests a KAI-Fusion deployment and audits what became of every accepted request",
+    after_help = "Examples:
+  # 1,000 webhooks/s for 30 s against a local cluster (sets up and removes its own workflow):
+  kai-loadtest webhook --rate 1000 --duration 30s
+
+  # 64 connections back to back, each waiting for the run's result:
+  kai-loadtest webhook --connections 64 --sync --duration 20s
+
+  # Gate a deployment pipeline: fail unless p99 < 50 ms, 99.9 % accepted and nothing lost:
+  kai-loadtest webhook --api https://kai.example.com --rate 500 --duration 60s \\
+      --max-p99-ms 50 --min-success-rate 0.999 --max-lost 0 --json result.json"
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Fire a webhook at a fixed rate (open loop) or from N connections (closed loop).
+    Webhook(WebhookArgs),
+}
+
+#[derive(Debug, Args)]
+struct WebhookArgs {
+    /// Base URL of the deployment's API.
+    #[arg(
+        long,
+        env = "KAI_LOADTEST_API",
+        default_value = "http://127.0.0.1:8001"
+    )]
+    api: String,
+    /// Requests per second, due at even intervals whatever the answers (open loop); latency is
+    /// measured from each request's intended send time.
+    #[arg(long, conflicts_with = "connections")]
+    rate: Option<f64>,
+    /// Connections sending back to back (closed loop). Default when --rate is not given: 64.
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Requests in flight at most in open-loop mode (beyond it, requests wait and their wait
+    /// counts in their latency).
+    #[arg(long, default_value = "1024")]
+    max_in_flight: usize,
+    /// How long to send, e.g. `30s`, `2m`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Wait for each execution's result instead of `Prefer: respond-async`.
+    #[arg(long)]
+    sync: bool,
+    /// Approximate size of each JSON body in bytes.
+    #[arg(long, default_value = "64")]
+    payload_bytes: usize,
+    /// Per-request timeout.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    request_timeout: Duration,
+    /// Longest the audit waits for every accepted request's execution.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    audit_timeout: Duration,
+    /// Fire this existing webhook URL instead of setting one up (needs --webhook-token).
+    #[arg(long, requires = "webhook_token")]
+    webhook_url: Option<String>,
+    /// The existing webhook's security token.
+    #[arg(long, env = "KAI_LOADTEST_WEBHOOK_TOKEN", requires = "webhook_url")]
+    webhook_token: Option<String>,
+    /// To audit an existing webhook: an access token of its workflow's owner.
+    #[arg(long, env = "KAI_LOADTEST_ACCESS_TOKEN", requires = "workflow_id")]
+    access_token: Option<String>,
+    /// To audit an existing webhook: its workflow's id.
+    #[arg(long, requires = "access_token")]
+    workflow_id: Option<uuid::Uuid>,
+    /// Write the full result (with per-second windows and the histogram) as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Fail (exit 1) when the p99 latency is above this many milliseconds.
+    #[arg(long)]
+    max_p99_ms: Option<f64>,
+    /// Fail when fewer than this fraction (0 to 1) of the requests were accepted.
+    #[arg(long, value_parser = parse_fraction)]
+    min_success_rate: Option<f64>,
+    /// Fail when more accepted requests than this have no execution (default 0: a lost or
+    /// duplicated execution always fails the run).
+    #[arg(long)]
+    max_lost: Option<u64>,
+    /// No line every second.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((text, "s"), |at| text.split_at(at));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 30s, 2m or 500ms"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("`{text}`: the unit must be ms, s, m or h")),
+    };
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        return Err(format!("`{text}` must be positive"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("`{text}` must be a number from 0 to 1")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.scenario {
+        Scenario::Webhook(args) => run_webhook(args).await,
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("kai-loadtest: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the scenario, prints and writes the result; `Ok(false)` when a threshold was missed.
+async fn run_webhook(args: WebhookArgs) -> anyhow::Result<bool> {
+    if let Some(rate) = args.rate
+        && !(rate > 0.0 && rate.is_finite())
+    {
+        anyhow::bail!("--rate must be positive");
+    }
+    let load = match (args.rate, args.connections) {
+        (Some(rate), _) => Load::OpenLoop {
+            rate,
+            max_in_flight: args.max_in_flight.max(1),
+        },
+        (None, connections) => Load::ClosedLoop {
+            connections: connections.unwrap_or(64).max(1),
+        },
+    };
+    let options = WebhookOptions {
+        api: args.api,
+        existing: args
+            .webhook_url
+            .zip(args.webhook_token)
+            .map(|(url, token)| Webhook { url, token }),
+        audit_as: args
+            .access_token
+            .zip(args.workflow_id)
+            .map(|(access_token, workflow_id)| Scratch {
+                access_token,
+                workflow_id,
+            }),
+        load,
+        duration: args.duration,
+        sync: args.sync,
+        payload_bytes: args.payload_bytes,
+        request_timeout: args.request_timeout,
+        audit_timeout: args.audit_timeout,
+        live: !args.quiet,
+    };
+    let result = webhook::run(options).await?;
+    println!("{}", report::webhook_summary(&result));
+    if let Some(path) = &args.json {
+        report::write_json(path, &result)?;
+    }
+    let thresholds = Thresholds {
+        max_p99_ms: args.max_p99_ms,
+        min_success_rate: args.min_success_rate,
+        max_lost: args.max_lost,
+    };
+    let failed = violations(&result, &thresholds);
+    for violation in &failed {
+        println!("FAILED: {violation}");
+    }
+    Ok(failed.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_fractions_parse_or_say_what_is_wrong() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("3 days").unwrap_err().contains("unit"));
+        assert!(parse_fraction("0.99").is_ok());
+        assert!(parse_fraction("99").is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! The load tool against a real cluster (API and worker in-process, real PostgreSQL and NATS):
+//! one short run of each scenario, asserting on the audit.
+
+use std::time::Duration;
+
+use kai_common::testing::TestEnv;
+use kai_loadtest::webhook::{self, Load, WebhookOptions};
+use kai_worker::config::{EventsMode, WorkerConfig};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+struct Cluster {
+    env: TestEnv,
+    api: String,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Cluster {
+    async fn start(with_worker: bool) -> Self {
+        let env = TestEnv::new();
+        let shutdown = CancellationToken::new();
+        let api = kai_api::testing::start(&env, shutdown.clone()).await;
+        let mut tasks = vec![api.server];
+        if with_worker {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let config = WorkerConfig {
+                common: env.common_config(),
+                addr: listener.local_addr().unwrap(),
+                concurrency: 64,
+                ack_wait: Duration::from_secs(5),
+                max_deliver: 5,
+                execution_events: EventsMode::All,
+            };
+            let stop = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                kai_worker::run(config, listener, stop)
+                    .await
+                    .expect("worker runs")
+            }));
+        }
+        Self {
+            env,
+            api: api.base,
+            shutdown,
+            tasks,
+        }
+    }
+
+    fn options(&self, load: Load, sync: bool) -> WebhookOptions {
+        WebhookOptions {
+            api: self.api.clone(),
+            existing: None,
+            audit_as: None,
+            load,
+            duration: Duration::from_secs(2),
+            sync,
+            payload_bytes: 128,
+            request_timeout: Duration::from_secs(10),
+            audit_timeout: Duration::from_secs(30),
+            live: false,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        self.env.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn an_open_loop_async_run_accounts_for_every_request() {
+    let cluster = Cluster::start(true).await;
+    let load = Load::OpenLoop {
+        rate: 100.0,
+        max_in_flight: 64,
+    };
+    let report = webhook::run(cluster.options(load, false)).await.unwrap();
+    assert_eq!(report.sent, 200, "100/s for 2 s");
+    assert_eq!(report.accepted, 200);
+    let audit = report.audit.clone().expect("audited");
+    assert_eq!(audit.completed, 200, "{audit:?}");
+    assert_eq!((audit.missing, audit.duplicated, audit.failed), (0, 0, 0));
+    assert!(report.drained_after_s.is_some());
+    assert!(report.latency.p50_ms > 0.0);
+    assert_eq!(report.histogram.iter().map(|(_, n)| n).sum::<u64>(), 200);
+    assert!(report.windows.len() >= 2, "{:?}", report.windows);
+    assert!(
+        report.payload_bytes >= 100,
+        "the body is padded to about 128 bytes"
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_closed_loop_sync_run_waits_for_results_and_audits_clean() {
+    let cluster = Cluster::start(true).await;
+    let load = Load::ClosedLoop { connections: 4 };
+    let report = webhook::run(cluster.options(load, true)).await.unwrap();
+    assert!(
+        report.sent > 10,
+        "four connections for 2 s: {}",
+        report.sent
+    );
+    assert_eq!(report.accepted, report.sent);
+    let audit = report.audit.expect("audited");
+    assert_eq!(audit.completed, report.accepted);
+    assert!(audit.is_clean(), "{audit:?}");
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn accepted_requests_without_executions_are_reported_missing() {
+    // No worker: every accepted job waits in the queue, so none is recorded in time.
+    let cluster = Cluster::start(false).await;
+    let load = Load::OpenLoop {
+        rate: 20.0,
+        max_in_flight: 8,
+    };
+    let mut options = cluster.options(load, false);
+    options.audit_timeout = Duration::from_secs(2);
+    let report = webhook::run(options).await.unwrap();
+    let audit = report.audit.clone().expect("audited");
+    assert_eq!(report.accepted, 40);
+    assert_eq!(audit.missing, 40, "{audit:?}");
+    assert!(report.drained_after_s.is_none());
+    let failed = kai_loadtest::thresholds::violations(&report, &Default::default());
+    assert!(
+        failed[0].contains("40 accepted requests have no execution"),
+        "{failed:?}"
+    );
+    cluster.stop().await;
+}

@@ -24,6 +24,9 @@ pub struct Found {
     pub seq: Option<u64>,
     /// `completed`, `failed` or `running`.
     pub status: String,
+    /// From the API receiving the request to the execution finishing, by the deployment's own
+    /// timestamps (`received_at` of the webhook event, `completed_at` of the execution).
+    pub end_to_end: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -113,6 +116,7 @@ mod tests {
             id: Uuid::from_u128(seq as u128),
             seq: Some(seq),
             status: status.to_owned(),
+            end_to_end: None,
         }
     }
 
@@ -142,6 +146,7 @@ mod tests {
             id: Uuid::from_u128(99),
             seq: Some(1),
             status: "completed".into(),
+            end_to_end: None,
         };
         let report = audit(
             &statuses,

@@ -2,9 +2,11 @@
 //! answered but what became of every accepted request (the audit).
 
 pub mod audit;
+pub mod ceiling;
 pub mod pacing;
 pub mod recorder;
 pub mod report;
+pub mod seed;
 pub mod target;
 pub mod thresholds;
 pub mod webhook;

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use kai_loadtest::ceiling::{self, CeilingOptions};
 use kai_loadtest::report;
+use kai_loadtest::seed;
 use kai_loadtest::target::{Scratch, Webhook};
 use kai_loadtest::thresholds::{Thresholds, violations};
 use kai_loadtest::webhook::{self, Load, WebhookOptions};
@@ -22,6 +24,15 @@ use kai_loadtest::webhook::{self, Load, WebhookOptions};
   # 64 connections back to back, each waiting for the run's result:
   kai-loadtest webhook --connections 64 --sync --duration 20s
 
+  # Webhook received -> execution finished latency, from the executions' own timestamps:
+  kai-loadtest e2e --rate 500 --duration 20s
+
+  # The original requirements' performance tests, pass or fail:
+  kai-loadtest seed
+
+  # This machine's limits (raw JetStream publish rate, bare HTTP server rate):
+  kai-loadtest ceiling --duration 10s
+
   # Gate a deployment pipeline: fail unless p99 < 50 ms, 99.9 % accepted and nothing lost:
   kai-loadtest webhook --api https://kai.example.com --rate 500 --duration 60s \\
       --max-p99-ms 50 --min-success-rate 0.999 --max-lost 0 --json result.json"
@@ -35,6 +46,52 @@ struct Cli {
 enum Scenario {
     /// Fire a webhook at a fixed rate (open loop) or from N connections (closed loop).
     Webhook(WebhookArgs),
+    /// Like `webhook`, reporting webhook-received → execution-finished latency from the
+    /// executions' own timestamps.
+    E2e(WebhookArgs),
+    /// The original requirements' performance tests as written: pass or fail.
+    Seed(SeedArgs),
+    /// This machine's limits: raw JetStream publishes/s and a bare HTTP server's requests/s.
+    Ceiling(CeilingArgs),
+}
+
+#[derive(Debug, Args)]
+struct SeedArgs {
+    /// Base URL of the deployment's API.
+    #[arg(
+        long,
+        env = "KAI_LOADTEST_API",
+        default_value = "http://127.0.0.1:8001"
+    )]
+    api: String,
+    /// Longest the audit waits for every accepted request's execution.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    audit_timeout: Duration,
+    /// Write the result as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CeilingArgs {
+    /// The NATS server (JetStream) the deployment uses.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// How long each of the two measurements runs.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Concurrent JetStream publishers, each awaiting its acknowledgement.
+    #[arg(long, default_value = "64")]
+    publishers: usize,
+    /// Connections to the bare HTTP server.
+    #[arg(long, default_value = "64")]
+    connections: usize,
+    /// Size of each message and request body in bytes.
+    #[arg(long, default_value = "64")]
+    payload_bytes: usize,
+    /// Write the result as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -133,7 +190,10 @@ fn parse_fraction(text: &str) -> Result<f64, String> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.scenario {
-        Scenario::Webhook(args) => run_webhook(args).await,
+        Scenario::Webhook(args) => run_webhook(args, "webhook").await,
+        Scenario::E2e(args) => run_webhook(args, "e2e").await,
+        Scenario::Seed(args) => run_seed(args).await,
+        Scenario::Ceiling(args) => run_ceiling(args).await,
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -146,7 +206,7 @@ async fn main() -> ExitCode {
 }
 
 /// Runs the scenario, prints and writes the result; `Ok(false)` when a threshold was missed.
-async fn run_webhook(args: WebhookArgs) -> anyhow::Result<bool> {
+async fn run_webhook(args: WebhookArgs, scenario: &'static str) -> anyhow::Result<bool> {
     if let Some(rate) = args.rate
         && !(rate > 0.0 && rate.is_finite())
     {
@@ -162,6 +222,7 @@ async fn run_webhook(args: WebhookArgs) -> anyhow::Result<bool> {
         },
     };
     let options = WebhookOptions {
+        scenario,
         api: args.api,
         existing: args
             .webhook_url
@@ -197,6 +258,51 @@ async fn run_webhook(args: WebhookArgs) -> anyhow::Result<bool> {
         println!("FAILED: {violation}");
     }
     Ok(failed.is_empty())
+}
+
+async fn run_seed(args: SeedArgs) -> anyhow::Result<bool> {
+    let result = seed::run(&args.api, args.audit_timeout).await?;
+    println!("\nkai-loadtest seed");
+    for check in &result.checks {
+        println!("  {:<32} {:<14} {}", check.name, check.result, check.detail);
+    }
+    let audit = &result.audit;
+    println!(
+        "  audit: {} accepted, {} completed, {} failed, {} missing, {} duplicated",
+        audit.accepted, audit.completed, audit.failed, audit.missing, audit.duplicated
+    );
+    if let Some(path) = &args.json {
+        report::write_json(path, &result)?;
+    }
+    Ok(result.passed())
+}
+
+async fn run_ceiling(args: CeilingArgs) -> anyhow::Result<bool> {
+    let result = ceiling::run(CeilingOptions {
+        nats_url: args.nats_url,
+        duration: args.duration,
+        publishers: args.publishers,
+        connections: args.connections,
+        payload_bytes: args.payload_bytes,
+    })
+    .await?;
+    println!("\nkai-loadtest ceiling ({:.0} s each)", result.duration_s);
+    println!(
+        "  JetStream publishes (file storage, {} publishers awaiting acks)  {:.0}/s",
+        result.publishers, result.jetstream_publishes_per_s
+    );
+    println!(
+        "  bare HTTP server, {} connections                              {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms)",
+        result.connections,
+        result.http_requests_per_s,
+        result.http_latency.p50_ms,
+        result.http_latency.p99_ms
+    );
+    println!("  Compare `kai-loadtest webhook` rates with these: async ingest is bounded by both.");
+    if let Some(path) = &args.json {
+        report::write_json(path, &result)?;
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

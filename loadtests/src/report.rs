@@ -37,8 +37,8 @@ pub fn webhook_summary(report: &WebhookReport) -> String {
     let l = &report.latency;
     let _ = writeln!(
         out,
-        "\nkai-loadtest webhook ({} mode, {:?})",
-        report.mode, report.load
+        "\nkai-loadtest {} ({} mode, {:?})",
+        report.scenario, report.mode, report.load
     );
     let _ = writeln!(out, "  duration          {:.1} s", report.duration_s);
     let _ = writeln!(out, "  body              {} bytes", report.payload_bytes);
@@ -80,6 +80,13 @@ pub fn webhook_summary(report: &WebhookReport) -> String {
                 "  executions        completed {}  failed {}  unfinished {}  missing {}  duplicated {}",
                 audit.completed, audit.failed, audit.unfinished, audit.missing, audit.duplicated
             );
+            if let Some(e2e) = &report.end_to_end {
+                let _ = writeln!(
+                    out,
+                    "  end to end ms     p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (received → finished, {} runs)",
+                    e2e.p50_ms, e2e.p90_ms, e2e.p99_ms, e2e.max_ms, e2e.count
+                );
+            }
             match report.drained_after_s {
                 Some(s) => {
                     let _ = writeln!(out, "  all recorded      {s:.1} s after the load ended");

@@ -189,9 +189,18 @@ impl Api {
 
 /// An execution as the audit needs it; `seq` comes from the webhook payload (`lt_seq`).
 fn found_of(item: &Value) -> Option<Found> {
+    let time = |value: &Value| {
+        chrono::DateTime::parse_from_rfc3339(value.as_str()?)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let end_to_end = time(&item["completed_at"])
+        .zip(time(&item["inputs"]["received_at"]))
+        .and_then(|(done, received)| (done - received).to_std().ok());
     Some(Found {
         id: item["id"].as_str()?.parse().ok()?,
         seq: item["inputs"]["data"]["lt_seq"].as_u64(),
         status: item["status"].as_str()?.to_owned(),
+        end_to_end,
     })
 }

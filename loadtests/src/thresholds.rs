@@ -79,6 +79,7 @@ mod tests {
             },
             windows: Vec::new(),
             audit,
+            end_to_end: None,
             drained_after_s: None,
             histogram: Vec::new(),
         }

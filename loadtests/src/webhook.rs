@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::audit::{self, Accepted, Audit};
+use crate::audit::{self, Accepted, Audit, Found};
 use crate::pacing::Schedule;
 use crate::recorder::{Percentiles, Recorder, Sample, Window};
 use crate::target::{Api, Scratch, Webhook, echo_workflow};
@@ -29,6 +29,8 @@ pub enum Load {
 
 #[derive(Debug, Clone)]
 pub struct WebhookOptions {
+    /// `webhook` or `e2e` (the same run; `e2e` insists on the audit for its latencies).
+    pub scenario: &'static str,
     pub api: String,
     /// Fire this webhook instead of setting one up (then the audit needs `audit_as`).
     pub existing: Option<Webhook>,
@@ -49,6 +51,7 @@ pub struct WebhookOptions {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WebhookReport {
+    /// `webhook` or `e2e`.
     pub scenario: &'static str,
     pub load: Load,
     pub mode: &'static str,
@@ -62,6 +65,9 @@ pub struct WebhookReport {
     pub windows: Vec<Window>,
     /// `None` when the run could not audit (an existing webhook without `--access-token`).
     pub audit: Option<Audit>,
+    /// Webhook received → execution finished, from the executions' own timestamps (audited
+    /// runs only).
+    pub end_to_end: Option<Percentiles>,
     /// Seconds after the load ended until every accepted request's execution was recorded.
     pub drained_after_s: Option<f64>,
     /// Latency histogram buckets for the report: (upper bound in ms, count).
@@ -69,7 +75,7 @@ pub struct WebhookReport {
 }
 
 /// What every request task shares.
-struct Shared {
+pub(crate) struct Shared {
     client: reqwest::Client,
     webhook: Webhook,
     sync: bool,
@@ -80,12 +86,38 @@ struct Shared {
 }
 
 impl Shared {
+    pub(crate) fn new(
+        webhook: Webhook,
+        sync: bool,
+        payload_bytes: usize,
+        request_timeout: Duration,
+        connections: usize,
+    ) -> anyhow::Result<Self> {
+        kai_common::tls::install_crypto_provider();
+        Ok(Self {
+            client: reqwest::Client::builder()
+                .timeout(request_timeout)
+                .pool_max_idle_per_host(connections)
+                .build()?,
+            webhook,
+            sync,
+            body_padding: "x".repeat(payload_bytes.saturating_sub(60)),
+            run_id: Uuid::new_v4(),
+            recorder: Mutex::new(Recorder::default()),
+            accepted: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn recorder(&self) -> std::sync::MutexGuard<'_, Recorder> {
+        self.recorder.lock().expect("recorder")
+    }
+
     fn body(&self, seq: u64) -> String {
         json!({"lt_run": self.run_id, "lt_seq": seq, "pad": self.body_padding}).to_string()
     }
 
     /// Sends request `seq`, due at `due` (`second` of the run), and records what came back.
-    async fn fire(&self, seq: u64, due: Instant, second: u64) {
+    pub(crate) async fn fire(&self, seq: u64, due: Instant, second: u64) {
         let mut request = self
             .client
             .post(&self.webhook.url)
@@ -129,6 +161,12 @@ impl Shared {
 /// Runs the scenario against a deployment and audits it.
 pub async fn run(options: WebhookOptions) -> anyhow::Result<WebhookReport> {
     let api = Api::new(&options.api)?;
+    if options.scenario == "e2e" && options.existing.is_some() && options.audit_as.is_none() {
+        anyhow::bail!(
+            "e2e latencies come from the executions: with --webhook-url, also give \
+             --access-token and --workflow-id"
+        );
+    }
     let (scratch, webhook) = match &options.existing {
         Some(webhook) => (options.audit_as.clone(), webhook.clone()),
         None => {
@@ -140,18 +178,13 @@ pub async fn run(options: WebhookOptions) -> anyhow::Result<WebhookReport> {
         Load::OpenLoop { max_in_flight, .. } => max_in_flight,
         Load::ClosedLoop { connections } => connections,
     };
-    let shared = Arc::new(Shared {
-        client: reqwest::Client::builder()
-            .timeout(options.request_timeout)
-            .pool_max_idle_per_host(connections)
-            .build()?,
+    let shared = Arc::new(Shared::new(
         webhook,
-        sync: options.sync,
-        body_padding: "x".repeat(options.payload_bytes.saturating_sub(60)),
-        run_id: Uuid::new_v4(),
-        recorder: Mutex::new(Recorder::default()),
-        accepted: Mutex::new(Vec::new()),
-    });
+        options.sync,
+        options.payload_bytes,
+        options.request_timeout,
+        connections,
+    )?);
 
     let start = Instant::now();
     let live = options
@@ -171,12 +204,13 @@ pub async fn run(options: WebhookOptions) -> anyhow::Result<WebhookReport> {
         live.abort();
     }
 
-    let (audit, drained_after) = match &scratch {
+    let (audit, drained_after, end_to_end) = match &scratch {
         Some(scratch) => {
-            let (audit, drained) = audit_run(&api, scratch, &shared, options.audit_timeout).await?;
-            (Some(audit), drained)
+            let (audit, drained, found) =
+                audit_run(&api, scratch, &shared, options.audit_timeout).await?;
+            (Some(audit), drained, Some(end_to_end_of(&found)))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     if options.existing.is_none()
         && let Some(scratch) = &scratch
@@ -188,7 +222,7 @@ pub async fn run(options: WebhookOptions) -> anyhow::Result<WebhookReport> {
     let recorder = shared.recorder.lock().expect("recorder");
     let accepted = recorder.accepted();
     Ok(WebhookReport {
-        scenario: "webhook",
+        scenario: options.scenario,
         load: options.load,
         mode: if options.sync { "sync" } else { "async" },
         duration_s: load_time.as_secs_f64(),
@@ -199,6 +233,7 @@ pub async fn run(options: WebhookOptions) -> anyhow::Result<WebhookReport> {
         latency: recorder.latency(),
         windows: recorder.windows(),
         audit,
+        end_to_end,
         drained_after_s: drained_after.map(|d| d.as_secs_f64()),
         histogram: crate::report::buckets(recorder.histogram()),
     })
@@ -232,7 +267,12 @@ async fn open_loop(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn closed_loop(shared: &Arc<Shared>, connections: usize, duration: Duration, start: Instant) {
+pub(crate) async fn closed_loop(
+    shared: &Arc<Shared>,
+    connections: usize,
+    duration: Duration,
+    start: Instant,
+) {
     let next = Arc::new(AtomicU64::new(0));
     let deadline = start + duration;
     let mut tasks = tokio::task::JoinSet::new();
@@ -254,12 +294,12 @@ async fn closed_loop(shared: &Arc<Shared>, connections: usize, duration: Duratio
 
 /// Waits until every accepted request's execution is recorded and finished (or the timeout),
 /// then audits. Returns how long after the load that took.
-async fn audit_run(
+pub(crate) async fn audit_run(
     api: &Api,
     scratch: &Scratch,
     shared: &Shared,
     timeout: Duration,
-) -> anyhow::Result<(Audit, Option<Duration>)> {
+) -> anyhow::Result<(Audit, Option<Duration>, Vec<Found>)> {
     let waited = Instant::now();
     let statuses = shared.recorder.lock().expect("recorder").statuses.clone();
     let accepted = shared.accepted.lock().expect("accepted").clone();
@@ -267,13 +307,22 @@ async fn audit_run(
         let found = api.executions(scratch).await?;
         let report = audit::audit(&statuses, &accepted, &found);
         if report.outstanding() == 0 {
-            return Ok((report, Some(waited.elapsed())));
+            return Ok((report, Some(waited.elapsed()), found));
         }
         if waited.elapsed() >= timeout {
-            return Ok((report, None));
+            return Ok((report, None, found));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// End-to-end latency percentiles of the finished executions.
+fn end_to_end_of(found: &[Found]) -> Percentiles {
+    let mut histogram = crate::recorder::new_histogram();
+    for latency in found.iter().filter_map(|f| f.end_to_end) {
+        histogram.saturating_record((latency.as_micros() as u64).max(1));
+    }
+    Percentiles::of(&histogram)
 }
 
 /// One line a second: requests, rate, latency, errors and the queue depth.

@@ -49,6 +49,7 @@ impl Cluster {
 
     fn options(&self, load: Load, sync: bool) -> WebhookOptions {
         WebhookOptions {
+            scenario: "webhook",
             api: self.api.clone(),
             existing: None,
             audit_as: None,
@@ -133,4 +134,54 @@ async fn accepted_requests_without_executions_are_reported_missing() {
         "{failed:?}"
     );
     cluster.stop().await;
+}
+
+#[tokio::test]
+async fn an_e2e_run_reports_received_to_finished_latency_for_every_execution() {
+    let cluster = Cluster::start(true).await;
+    let mut options = cluster.options(
+        Load::OpenLoop {
+            rate: 50.0,
+            max_in_flight: 16,
+        },
+        false,
+    );
+    options.scenario = "e2e";
+    let report = webhook::run(options).await.unwrap();
+    assert_eq!(report.scenario, "e2e");
+    let e2e = report.end_to_end.clone().expect("e2e latencies");
+    assert_eq!(e2e.count, report.accepted, "one latency per execution");
+    assert!(e2e.p50_ms > 0.0 && e2e.max_ms >= e2e.p99_ms, "{e2e:?}");
+    assert!(report.audit.unwrap().is_clean());
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn the_seed_scenario_passes_the_webhook_check_and_never_claims_vector_search() {
+    let cluster = Cluster::start(true).await;
+    let report = kai_loadtest::seed::run(&cluster.api, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(report.checks[0].name, "test_webhook_load");
+    assert_eq!(report.checks[0].result, "passed", "{:?}", report.checks[0]);
+    assert_eq!(report.checks[1].result, "not_available");
+    assert_eq!(report.audit.completed, 100);
+    assert!(report.passed());
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn the_ceiling_scenario_measures_jetstream_and_a_bare_http_server() {
+    let report = kai_loadtest::ceiling::run(kai_loadtest::ceiling::CeilingOptions {
+        nats_url: std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+        duration: Duration::from_millis(500),
+        publishers: 8,
+        connections: 8,
+        payload_bytes: 64,
+    })
+    .await
+    .unwrap();
+    assert!(report.jetstream_publishes_per_s > 0.0, "{report:?}");
+    assert!(report.http_requests_per_s > 0.0, "{report:?}");
+    assert!(report.http_latency.count > 0);
 }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod ceiling;
+pub mod html;
 pub mod pacing;
 pub mod recorder;
 pub mod report;

@@ -144,6 +144,9 @@ struct WebhookArgs {
     /// Write the full result (with per-second windows and the histogram) as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write an HTML report with a latency-over-time chart and a latency histogram.
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// Fail (exit 1) when the p99 latency is above this many milliseconds.
     #[arg(long)]
     max_p99_ms: Option<f64>,
@@ -247,6 +250,9 @@ async fn run_webhook(args: WebhookArgs, scenario: &'static str) -> anyhow::Resul
     println!("{}", report::webhook_summary(&result));
     if let Some(path) = &args.json {
         report::write_json(path, &result)?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, kai_loadtest::html::webhook_report(&result)?)?;
     }
     let thresholds = Thresholds {
         max_p99_ms: args.max_p99_ms,

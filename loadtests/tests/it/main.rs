@@ -93,6 +93,18 @@ async fn an_open_loop_async_run_accounts_for_every_request() {
         report.payload_bytes >= 100,
         "the body is padded to about 128 bytes"
     );
+    let html = kai_loadtest::html::webhook_report(&report).unwrap();
+    assert_eq!(html.matches("<svg").count(), 2, "two charts");
+    assert!(html.contains("Latency over time") && html.contains("Latency histogram"));
+    assert!(
+        html.contains("<polyline") || html.contains("<path"),
+        "the lines are drawn"
+    );
+    assert!(
+        html.contains("\"missing\": 0"),
+        "the audit is in the report"
+    );
+    std::fs::write(std::env::temp_dir().join("kai-loadtest-report.html"), &html).unwrap();
     cluster.stop().await;
 }
 

@@ -26,6 +26,7 @@ use crate::error::ApiError;
 use crate::rejections::Rejection;
 use crate::state::AppState;
 use crate::webhooks::endpoint::{self, Endpoint};
+use crate::webhooks::payload;
 
 /// Headers never copied into the webhook event: they carry credentials.
 const SECRET_HEADERS: &[&str] = &[
@@ -220,32 +221,18 @@ impl IngressApi {
                 )));
             }
         };
-        let data: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-            Value::Object(Map::new())
-        } else {
-            match serde_json::from_slice(&bytes) {
-                Ok(value) => value,
-                Err(e) => {
-                    let message = format!("the body is not valid JSON: {e}");
-                    return Err(refuse(
-                        400,
-                        "malformed",
-                        ApiError::bad_request(&message),
-                        &message,
-                    ));
-                }
+        let data = match payload::parse(&bytes) {
+            Ok(data) => data,
+            Err(e) => {
+                let message = e.to_string();
+                return Err(refuse(
+                    400,
+                    "malformed",
+                    ApiError::bad_request(&message),
+                    &message,
+                ));
             }
         };
-
-        if kai_common::json::contains_nul(&data) {
-            let message = "the body contains a NUL character (\\u0000), which cannot be stored";
-            return Err(refuse(
-                400,
-                "malformed",
-                ApiError::bad_request(message),
-                message,
-            ));
-        }
 
         let execution_id = Uuid::now_v7();
         let wants_async = header(request, "prefer").is_some_and(|p| {

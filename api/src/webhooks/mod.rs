@@ -3,4 +3,5 @@
 
 pub mod config;
 pub mod endpoint;
+pub mod payload;
 pub mod registry;

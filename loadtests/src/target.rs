@@ -131,9 +131,13 @@ impl Api {
     }
 
     /// Every execution of the workflow, with the sequence number of the request behind it.
+    /// Pages are read newest first while executions may still be arriving, so one can show up
+    /// on two pages: each id is kept once (a real duplicate has an id of its own).
     pub async fn executions(&self, scratch: &Scratch) -> anyhow::Result<Vec<Found>> {
         const PAGE: usize = 500;
         let mut found = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut offset = 0;
         loop {
             let page = self
                 .call(
@@ -142,7 +146,7 @@ impl Api {
                             "{}/api/v1/workflows/{}/executions?limit={PAGE}&offset={}",
                             self.base,
                             scratch.workflow_id,
-                            found.len()
+                            offset
                         ))
                         .bearer_auth(&scratch.access_token),
                     "listing executions",
@@ -150,7 +154,13 @@ impl Api {
                 .await?;
             let items = page.as_array().cloned().unwrap_or_default();
             let count = items.len();
-            found.extend(items.iter().filter_map(found_of));
+            offset += count;
+            found.extend(
+                items
+                    .iter()
+                    .filter_map(found_of)
+                    .filter(|execution| seen.insert(execution.id)),
+            );
             if count < PAGE {
                 return Ok(found);
             }

@@ -144,9 +144,7 @@ impl Api {
                     self.client
                         .get(format!(
                             "{}/api/v1/workflows/{}/executions?limit={PAGE}&offset={}",
-                            self.base,
-                            scratch.workflow_id,
-                            offset
+                            self.base, scratch.workflow_id, offset
                         ))
                         .bearer_auth(&scratch.access_token),
                     "listing executions",

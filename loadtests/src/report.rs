@@ -7,28 +7,31 @@ use hdrhistogram::Histogram;
 
 use crate::webhook::WebhookReport;
 
-/// Latency histogram buckets, doubling from 0.25 ms: (upper bound in ms, requests).
+/// Latency histogram buckets, doubling from 0.25 ms: (upper bound in ms, requests). Each
+/// recorded value lands in exactly one bucket (counting ranges instead would count values near
+/// a bound twice, since the histogram stores values at 3 significant digits).
 pub fn buckets(histogram: &Histogram<u64>) -> Vec<(f64, u64)> {
     if histogram.is_empty() {
         return Vec::new();
     }
-    let mut buckets = Vec::new();
-    let mut lower_us = 0u64;
-    let mut upper_us = 250u64;
-    loop {
-        let count = histogram.count_between(lower_us + 1, upper_us)
-            + if lower_us == 0 {
-                histogram.count_at(0)
-            } else {
-                0
-            };
-        buckets.push((upper_us as f64 / 1000.0, count));
-        if upper_us >= histogram.max() {
-            return buckets;
-        }
-        lower_us = upper_us;
-        upper_us *= 2;
+    let mut uppers_us = vec![250u64];
+    while uppers_us[uppers_us.len() - 1] < histogram.max() {
+        uppers_us.push(uppers_us[uppers_us.len() - 1] * 2);
     }
+    let mut counts = vec![0u64; uppers_us.len()];
+    for recorded in histogram.iter_recorded() {
+        let value = recorded.value_iterated_to();
+        let bucket = uppers_us
+            .iter()
+            .position(|&upper| value <= upper)
+            .unwrap_or(uppers_us.len() - 1);
+        counts[bucket] += recorded.count_at_value();
+    }
+    uppers_us
+        .iter()
+        .zip(counts)
+        .map(|(upper, count)| (*upper as f64 / 1000.0, count))
+        .collect()
 }
 
 /// The summary table printed after a webhook run.
@@ -119,14 +122,20 @@ mod tests {
     #[test]
     fn buckets_double_and_cover_every_sample() {
         let mut h = crate::recorder::new_histogram();
-        for us in [100, 200, 300, 900, 5_000] {
+        for us in [
+            100, 200, 300, 900, 5_000, 250, 251, 499, 500, 501, 4_000, 4_001,
+        ] {
             h.record(us).unwrap();
         }
         let buckets = buckets(&h);
-        assert_eq!(buckets[0], (0.25, 2));
-        assert_eq!(buckets[1], (0.5, 1));
-        assert_eq!(buckets[2], (1.0, 1));
-        assert_eq!(buckets.iter().map(|(_, n)| n).sum::<u64>(), 5);
+        assert_eq!(buckets[0], (0.25, 3));
+        assert_eq!(buckets[1], (0.5, 4));
+        assert_eq!(buckets[2], (1.0, 2));
+        assert_eq!(
+            buckets.iter().map(|(_, n)| n).sum::<u64>(),
+            12,
+            "values at the bounds are counted once"
+        );
         assert!(buckets.last().unwrap().0 >= 5.0);
     }
 }

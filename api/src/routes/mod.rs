@@ -7,6 +7,7 @@ pub mod health;
 pub mod ingress;
 pub mod nodes;
 pub mod runs;
+pub mod webhook_logs;
 pub mod webhooks;
 pub mod workflow_nodes;
 pub mod workflows;
@@ -42,6 +43,7 @@ pub type Apis = (
     runs::RunsApi,
     nodes::NodesApi,
     webhooks::WebhooksApi,
+    webhook_logs::WebhookLogsApi,
     ingress::IngressApi,
     health::HealthApi,
 );
@@ -72,6 +74,9 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
                 state: state.clone(),
             },
             webhooks::WebhooksApi {
+                state: state.clone(),
+            },
+            webhook_logs::WebhookLogsApi {
                 state: state.clone(),
             },
             ingress::IngressApi {

@@ -7,6 +7,7 @@ mod jobs;
 mod openapi;
 mod runs;
 mod startup;
+mod webhook_logs;
 mod webhooks;
 mod workflow_nodes;
 mod workflows;

@@ -309,19 +309,7 @@ impl IngressApi {
     }
 
     async fn endpoint(&self, webhook_id: &str) -> Result<Arc<Endpoint>, ApiError> {
-        if !endpoint::is_well_formed(webhook_id) {
-            return Err(ApiError::not_found("webhook"));
-        }
-        if let Some(found) = self.state.endpoints.get(webhook_id) {
-            return Ok(found);
-        }
-        let found = endpoint::load(&self.state.db, webhook_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("webhook"))?;
-        self.state
-            .endpoints
-            .insert(webhook_id.to_owned(), found.clone());
-        Ok(found)
+        endpoint::cached(&self.state, webhook_id).await
     }
 }
 

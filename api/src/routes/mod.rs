@@ -7,6 +7,7 @@ pub mod health;
 pub mod ingress;
 pub mod nodes;
 pub mod runs;
+pub mod webhook_info;
 pub mod webhook_logs;
 pub mod webhooks;
 pub mod workflow_nodes;
@@ -44,6 +45,7 @@ pub type Apis = (
     nodes::NodesApi,
     webhooks::WebhooksApi,
     webhook_logs::WebhookLogsApi,
+    webhook_info::WebhookInfoApi,
     ingress::IngressApi,
     health::HealthApi,
 );
@@ -77,6 +79,9 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
                 state: state.clone(),
             },
             webhook_logs::WebhookLogsApi {
+                state: state.clone(),
+            },
+            webhook_info::WebhookInfoApi {
                 state: state.clone(),
             },
             ingress::IngressApi {

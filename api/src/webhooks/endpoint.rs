@@ -6,6 +6,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::config::WebhookConfig;
+use crate::error::ApiError;
+use crate::state::AppState;
 
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -39,6 +41,21 @@ pub fn is_well_formed(id: &str) -> bool {
     id.strip_prefix("wh_").is_some_and(|rest| {
         rest.len() >= 8 && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
     })
+}
+
+/// The endpoint from the short-lived cache, or loaded (and cached); 404 when there is none.
+pub async fn cached(state: &AppState, webhook_id: &str) -> Result<Arc<Endpoint>, ApiError> {
+    if !is_well_formed(webhook_id) {
+        return Err(ApiError::not_found("webhook"));
+    }
+    if let Some(found) = state.endpoints.get(webhook_id) {
+        return Ok(found);
+    }
+    let found = load(&state.db, webhook_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    state.endpoints.insert(webhook_id.to_owned(), found.clone());
+    Ok(found)
 }
 
 pub async fn load(db: &PgPool, webhook_id: &str) -> Result<Option<Arc<Endpoint>>, sqlx::Error> {

@@ -7,7 +7,7 @@ mod jobs;
 mod openapi;
 mod runs;
 mod startup;
-mod webhook_logs;
+mod webhook_reads;
 mod webhooks;
 mod workflow_nodes;
 mod workflows;

@@ -35,6 +35,7 @@ async fn the_document_lists_every_endpoint() {
             "/api/v1/workflows/{id}/nodes",
             "/api/v1/workflows/{id}/nodes/{node_id}",
             "/api/webhooks/{webhook_id}",
+            "/api/webhooks/{webhook_id}/info",
             "/health",
             "/health/detailed",
             "/metrics",

@@ -1,4 +1,5 @@
-//! `GET /api/v1/webhooks/{id}/logs`: every call, accepted or refused, newest first, paged.
+//! Reading about a webhook: its call log (owner only: every call, accepted or refused, newest
+//! first, paged) and its public info (anyone: how to call it, nothing secret).
 
 use std::time::Duration;
 
@@ -96,5 +97,42 @@ async fn a_webhook_s_calls_are_listed_newest_first_with_their_total() {
         .get_json("/api/v1/webhooks/wh_000000000000000000000000/logs", &token)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn webhook_info_is_public_and_tells_no_secret() {
+    let app = TestApp::spawn_api_only().await;
+    let token = app.user("info@example.com").await;
+    let workflow = app.create_workflow(&token, &lone_webhook_workflow()).await;
+    let (url, secret) = app
+        .webhook_of(&token, workflow["id"].as_str().unwrap())
+        .await;
+    let response = app
+        .request(Method::GET, &format!("{url}/info"), None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    assert!(!text.contains(&secret), "the token is never shown");
+    assert!(
+        !text.contains(workflow["id"].as_str().unwrap()),
+        "nor the workflow"
+    );
+    let info: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(info["webhook_url"], url);
+    assert_eq!(info["is_active"], true);
+    assert_eq!(info["authentication_required"], true);
+    assert_eq!(info["methods"], json!(["POST"]));
+    assert_eq!(info["webhook_timeout_secs"], 30);
+    for unknown in ["wh_000000000000000000000000", "not-a-webhook"] {
+        let response = app
+            .request(Method::GET, &format!("/api/webhooks/{unknown}/info"), None)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{unknown}");
+    }
     app.stop().await;
 }

@@ -17,7 +17,6 @@ use poem_openapi::{
     ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Object, OpenApi,
 };
 use serde_json::{Map, Value};
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::ApiTags;
@@ -329,13 +328,7 @@ fn authorised(request: &Request, endpoint: &Endpoint) -> bool {
     let Some((scheme, token)) = value.split_once(' ') else {
         return false;
     };
-    scheme.eq_ignore_ascii_case("bearer")
-        && bool::from(
-            token
-                .trim()
-                .as_bytes()
-                .ct_eq(endpoint.secret_token.as_bytes()),
-        )
+    scheme.eq_ignore_ascii_case("bearer") && endpoint.accepts_token(token.trim(), Utc::now())
 }
 
 fn is_json(content_type: &str) -> bool {

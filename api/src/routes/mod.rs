@@ -9,6 +9,7 @@ pub mod nodes;
 pub mod runs;
 pub mod webhook_info;
 pub mod webhook_logs;
+pub mod webhook_tokens;
 pub mod webhooks;
 pub mod workflow_nodes;
 pub mod workflows;
@@ -46,6 +47,7 @@ pub type Apis = (
     webhooks::WebhooksApi,
     webhook_logs::WebhookLogsApi,
     webhook_info::WebhookInfoApi,
+    webhook_tokens::WebhookTokensApi,
     ingress::IngressApi,
     health::HealthApi,
 );
@@ -82,6 +84,9 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
                 state: state.clone(),
             },
             webhook_info::WebhookInfoApi {
+                state: state.clone(),
+            },
+            webhook_tokens::WebhookTokensApi {
                 state: state.clone(),
             },
             ingress::IngressApi {

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::config::WebhookConfig;
@@ -17,9 +19,27 @@ pub struct Endpoint {
     pub user_id: Uuid,
     pub workflow_version: i32,
     pub secret_token: String,
+    /// The token before the last rotation and until when it is still accepted.
+    pub previous_token: Option<(String, DateTime<Utc>)>,
     pub config: WebhookConfig,
     /// Both the endpoint and its workflow are active.
     pub active: bool,
+}
+
+impl Endpoint {
+    /// Whether `token` is the current token, or the previous one within its grace period.
+    /// Both comparisons are made every time, in constant time.
+    pub fn accepts_token(&self, token: &str, now: DateTime<Utc>) -> bool {
+        let current = token.as_bytes().ct_eq(self.secret_token.as_bytes());
+        let previous = match &self.previous_token {
+            Some((previous, until)) => {
+                previous.as_bytes().ct_eq(token.as_bytes())
+                    & subtle::Choice::from(u8::from(now < *until))
+            }
+            None => subtle::Choice::from(0),
+        };
+        bool::from(current | previous)
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -30,6 +50,8 @@ struct EndpointRow {
     user_id: Uuid,
     current_version: i32,
     secret_token: String,
+    previous_token: Option<String>,
+    previous_token_expires_at: Option<DateTime<Utc>>,
     config: serde_json::Value,
     endpoint_active: bool,
     workflow_active: bool,
@@ -61,7 +83,8 @@ pub async fn cached(state: &AppState, webhook_id: &str) -> Result<Arc<Endpoint>,
 pub async fn load(db: &PgPool, webhook_id: &str) -> Result<Option<Arc<Endpoint>>, sqlx::Error> {
     let row: Option<EndpointRow> = sqlx::query_as(
         "SELECT e.webhook_id, e.workflow_id, e.node_id, w.user_id, w.current_version, \
-                e.secret_token, e.config, e.is_active AS endpoint_active, \
+                e.secret_token, e.previous_token, e.previous_token_expires_at, e.config, \
+                e.is_active AS endpoint_active, \
                 w.is_active AS workflow_active \
          FROM webhook_endpoints e JOIN workflows w ON w.id = e.workflow_id \
          WHERE e.webhook_id = $1",
@@ -77,6 +100,7 @@ pub async fn load(db: &PgPool, webhook_id: &str) -> Result<Option<Arc<Endpoint>>
             user_id: row.user_id,
             workflow_version: row.current_version,
             secret_token: row.secret_token,
+            previous_token: row.previous_token.zip(row.previous_token_expires_at),
             // The stored config was written by us; a key missing from an older row takes
             // its default.
             config: serde_json::from_value(row.config).unwrap_or_default(),
@@ -88,6 +112,28 @@ pub async fn load(db: &PgPool, webhook_id: &str) -> Result<Option<Arc<Endpoint>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_previous_token_is_accepted_only_within_its_grace_period() {
+        let now = Utc::now();
+        let mut endpoint = Endpoint {
+            webhook_id: "wh_0123456789".into(),
+            workflow_id: Uuid::nil(),
+            node_id: "hook".into(),
+            user_id: Uuid::nil(),
+            workflow_version: 1,
+            secret_token: "wht_new".into(),
+            previous_token: Some(("wht_old".into(), now + chrono::Duration::seconds(60))),
+            config: WebhookConfig::default(),
+            active: true,
+        };
+        assert!(endpoint.accepts_token("wht_new", now));
+        assert!(endpoint.accepts_token("wht_old", now));
+        assert!(!endpoint.accepts_token("wht_old", now + chrono::Duration::seconds(61)));
+        assert!(!endpoint.accepts_token("wht_other", now));
+        endpoint.previous_token = None;
+        assert!(!endpoint.accepts_token("wht_old", now));
+    }
 
     #[test]
     fn recognises_webhook_ids() {

@@ -8,6 +8,7 @@ mod openapi;
 mod runs;
 mod startup;
 mod webhook_reads;
+mod webhook_tokens;
 mod webhooks;
 mod workflow_nodes;
 mod workflows;

@@ -28,6 +28,7 @@ async fn the_document_lists_every_endpoint() {
             "/api/v1/nodes/registry/{node_type}",
             "/api/v1/webhooks",
             "/api/v1/webhooks/{webhook_id}/logs",
+            "/api/v1/webhooks/{webhook_id}/rotate-token",
             "/api/v1/workflows",
             "/api/v1/workflows/{id}",
             "/api/v1/workflows/{id}/execute",

@@ -169,6 +169,16 @@ impl TestApp {
         json_of(response).await
     }
 
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .request(Method::POST, path, Some(token))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        json_of(response).await
+    }
+
     /// Polls `GET /api/v1/executions/{id}` until it exists.
     pub async fn wait_for_execution(&self, token: &str, execution_id: &str) -> Value {
         for _ in 0..200 {

@@ -25,17 +25,12 @@ async fn execute(
     query: &str,
     body: Value,
 ) -> (StatusCode, Value) {
-    let response = app
-        .request(
-            Method::POST,
-            &format!("/api/v1/workflows/{workflow_id}/execute{query}"),
-            Some(token),
-        )
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    json_of(response).await
+    app.post_json(
+        &format!("/api/v1/workflows/{workflow_id}/execute{query}"),
+        token,
+        &body,
+    )
+    .await
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json_of, lone_webhook_workflow};
+use crate::helpers::{TestApp, lone_webhook_workflow};
 
 async fn fire(app: &TestApp, url: &str, token: &str) -> StatusCode {
     app.request(Method::POST, url, Some(token))
@@ -17,17 +17,12 @@ async fn fire(app: &TestApp, url: &str, token: &str) -> StatusCode {
 }
 
 async fn rotate(app: &TestApp, user: &str, webhook_id: &str, body: Value) -> (StatusCode, Value) {
-    let response = app
-        .request(
-            Method::POST,
-            &format!("/api/v1/webhooks/{webhook_id}/rotate-token"),
-            Some(user),
-        )
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    json_of(response).await
+    app.post_json(
+        &format!("/api/v1/webhooks/{webhook_id}/rotate-token"),
+        user,
+        &body,
+    )
+    .await
 }
 
 #[tokio::test]

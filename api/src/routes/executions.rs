@@ -12,6 +12,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::ApiTags;
+use super::paging::Page;
 use crate::auth::UserAuth;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -98,16 +99,7 @@ impl ExecutionsApi {
         /// Only executions with this status: `running`, `completed` or `failed`.
         status: Query<Option<String>>,
     ) -> Result<Json<Vec<ExecutionOut>>, ApiError> {
-        let limit = limit.0.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::unprocessable(format!(
-                "limit: must be between 1 and {MAX_LIMIT}"
-            )));
-        }
-        let offset = offset.0.unwrap_or(0);
-        if offset < 0 {
-            return Err(ApiError::unprocessable("offset: must not be negative"));
-        }
+        let Page { limit, offset } = Page::new(limit.0, offset.0, DEFAULT_LIMIT, MAX_LIMIT)?;
         if let Some(status) = status.0.as_deref()
             && ExecutionStatus::parse(status).is_none()
         {

@@ -6,6 +6,7 @@ pub mod executions;
 pub mod health;
 pub mod ingress;
 pub mod nodes;
+pub mod paging;
 pub mod runs;
 pub mod webhook_info;
 pub mod webhook_logs;

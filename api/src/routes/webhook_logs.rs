@@ -11,6 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::ApiTags;
+use super::paging::Page;
 use crate::auth::UserAuth;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -72,16 +73,7 @@ impl WebhookLogsApi {
         /// Only calls before this time (RFC 3339).
         end_date: Query<Option<DateTime<Utc>>>,
     ) -> Result<Json<WebhookLogsPage>, ApiError> {
-        let limit = limit.0.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::unprocessable(format!(
-                "limit: must be between 1 and {MAX_LIMIT}"
-            )));
-        }
-        let offset = offset.0.unwrap_or(0);
-        if offset < 0 {
-            return Err(ApiError::unprocessable("offset: must not be negative"));
-        }
+        let Page { limit, offset } = Page::new(limit.0, offset.0, DEFAULT_LIMIT, MAX_LIMIT)?;
         if let (Some(start), Some(end)) = (start_date.0, end_date.0)
             && start > end
         {

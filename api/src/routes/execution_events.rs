@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
@@ -174,12 +175,13 @@ impl ExecutionEventsApi {
             .get_stream(self.state.names.events_stream())
             .await
             .map_err(|e| unavailable(&e))?;
-        // Any event tells whether the execution exists and whose it is.
-        let latest = events
-            .get_last_raw_message_by_subject(&subject)
-            .await
-            .ok()
-            .and_then(|message| serde_json::from_slice::<ExecutionEvent>(&message.payload).ok());
+        // Any event tells whether the execution exists and whose it is. No event means no
+        // such execution (yet); any other failure is NATS being unavailable, not a 404.
+        let latest = match events.get_last_raw_message_by_subject(&subject).await {
+            Ok(message) => serde_json::from_slice::<ExecutionEvent>(&message.payload).ok(),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => None,
+            Err(e) => return Err(unavailable(&e)),
+        };
         if latest.is_none_or(|event| event.user_id != user_id) {
             return Err(ApiError::not_found("execution"));
         }

@@ -53,6 +53,26 @@ pub struct ApiConfig {
     #[arg(long = "jwt-ttl-secs", env = "KAI_JWT_TTL_SECS", value_name = "KAI_JWT_TTL_SECS",
           default_value = "3600", value_parser = parse_seconds)]
     pub jwt_ttl: Duration,
+
+    /// Reverse proxies whose `X-Forwarded-For` header is believed: comma-separated addresses
+    /// or CIDR blocks (empty: the socket peer is the caller).
+    #[arg(long, env = "KAI_TRUSTED_PROXIES", value_name = "KAI_TRUSTED_PROXIES",
+          default_value = "", value_parser = parse_networks)]
+    pub trusted_proxies: Networks,
+}
+
+/// A list of networks given as one comma-separated value.
+#[derive(Debug, Clone, Default)]
+pub struct Networks(pub Vec<ipnet::IpNet>);
+
+fn parse_networks(value: &str) -> Result<Networks, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(crate::webhooks::config::parse_network)
+        .collect::<Result<_, _>>()
+        .map(Networks)
 }
 
 fn parse_public_url(value: &str) -> Result<String, String> {

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use kai_common::jobs::JobMessage;
+use kai_common::nats::Stored;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -37,7 +38,7 @@ impl From<EnqueueError> for ApiError {
 }
 
 /// Publishes `job` and waits for JetStream to store it, at most `PUBLISH_TIMEOUT`.
-pub async fn publish(state: &AppState, job: &JobMessage) -> Result<(), EnqueueError> {
+pub async fn publish(state: &AppState, job: &JobMessage) -> Result<Stored, EnqueueError> {
     let started = Instant::now();
     let published = tokio::time::timeout(
         PUBLISH_TIMEOUT,
@@ -46,7 +47,7 @@ pub async fn publish(state: &AppState, job: &JobMessage) -> Result<(), EnqueueEr
     .await;
     metrics::histogram!("kai_jetstream_publish_seconds").record(started.elapsed().as_secs_f64());
     match published {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(stored)) => Ok(stored),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, kind = job.subject_kind(), "JetStream refused a job");
             Err(EnqueueError::Refused)

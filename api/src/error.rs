@@ -28,9 +28,15 @@ pub enum ApiError {
     /// Missing, invalid or expired credentials.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
+    /// The caller may not do this (e.g. its address is not allowed).
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
     /// Unknown, or not the caller's.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
+    /// The method is not accepted here; `Allow` lists those that are.
+    #[oai(status = 405)]
+    MethodNotAllowed(Json<ErrorBody>, #[oai(header = "Allow")] String),
     /// Conflicts with an existing resource.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
@@ -46,6 +52,9 @@ pub enum ApiError {
     /// Well-formed but invalid.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// Over the rate limit; retry after `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u32),
     /// Unexpected failure; the message carries an id to find it in the logs.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -69,6 +78,18 @@ impl ApiError {
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::Unauthorized(body("unauthorized", message))
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::Forbidden(body("forbidden", message))
+    }
+
+    pub fn method_not_allowed(message: impl Into<String>, allow: String) -> Self {
+        Self::MethodNotAllowed(body("method_not_allowed", message), allow)
+    }
+
+    pub fn too_many_requests(message: impl Into<String>, retry_after_secs: u32) -> Self {
+        Self::TooManyRequests(body("rate_limited", message), retry_after_secs)
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -131,6 +152,7 @@ fn code_for(status: StatusCode) -> &'static str {
     match status {
         StatusCode::BAD_REQUEST => "bad_request",
         StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",

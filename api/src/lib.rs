@@ -32,6 +32,7 @@ use crate::config::ApiConfig;
 use crate::rejections::RejectionLog;
 use crate::state::{AppState, ENDPOINT_CACHE_TTL};
 use crate::waiters::Waiters;
+use crate::webhooks::rate_limit::RateLimiter;
 
 /// Connects to every dependency, applies migrations and builds the shared state.
 pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
@@ -65,6 +66,8 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
 
     Ok(Arc::new(AppState {
         rejections: RejectionLog::start(db.clone()),
+        rate_limiter: RateLimiter::start(redis.clone(), &common.nats_prefix),
+        trusted_proxies: config.trusted_proxies.0.clone(),
         db,
         nats: nats_client,
         js,

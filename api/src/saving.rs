@@ -28,7 +28,7 @@ pub async fn save_version(
     .execute(&mut **tx)
     .await?;
     sync_node_configurations(tx, workflow_id, graph).await?;
-    Ok(registry::sync(tx, workflow_id, graph).await?)
+    registry::sync(tx, workflow_id, graph).await
 }
 
 /// One `node_configurations` row per node of the current version: removed nodes' rows go,

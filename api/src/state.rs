@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use ipnet::IpNet;
 use kai_common::nats::Names;
 use moka::sync::Cache;
 use sqlx::PgPool;
@@ -11,6 +12,7 @@ use sqlx::PgPool;
 use crate::auth::token::TokenKeys;
 use crate::rejections::RejectionLog;
 use crate::waiters::Waiters;
+use crate::webhooks::rate_limit::RateLimiter;
 use crate::webhooks::endpoint::Endpoint;
 
 pub struct AppState {
@@ -29,6 +31,9 @@ pub struct AppState {
     /// replica is seen within seconds; this replica's own changes invalidate it at once.
     pub endpoints: Cache<String, Arc<Endpoint>>,
     pub rejections: RejectionLog,
+    pub rate_limiter: RateLimiter,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl AppState {

@@ -46,6 +46,7 @@ pub async fn start_with(
         addr,
         public_url: base.clone(),
         jwt_ttl: Duration::from_secs(3600),
+        trusted_proxies: Default::default(),
     };
     adjust(&mut config);
     let state = crate::build_state(&config).await.expect("API state");

@@ -30,6 +30,7 @@ fn job() -> JobMessage {
             url: "http://127.0.0.1:8001/api/webhooks/wh_0123456789abcdef01234567".into(),
         },
         reply_to: Some("kai.replies.0123456789".into()),
+        idempotent: false,
     })
 }
 

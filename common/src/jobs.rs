@@ -58,6 +58,11 @@ pub struct WebhookJobV1 {
     /// Core NATS subject of the API instance waiting for the result, when the caller waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
+    /// The execution id was derived from the caller's idempotency key: a retry after
+    /// JetStream's duplicate window carries the same id, so the worker must look for a
+    /// recorded run before running this one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
 }
 
 /// A run started by hand through `POST /api/v1/workflows/{id}/execute`.
@@ -188,6 +193,7 @@ mod tests {
                 url: "http://x/api/webhooks/wh_0123456789abcdef01234567".into(),
             },
             reply_to: None,
+            idempotent: false,
         });
         let bytes = job.encode().unwrap();
         let text = std::str::from_utf8(&bytes).unwrap();

@@ -211,19 +211,30 @@ pub async fn publish_job(
     js: &jetstream::Context,
     names: &Names,
     job: &JobMessage,
-) -> Result<(), NatsError> {
+) -> Result<Stored, NatsError> {
     let payload = job.encode()?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", job.execution_id().to_string().as_str());
     crate::telemetry::inject_trace_context(&mut headers);
-    js.publish_with_headers(
-        names.job_subject(job.subject_kind()),
-        headers,
-        payload.into(),
-    )
-    .await?
-    .await?;
-    Ok(())
+    let ack = js
+        .publish_with_headers(
+            names.job_subject(job.subject_kind()),
+            headers,
+            payload.into(),
+        )
+        .await?
+        .await?;
+    Ok(Stored {
+        duplicate: ack.duplicate,
+    })
+}
+
+/// What JetStream said when it stored a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// A job with the same execution id was already stored within the duplicate window; this
+    /// one was dropped.
+    pub duplicate: bool,
 }
 
 /// Messages waiting in the jobs stream (the queue depth), for health and metrics.

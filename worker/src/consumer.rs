@@ -133,10 +133,10 @@ impl JobHandler {
         if let Some(webhook_id) = &job.trigger_id {
             span.record("webhook_id", webhook_id.as_str());
         }
-        // Only a redelivery can find its run already recorded (committed, but the ack was
-        // lost): answer from the record instead of running it again. A first delivery skips
-        // the lookup; the write itself is idempotent either way.
-        if attempt > 1 {
+        // Only a redelivery (committed, but the ack was lost) or an idempotent retry can find
+        // its run already recorded: answer from the record instead of running it again. Other
+        // first deliveries skip the lookup; the write itself is idempotent either way.
+        if attempt > 1 || job.idempotent {
             match persist::recorded_reply(&self.db, job.execution_id).await {
                 Ok(Some(reply)) => {
                     self.emit_finished(self.final_event(&job), &reply);

@@ -23,6 +23,8 @@ pub struct RunRequest {
     pub trigger: Value,
     /// The webhook call, recorded in `webhook_events`.
     pub event: Option<WebhookEvent>,
+    /// A retry of this run may already be recorded (see `WebhookJobV1::idempotent`).
+    pub idempotent: bool,
 }
 
 impl From<WebhookJobV1> for RunRequest {
@@ -38,6 +40,7 @@ impl From<WebhookJobV1> for RunRequest {
             trigger_id: Some(job.event.webhook_id.clone()),
             trigger: serde_json::to_value(&job.event).unwrap_or(Value::Null),
             event: Some(job.event),
+            idempotent: job.idempotent,
         }
     }
 }
@@ -55,6 +58,7 @@ impl From<ManualJobV1> for RunRequest {
             trigger_id: None,
             trigger: job.inputs,
             event: None,
+            idempotent: false,
         }
     }
 }

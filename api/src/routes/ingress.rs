@@ -1,31 +1,34 @@
-//! Webhook ingress, `POST /api/webhooks/{webhook_id}`: check the caller, publish the job to
-//! JetStream, and either answer 202 once JetStream holds it (`Prefer: respond-async`) or wait
-//! for the execution's result up to the webhook's timeout (then 202: the job is never dropped).
+//! Webhook ingress, `/api/webhooks/{webhook_id}`: check the call in a fixed order (unknown 404,
+//! inactive 410, method 405, address 403, credentials 401, size 413, content type 415, JSON 400,
+//! event type 422, rate 429), publish the job to JetStream, and either answer 202 once JetStream
+//! holds it or wait for the execution's result up to the webhook's timeout (then 202: the job
+//! is never dropped). Every refusal of a known webhook is recorded.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use kai_common::jobs::{ExecutionStatus, JobMessage, WebhookEvent, WebhookJobV1, WebhookResponse};
-use poem::http::StatusCode;
-use poem::{Body, Request, RequestBody};
+use chrono::{DateTime, Utc};
+use kai_common::jobs::{ExecutionStatus, JobMessage, WebhookEvent, WebhookJobV1};
+use poem::http::{HeaderValue, Method};
+use poem::{Body, IntoResponse, Request, RequestBody};
 use poem_openapi::param::Path;
-use poem_openapi::payload::Json;
-use poem_openapi::payload::{Binary, Response};
 use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef};
-use poem_openapi::{
-    ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Object, OpenApi,
-};
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions, OpenApi};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::ApiTags;
+use super::ingress_answer::{Answer, ExecutionResult, IngressReply};
 use crate::enqueue;
 use crate::error::ApiError;
 use crate::rejections::Rejection;
 use crate::state::AppState;
+use crate::webhooks::config::{AuthMode, ResponseMode};
 use crate::webhooks::endpoint::{self, Endpoint};
-use crate::webhooks::payload;
+use crate::webhooks::rate_limit::Decision;
+use crate::webhooks::signature::{self, SignedHeaders};
+use crate::webhooks::{client_ip, cors, idempotency, payload};
 
 /// Headers never copied into the webhook event: they carry credentials.
 const SECRET_HEADERS: &[&str] = &[
@@ -69,162 +72,261 @@ impl<'a> ApiExtractor<'a> for WebhookBody {
     }
 }
 
-#[derive(Debug, Object)]
-pub struct ExecutionResult {
-    pub execution_id: Uuid,
-    /// `completed` or `failed`.
-    pub status: String,
-    pub result: Value,
-    #[oai(skip_serializing_if_is_none)]
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Object)]
-pub struct ExecutionQueued {
-    pub execution_id: Uuid,
-    /// `queued`.
-    pub status: String,
-}
-
-#[derive(ApiResponse)]
-pub enum IngressResponse {
-    /// The workflow ran; its result.
-    #[oai(status = 200)]
-    Finished(Json<ExecutionResult>),
-    /// The job is stored durably and will run (asynchronous call, or the wait timed out).
-    #[oai(status = 202)]
-    Accepted(Json<ExecutionQueued>),
-    /// The answer a `RespondToWebhook` node chose: its status code, headers and body.
-    #[oai(status = 200)]
-    Responded(Binary<Vec<u8>>),
-}
-
-/// What ingress answers: the standard shapes, or the workflow's own response.
-enum Answer {
-    Standard(IngressResponse),
-    Workflow(Uuid, WebhookResponse),
-}
-
-impl Answer {
-    fn into_response(self) -> Response<IngressResponse> {
-        match self {
-            Answer::Standard(standard) => Response::new(standard),
-            Answer::Workflow(execution_id, chosen) => {
-                let status = StatusCode::from_u16(chosen.status).unwrap_or(StatusCode::OK);
-                let mut response =
-                    Response::new(IngressResponse::Responded(Binary(chosen.body_bytes())))
-                        .status(status)
-                        .header("content-type", chosen.content_type.as_str())
-                        // The caller can still find the run behind the workflow's own answer.
-                        .header("x-kai-execution-id", execution_id.to_string());
-                for (name, value) in &chosen.headers {
-                    response = response.header(name.as_str(), value.as_str());
-                }
-                response
-            }
-        }
-    }
-}
-
 #[OpenApi(tag = "ApiTags::Webhooks")]
 impl IngressApi {
-    /// Trigger a workflow. Send `Authorization: Bearer <security_token>`; add
-    /// `Prefer: respond-async` to get 202 as soon as the job is stored.
+    /// Trigger a workflow. Send `Authorization: Bearer <security_token>` (or, for webhooks in
+    /// `hmac` mode, Standard Webhooks signature headers); add `Prefer: respond-async` to get
+    /// 202 as soon as the job is stored, and `Idempotency-Key` to make retries safe.
     #[oai(
         path = "/api/webhooks/:webhook_id",
         method = "post",
         operation_id = "trigger_webhook"
     )]
-    async fn trigger(
+    async fn post(
         &self,
         request: &Request,
         webhook_id: Path<String>,
         body: WebhookBody,
-    ) -> Result<Response<IngressResponse>, ApiError> {
-        let started = Instant::now();
-        let result = self.accept(request, &webhook_id.0, body.0).await;
-        metrics::histogram!("kai_webhook_ingress_seconds").record(started.elapsed().as_secs_f64());
-        result.map(Answer::into_response)
+    ) -> IngressReply {
+        self.handle(request, &webhook_id.0, body.0).await
+    }
+
+    /// Trigger a workflow whose webhook allows GET: the query string is the payload.
+    #[oai(
+        path = "/api/webhooks/:webhook_id",
+        method = "get",
+        operation_id = "trigger_webhook_get"
+    )]
+    async fn get(&self, request: &Request, webhook_id: Path<String>) -> IngressReply {
+        self.handle(request, &webhook_id.0, Body::empty()).await
+    }
+
+    /// Trigger a workflow whose webhook allows PUT.
+    #[oai(
+        path = "/api/webhooks/:webhook_id",
+        method = "put",
+        operation_id = "trigger_webhook_put"
+    )]
+    async fn put(
+        &self,
+        request: &Request,
+        webhook_id: Path<String>,
+        body: WebhookBody,
+    ) -> IngressReply {
+        self.handle(request, &webhook_id.0, body.0).await
+    }
+
+    /// Trigger a workflow whose webhook allows PATCH.
+    #[oai(
+        path = "/api/webhooks/:webhook_id",
+        method = "patch",
+        operation_id = "trigger_webhook_patch"
+    )]
+    async fn patch(
+        &self,
+        request: &Request,
+        webhook_id: Path<String>,
+        body: WebhookBody,
+    ) -> IngressReply {
+        self.handle(request, &webhook_id.0, body.0).await
+    }
+
+    /// Trigger a workflow whose webhook allows DELETE: the query string is the payload.
+    #[oai(
+        path = "/api/webhooks/:webhook_id",
+        method = "delete",
+        operation_id = "trigger_webhook_delete"
+    )]
+    async fn delete(&self, request: &Request, webhook_id: Path<String>) -> IngressReply {
+        self.handle(request, &webhook_id.0, Body::empty()).await
+    }
+
+    /// CORS preflight: 204 with the allowed methods and headers for an allowed origin, 403
+    /// for another origin, 405 when the webhook does not enable CORS.
+    #[oai(
+        path = "/api/webhooks/:webhook_id",
+        method = "options",
+        operation_id = "preflight_webhook"
+    )]
+    async fn options(&self, request: &Request, webhook_id: Path<String>) -> IngressReply {
+        IngressReply(match self.preflight(request, &webhook_id.0).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        })
     }
 }
 
+/// The facts of one call that every check and every record needs.
+struct Call<'a> {
+    request: &'a Request,
+    endpoint: Arc<Endpoint>,
+    received_at: DateTime<Utc>,
+    client_ip: Option<IpAddr>,
+}
+
 impl IngressApi {
+    async fn handle(&self, request: &Request, webhook_id: &str, body: Body) -> IngressReply {
+        let started = Instant::now();
+        let mut allowed_origin = None;
+        let result = self
+            .accept(request, webhook_id, body, &mut allowed_origin)
+            .await;
+        let mut response = match result {
+            Ok(answer) => answer.into_response(),
+            Err(error) => error.into_response(),
+        };
+        if let Some(origin) = allowed_origin {
+            cors::decorate(&mut response, origin);
+        }
+        metrics::histogram!("kai_webhook_ingress_seconds").record(started.elapsed().as_secs_f64());
+        IngressReply(response)
+    }
+
+    async fn preflight(
+        &self,
+        request: &Request,
+        webhook_id: &str,
+    ) -> Result<poem::Response, ApiError> {
+        let endpoint = endpoint::cached(&self.state, webhook_id).await?;
+        if !endpoint.active {
+            return Err(ApiError::gone("this webhook is no longer active"));
+        }
+        if !endpoint.config.enable_cors {
+            return Err(ApiError::method_not_allowed(
+                "CORS is not enabled for this webhook",
+                endpoint.config.allowed_methods.join(", "),
+            ));
+        }
+        let origin = request.header("origin").unwrap_or_default();
+        let allowed = cors::allowed_origin(&endpoint.config, origin)
+            .ok_or_else(|| ApiError::forbidden(format!("origin `{origin}` is not allowed")))?;
+        Ok(cors::preflight(&endpoint.config, allowed))
+    }
+
     async fn accept(
         &self,
         request: &Request,
         webhook_id: &str,
         body: Body,
+        allowed_origin: &mut Option<HeaderValue>,
     ) -> Result<Answer, ApiError> {
-        let endpoint = self
-            .endpoint(webhook_id)
+        let endpoint = endpoint::cached(&self.state, webhook_id)
             .await
             .inspect_err(|_| reject("not_found"))?;
         if !endpoint.active {
             reject("inactive");
             return Err(ApiError::gone("this webhook is no longer active"));
         }
-        let received_at = Utc::now();
-        let refuse = |status: u16, reason: &'static str, error: ApiError, message: &str| {
-            reject(reason);
-            self.state.rejections.record(Rejection {
-                webhook_id: endpoint.webhook_id.clone(),
-                status,
-                error: message.to_owned(),
-                method: request.method().to_string(),
-                client_ip: client_ip(request),
-                user_agent: header(request, "user-agent"),
-                received_at,
-            });
-            error
+        if let Some(origin) = request.header("origin") {
+            *allowed_origin = cors::allowed_origin(&endpoint.config, origin);
+        }
+        let call = Call {
+            request,
+            client_ip: client_ip::client_ip(
+                request.remote_addr().as_socket_addr().map(|a| a.ip()),
+                request.header("x-forwarded-for"),
+                &self.state.trusted_proxies,
+            ),
+            endpoint,
+            received_at: Utc::now(),
         };
+        let config = &call.endpoint.config;
 
-        if endpoint.config.authentication_required && !authorised(request, &endpoint) {
-            let message = "missing or wrong bearer token";
-            return Err(refuse(
-                401,
-                "unauthorized",
-                ApiError::unauthorized(message),
-                message,
+        let method = request.method();
+        if !config.allowed_methods.iter().any(|m| m == method.as_str()) {
+            let message = format!(
+                "{method} is not accepted by this webhook; use {}",
+                config.allowed_methods.join(" or ")
+            );
+            let allow = config.allowed_methods.join(", ");
+            return Err(self.refuse(
+                &call,
+                405,
+                "method",
+                ApiError::method_not_allowed(&message, allow),
+                &message,
             ));
         }
-        if let Some(content_type) = request.content_type()
+        if !client_ip::allowed(call.client_ip, &call.endpoint.networks) {
+            let message = match call.client_ip {
+                Some(ip) => format!("the address {ip} may not call this webhook"),
+                None => "the caller's address could not be established".to_owned(),
+            };
+            return Err(self.refuse(
+                &call,
+                403,
+                "ip",
+                ApiError::forbidden(&message),
+                &message,
+            ));
+        }
+        let signed = self.authenticate(&call)?;
+
+        let limit = config.max_payload_bytes();
+        let too_large = || {
+            let message = format!("the body is larger than {} KiB", config.max_payload_size);
+            self.refuse(
+                &call,
+                413,
+                "too_large",
+                ApiError::payload_too_large(&message),
+                &message,
+            )
+        };
+        let declared = request
+            .header("content-length")
+            .and_then(|length| length.trim().parse::<u64>().ok());
+        if declared.is_some_and(|length| length > limit as u64) {
+            return Err(too_large());
+        }
+        let query_payload = matches!(*method, Method::GET | Method::DELETE);
+        if !query_payload
+            && let Some(content_type) = request.content_type()
             && !is_json(content_type)
         {
             let message =
                 format!("content type `{content_type}` is not accepted; send application/json");
-            return Err(refuse(
+            return Err(self.refuse(
+                &call,
                 415,
                 "content_type",
                 ApiError::unsupported_media_type(&message),
                 &message,
             ));
         }
-        let limit = endpoint.config.max_payload_bytes();
         let bytes = match body.into_bytes_limit(limit).await {
             Ok(bytes) => bytes,
-            Err(poem::error::ReadBodyError::PayloadTooLarge) => {
-                let message = format!(
-                    "the body is larger than {} KiB",
-                    endpoint.config.max_payload_size
-                );
-                return Err(refuse(
-                    413,
-                    "too_large",
-                    ApiError::payload_too_large(&message),
-                    &message,
-                ));
-            }
+            Err(poem::error::ReadBodyError::PayloadTooLarge) => return Err(too_large()),
             Err(e) => {
                 return Err(ApiError::bad_request(format!(
                     "could not read the body: {e}"
                 )));
             }
         };
-        let data = match payload::parse(&bytes) {
-            Ok(data) => data,
-            Err(e) => {
+        if let Some(headers) = &signed {
+            let keys = call.endpoint.signing_keys(call.received_at);
+            let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            if let Err(e) = signature::verify(headers, &bytes, &keys) {
                 let message = e.to_string();
-                return Err(refuse(
+                return Err(self.refuse(
+                    &call,
+                    401,
+                    "signature",
+                    ApiError::unauthorized(&message),
+                    &message,
+                ));
+            }
+        }
+        let parsed = if query_payload {
+            query_data(request.uri().query().unwrap_or_default())
+        } else {
+            payload::parse(&bytes).map_err(|e| e.to_string())
+        };
+        let data = match parsed {
+            Ok(data) => data,
+            Err(message) => {
+                return Err(self.refuse(
+                    &call,
                     400,
                     "malformed",
                     ApiError::bad_request(&message),
@@ -232,21 +334,126 @@ impl IngressApi {
                 ));
             }
         };
+        let idempotency_key = match idempotency_key(request, signed.as_ref()) {
+            Ok(key) => key,
+            Err(e) => {
+                let message = e.to_string();
+                return Err(self.refuse(
+                    &call,
+                    400,
+                    "idempotency_key",
+                    ApiError::bad_request(&message),
+                    &message,
+                ));
+            }
+        };
+        let event_type = event_type(request, &data);
+        if !config.allowed_event_types.is_empty()
+            && !config.allowed_event_types.contains(&event_type)
+        {
+            let message = format!(
+                "event type `{event_type}` is not accepted by this webhook; accepted: {}",
+                config.allowed_event_types.join(", ")
+            );
+            return Err(self.refuse(
+                &call,
+                422,
+                "event_type",
+                ApiError::unprocessable(&message),
+                &message,
+            ));
+        }
+        if let Decision::Limited { retry_after } = self
+            .state
+            .rate_limiter
+            .check(&call.endpoint.webhook_id, config.rate_limit_per_minute)
+            .await
+        {
+            let message = format!(
+                "more than {} calls per minute; retry later",
+                config.rate_limit_per_minute
+            );
+            let secs = Decision::retry_after_secs(retry_after);
+            return Err(self.refuse(
+                &call,
+                429,
+                "rate_limited",
+                ApiError::too_many_requests(&message, secs),
+                &message,
+            ));
+        }
 
-        let execution_id = Uuid::now_v7();
-        let wants_async = header(request, "prefer").is_some_and(|p| {
-            p.split(',')
-                .any(|v| v.trim().eq_ignore_ascii_case("respond-async"))
-        });
+        self.enqueue(&call, data, event_type, idempotency_key).await
+    }
+
+    /// Checks the caller's credentials as far as they can be before the body is read. For a
+    /// signed call, returns the signature headers to verify against the body.
+    fn authenticate<'r>(&self, call: &Call<'r>) -> Result<Option<SignedHeaders<'r>>, ApiError> {
+        let config = &call.endpoint.config;
+        if !config.authentication_required {
+            return Ok(None);
+        }
+        let unauthorized = |reason, message: &str| {
+            self.refuse(call, 401, reason, ApiError::unauthorized(message), message)
+        };
+        match config.auth_mode {
+            AuthMode::None => Ok(None),
+            AuthMode::Bearer => {
+                if bearer_matches(call.request, &call.endpoint, call.received_at) {
+                    Ok(None)
+                } else {
+                    Err(unauthorized("unauthorized", "missing or wrong bearer token"))
+                }
+            }
+            AuthMode::Hmac => {
+                let header = |name| call.request.header(name);
+                let (Some(id), Some(timestamp), Some(signature)) = (
+                    header("webhook-id"),
+                    header("webhook-timestamp"),
+                    header("webhook-signature"),
+                ) else {
+                    let message = signature::SignatureError::Missing.to_string();
+                    return Err(unauthorized("signature", &message));
+                };
+                let headers = SignedHeaders {
+                    id,
+                    timestamp,
+                    signature,
+                };
+                signature::check_timestamp(&headers, call.received_at)
+                    .map_err(|e| unauthorized("signature", &e.to_string()))?;
+                Ok(Some(headers))
+            }
+        }
+    }
+
+    async fn enqueue(
+        &self,
+        call: &Call<'_>,
+        data: Value,
+        event_type: String,
+        idempotency_key: Option<String>,
+    ) -> Result<Answer, ApiError> {
+        let endpoint = &call.endpoint;
+        let request = call.request;
+        let execution_id = match &idempotency_key {
+            Some(key) => idempotency::execution_id(&endpoint.webhook_id, key),
+            None => Uuid::now_v7(),
+        };
+        let wants_async = endpoint.config.response_mode == ResponseMode::Async
+            || request.header("prefer").is_some_and(|p| {
+                p.split(',')
+                    .any(|v| v.trim().eq_ignore_ascii_case("respond-async"))
+            });
         let event = WebhookEvent {
             webhook_id: endpoint.webhook_id.clone(),
             node_id: endpoint.node_id.clone(),
             correlation_id: Uuid::new_v4(),
             http_method: request.method().to_string(),
-            event_type: event_type(request, &data),
+            event_type,
             data,
-            received_at,
-            client_ip: client_ip(request),
+            received_at: call.received_at,
+            client_ip: call.client_ip.map(|ip| ip.to_string()),
             user_agent: header(request, "user-agent"),
             headers: safe_headers(request),
             url: format!("{}{}", self.state.public_url, request.uri().path()),
@@ -259,24 +466,25 @@ impl IngressApi {
             enqueued_at: Utc::now(),
             event,
             reply_to: (!wants_async).then(|| self.state.reply_subject.clone()),
+            idempotent: idempotency_key.is_some(),
         });
 
         // Registered before publishing: a fast worker may answer before `publish` returns.
         let waiting = (!wants_async).then(|| self.state.waiters.register(execution_id));
-        if let Err(e) = enqueue::publish(&self.state, &job).await {
-            reject(e.reason());
-            return Err(e.into());
-        }
-
-        let queued = || {
-            Answer::Standard(IngressResponse::Accepted(Json(ExecutionQueued {
-                execution_id,
-                status: "queued".to_owned(),
-            })))
+        let stored = match enqueue::publish(&self.state, &job).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                reject(e.reason());
+                return Err(e.into());
+            }
         };
+        if stored.duplicate {
+            metrics::counter!("kai_webhooks_accepted_total", "mode" => "duplicate").increment(1);
+            return Ok(Answer::Duplicate(execution_id));
+        }
         let Some(mut waiting) = waiting else {
             metrics::counter!("kai_webhooks_accepted_total", "mode" => "async").increment(1);
-            return Ok(queued());
+            return Ok(Answer::Queued(execution_id));
         };
         let timeout = Duration::from_secs(endpoint.config.webhook_timeout);
         match tokio::time::timeout(timeout, &mut waiting.receiver).await {
@@ -289,26 +497,42 @@ impl IngressApi {
                     ExecutionStatus::Failed => "failed",
                     _ => "completed",
                 };
-                Ok(Answer::Standard(IngressResponse::Finished(Json(
-                    ExecutionResult {
-                        execution_id,
-                        status: status.to_owned(),
-                        result: reply.result,
-                        error: reply.error,
-                    },
-                ))))
+                Ok(Answer::Finished(ExecutionResult {
+                    execution_id,
+                    status: status.to_owned(),
+                    result: reply.result,
+                    error: reply.error,
+                }))
             }
             // Timed out, or this instance lost the reply: the job is stored and will run.
             _ => {
                 metrics::counter!("kai_webhooks_accepted_total", "mode" => "sync_timeout")
                     .increment(1);
-                Ok(queued())
+                Ok(Answer::Queued(execution_id))
             }
         }
     }
 
-    async fn endpoint(&self, webhook_id: &str) -> Result<Arc<Endpoint>, ApiError> {
-        endpoint::cached(&self.state, webhook_id).await
+    /// Counts and records a refusal of a known webhook, and returns the error to answer.
+    fn refuse(
+        &self,
+        call: &Call<'_>,
+        status: u16,
+        reason: &'static str,
+        error: ApiError,
+        message: &str,
+    ) -> ApiError {
+        reject(reason);
+        self.state.rejections.record(Rejection {
+            webhook_id: call.endpoint.webhook_id.clone(),
+            status,
+            error: message.to_owned(),
+            method: call.request.method().to_string(),
+            client_ip: call.client_ip.map(|ip| ip.to_string()),
+            user_agent: header(call.request, "user-agent"),
+            received_at: call.received_at,
+        });
+        error
     }
 }
 
@@ -321,14 +545,33 @@ fn header(request: &Request, name: &str) -> Option<String> {
 }
 
 /// Constant-time comparison of the bearer token with the endpoint's secret.
-fn authorised(request: &Request, endpoint: &Endpoint) -> bool {
+fn bearer_matches(request: &Request, endpoint: &Endpoint, now: DateTime<Utc>) -> bool {
     let Some(value) = request.header("authorization") else {
         return false;
     };
     let Some((scheme, token)) = value.split_once(' ') else {
         return false;
     };
-    scheme.eq_ignore_ascii_case("bearer") && endpoint.accepts_token(token.trim(), Utc::now())
+    scheme.eq_ignore_ascii_case("bearer") && endpoint.accepts_token(token.trim(), now)
+}
+
+/// `Idempotency-Key`, else a signed call's `webhook-id` (Standard Webhooks senders keep it
+/// across retries of one message).
+fn idempotency_key(
+    request: &Request,
+    signed: Option<&SignedHeaders<'_>>,
+) -> Result<Option<String>, idempotency::BadKey> {
+    if let Some(key) = request.header("idempotency-key") {
+        idempotency::check("Idempotency-Key", key)?;
+        return Ok(Some(key.to_owned()));
+    }
+    match signed {
+        Some(headers) => {
+            idempotency::check("webhook-id", headers.id)?;
+            Ok(Some(headers.id.to_owned()))
+        }
+        None => Ok(None),
+    }
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -342,6 +585,26 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// A query string as event data: each name once with its value, repeated names with a list.
+fn query_data(query: &str) -> Result<Value, String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|e| format!("the query string cannot be read: {e}"))?;
+    let mut data = Map::new();
+    for (name, value) in pairs {
+        if value.contains('\0') || name.contains('\0') {
+            return Err("the query string contains a NUL character".to_owned());
+        }
+        match data.get_mut(&name) {
+            Some(Value::Array(values)) => values.push(Value::String(value)),
+            Some(first) => *first = Value::Array(vec![first.take(), Value::String(value)]),
+            None => {
+                data.insert(name, Value::String(value));
+            }
+        }
+    }
+    Ok(Value::Object(data))
+}
+
 /// `X-Event-Type`, else the body's `event_type` or `type`, else `webhook.received`.
 fn event_type(request: &Request, data: &Value) -> String {
     header(request, "x-event-type")
@@ -352,14 +615,6 @@ fn event_type(request: &Request, data: &Value) -> String {
         })
         .filter(|t| !t.is_empty() && t.len() <= 100)
         .unwrap_or_else(|| "webhook.received".to_owned())
-}
-
-/// The socket peer's address (proxies are not trusted until configured to be).
-fn client_ip(request: &Request) -> Option<String> {
-    request
-        .remote_addr()
-        .as_socket_addr()
-        .map(|addr| addr.ip().to_string())
 }
 
 fn safe_headers(request: &Request) -> Map<String, Value> {
@@ -379,6 +634,7 @@ fn safe_headers(request: &Request) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn json_content_types() {
@@ -387,5 +643,15 @@ mod tests {
         assert!(is_json("application/cloudevents+json"));
         assert!(!is_json("text/plain"));
         assert!(!is_json("application/x-www-form-urlencoded"));
+    }
+
+    #[test]
+    fn query_strings_become_objects() {
+        assert_eq!(
+            query_data("a=1&b=x%20y&a=2").unwrap(),
+            json!({"a": ["1", "2"], "b": "x y"})
+        );
+        assert_eq!(query_data("").unwrap(), json!({}));
+        assert!(query_data("a=%00").is_err());
     }
 }

@@ -5,6 +5,7 @@ pub mod execution_events;
 pub mod executions;
 pub mod health;
 pub mod ingress;
+pub mod ingress_answer;
 pub mod nodes;
 pub mod paging;
 pub mod runs;

@@ -15,7 +15,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::ApiTags;
-use super::ingress::{ExecutionQueued, ExecutionResult};
+use super::ingress_answer::{ExecutionQueued, ExecutionResult};
 use crate::auth::UserAuth;
 use crate::enqueue;
 use crate::error::ApiError;

@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use ipnet::IpNet;
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::config::WebhookConfig;
+use super::signature;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -22,6 +24,8 @@ pub struct Endpoint {
     /// The token before the last rotation and until when it is still accepted.
     pub previous_token: Option<(String, DateTime<Utc>)>,
     pub config: WebhookConfig,
+    /// `config.allowed_ips`, parsed once.
+    pub networks: Vec<IpNet>,
     /// Both the endpoint and its workflow are active.
     pub active: bool,
 }
@@ -39,6 +43,20 @@ impl Endpoint {
             None => subtle::Choice::from(0),
         };
         bool::from(current | previous)
+    }
+
+    /// The HMAC keys a signature may be made with at `now`: the current token's, and the
+    /// previous one's within its grace period.
+    pub fn signing_keys(&self, now: DateTime<Utc>) -> Vec<Vec<u8>> {
+        let previous = self
+            .previous_token
+            .as_ref()
+            .filter(|(_, until)| now < *until)
+            .map(|(token, _)| token.as_str());
+        std::iter::once(self.secret_token.as_str())
+            .chain(previous)
+            .filter_map(signature::key_of)
+            .collect()
     }
 }
 
@@ -93,6 +111,9 @@ pub async fn load(db: &PgPool, webhook_id: &str) -> Result<Option<Arc<Endpoint>>
     .fetch_optional(db)
     .await?;
     Ok(row.map(|row| {
+        // The stored config was validated when written; a key missing from an older row takes
+        // its default.
+        let config: WebhookConfig = serde_json::from_value(row.config).unwrap_or_default();
         Arc::new(Endpoint {
             webhook_id: row.webhook_id,
             workflow_id: row.workflow_id,
@@ -101,9 +122,8 @@ pub async fn load(db: &PgPool, webhook_id: &str) -> Result<Option<Arc<Endpoint>>
             workflow_version: row.current_version,
             secret_token: row.secret_token,
             previous_token: row.previous_token.zip(row.previous_token_expires_at),
-            // The stored config was written by us; a key missing from an older row takes
-            // its default.
-            config: serde_json::from_value(row.config).unwrap_or_default(),
+            networks: config.networks(),
+            config,
             active: row.endpoint_active && row.workflow_active,
         })
     }))
@@ -125,6 +145,7 @@ mod tests {
             secret_token: "wht_new".into(),
             previous_token: Some(("wht_old".into(), now + chrono::Duration::seconds(60))),
             config: WebhookConfig::default(),
+            networks: Vec::new(),
             active: true,
         };
         assert!(endpoint.accepts_token("wht_new", now));

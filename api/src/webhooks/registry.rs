@@ -2,12 +2,15 @@
 //! node gets an endpoint, a kept node keeps its endpoint (id and token), a removed node's
 //! endpoint is removed.
 
+use std::collections::HashMap;
+
 use kai_common::workflow::Graph;
 use rand::RngCore;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::config::WebhookConfig;
+use crate::error::ApiError;
 
 /// `wh_` + 24 hex characters.
 pub fn new_webhook_id() -> String {
@@ -24,12 +27,13 @@ pub fn new_secret_token() -> String {
 }
 
 /// Brings the endpoints of `workflow_id` in line with `graph`. Returns the ids of the webhooks
-/// that changed or disappeared, so caches can drop them.
+/// that changed or disappeared, so caches can drop them. A node's webhook settings are applied
+/// over the endpoint's stored configuration; invalid settings are refused naming the node.
 pub async fn sync(
     tx: &mut Transaction<'_, Postgres>,
     workflow_id: Uuid,
     graph: &Graph,
-) -> Result<Vec<String>, sqlx::Error> {
+) -> Result<Vec<String>, ApiError> {
     let flow = graph.flow();
     let webhook_nodes: Vec<&str> = graph.nodes_of_type("WebhookStartNode").collect();
 
@@ -42,6 +46,13 @@ pub async fn sync(
     .fetch_all(&mut **tx)
     .await?;
     let mut touched: Vec<String> = removed.into_iter().map(|(id,)| id).collect();
+    let stored: HashMap<String, serde_json::Value> =
+        sqlx::query_as("SELECT node_id, config FROM webhook_endpoints WHERE workflow_id = $1")
+            .bind(workflow_id)
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .collect();
 
     for node_id in webhook_nodes {
         let data = flow
@@ -49,8 +60,13 @@ pub async fn sync(
             .map(|n| &n.data)
             .cloned()
             .unwrap_or_default();
-        let config = serde_json::to_value(WebhookConfig::from_node_data(&data))
-            .expect("webhook config serialises");
+        let base: WebhookConfig = stored
+            .get(node_id)
+            .and_then(|c| serde_json::from_value(c.clone()).ok())
+            .unwrap_or_default();
+        let config = WebhookConfig::from_node_data(&base, &data)
+            .map_err(|e| ApiError::invalid_node(e.to_string(), Some(node_id)))?;
+        let config = serde_json::to_value(config).expect("webhook config serialises");
         let webhook_id = new_webhook_id();
         // Kept nodes keep their id and token; their config follows the node.
         let (id,): (String,) = sqlx::query_as(

@@ -39,6 +39,7 @@ async fn job_for(app: &TestApp, token: &str) -> JobMessage {
             url: "http://test/".into(),
         },
         reply_to: None,
+        idempotent: false,
     })
 }
 

@@ -31,6 +31,7 @@ fn run_for(workflow_id: Uuid, user_id: Uuid, webhook_id: &str) -> FinishedRun {
             url: "http://test/".into(),
         },
         reply_to: None,
+        idempotent: false,
     };
     FinishedRun {
         job: job.into(),

@@ -51,7 +51,7 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
         .context("NATS_URL")?;
     let js = async_nats::jetstream::new(nats_client.clone());
     let names = Names::new(&common.nats_prefix);
-    nats::ensure_streams(&js, &names).await?;
+    nats::ensure_streams(&js, &names, common.into()).await?;
     let redis = kai_common::redis::pool(&common.redis_url).context("REDIS_URL")?;
 
     let waiters = Arc::new(Waiters::default());

@@ -40,24 +40,50 @@ impl RejectionLog {
     }
 }
 
+/// Refusals written by one statement at most.
+const BATCH: usize = 512;
+
 async fn write_all(db: PgPool, mut receiver: mpsc::Receiver<Rejection>) {
-    while let Some(r) = receiver.recv().await {
-        let result = sqlx::query(
-            "INSERT INTO webhook_events (webhook_id, payload, source_ip, request_ip, user_agent, \
-                request_method, response_status, error_message, created_at) \
-             VALUES ($1, 'null'::jsonb, $2::inet, $2::inet, $3, $4, $5, $6, $7)",
-        )
-        .bind(&r.webhook_id)
-        .bind(r.client_ip.as_deref())
-        .bind(r.user_agent.as_deref())
-        .bind(&r.method)
-        .bind(i32::from(r.status))
-        .bind(&r.error)
-        .bind(r.received_at)
-        .execute(&db)
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not record a refused webhook call");
+    let mut batch = Vec::with_capacity(BATCH);
+    // Whatever queued while the previous batch was written goes in the next one.
+    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        if let Err(e) = write(&db, &batch).await {
+            tracing::warn!(error = %e, calls = batch.len(), "could not record refused webhook calls");
         }
+        batch.clear();
     }
+}
+
+/// Records each refusal in `webhook_events` and as an error in the webhook's counters.
+async fn write(db: &PgPool, batch: &[Rejection]) -> Result<(), sqlx::Error> {
+    let column = |f: fn(&Rejection) -> Option<String>| batch.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "WITH calls AS ( \
+            SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[], \
+                $6::text[], $7::timestamptz[]) \
+            AS c(webhook_id, ip, agent, method, status, error, received_at) \
+         ), events AS ( \
+            INSERT INTO webhook_events (webhook_id, payload, source_ip, request_ip, user_agent, \
+                request_method, response_status, error_message, created_at) \
+            SELECT webhook_id, 'null'::jsonb, ip::inet, ip::inet, agent, method, status, error, \
+                received_at FROM calls \
+         ) \
+         INSERT INTO webhook_trigger_deltas (webhook_id, triggered_at, failed, triggered) \
+         SELECT webhook_id, received_at, true, false FROM calls",
+    )
+    .bind(column(|r| Some(r.webhook_id.clone())))
+    .bind(column(|r| r.client_ip.clone()))
+    .bind(column(|r| r.user_agent.clone()))
+    .bind(column(|r| Some(r.method.clone())))
+    .bind(
+        batch
+            .iter()
+            .map(|r| i32::from(r.status))
+            .collect::<Vec<_>>(),
+    )
+    .bind(column(|r| Some(r.error.clone())))
+    .bind(batch.iter().map(|r| r.received_at).collect::<Vec<_>>())
+    .execute(db)
+    .await?;
+    Ok(())
 }

@@ -12,8 +12,8 @@ use sqlx::PgPool;
 use crate::auth::token::TokenKeys;
 use crate::rejections::RejectionLog;
 use crate::waiters::Waiters;
-use crate::webhooks::rate_limit::RateLimiter;
 use crate::webhooks::endpoint::Endpoint;
+use crate::webhooks::rate_limit::RateLimiter;
 
 pub struct AppState {
     pub db: PgPool,

@@ -41,6 +41,21 @@ pub struct CommonConfig {
           default_value = "kai", value_parser = parse_prefix)]
     pub nats_prefix: String,
 
+    /// Most jobs the queue holds; beyond it webhook ingress answers 503 with `Retry-After`
+    /// instead of accepting work it cannot store.
+    #[arg(long, env = "KAI_JOBS_MAX_MESSAGES", value_name = "KAI_JOBS_MAX_MESSAGES",
+          default_value = "10000000", value_parser = parse_positive)]
+    pub jobs_max_messages: usize,
+
+    /// Most bytes the job queue holds (0: only JetStream's own storage limit).
+    #[arg(
+        long,
+        env = "KAI_JOBS_MAX_BYTES",
+        value_name = "KAI_JOBS_MAX_BYTES",
+        default_value = "0"
+    )]
+    pub jobs_max_bytes: u64,
+
     /// Most connections this process opens to PostgreSQL.
     #[arg(long, env = "KAI_DATABASE_MAX_CONNECTIONS", value_name = "KAI_DATABASE_MAX_CONNECTIONS",
           default_value = "16", value_parser = parse_positive)]

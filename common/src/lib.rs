@@ -17,4 +17,6 @@ pub mod tls;
 pub mod workflow;
 
 #[cfg(feature = "testing")]
+pub mod test_proxy;
+#[cfg(feature = "testing")]
 pub mod testing;

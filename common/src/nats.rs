@@ -128,23 +128,35 @@ pub const EVENTS_MAX_BYTES: i64 = 256 * 1024 * 1024;
 pub async fn ensure_streams(
     js: &jetstream::Context,
     names: &Names,
+    limits: JobsLimits,
 ) -> Result<stream::Stream, NatsError> {
+    let jobs_error = |e: Box<dyn std::error::Error + Send + Sync>| NatsError::Stream {
+        stream: names.jobs_stream(),
+        source: e,
+    };
+    // Created, or updated to the configured limits (operators may change them).
+    js.create_or_update_stream(stream::Config {
+        name: names.jobs_stream(),
+        subjects: vec![names.jobs_wildcard()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        // A full queue refuses new jobs (ingress answers 503); it never drops stored ones.
+        discard: stream::DiscardPolicy::New,
+        max_messages: i64::try_from(limits.max_messages).unwrap_or(i64::MAX),
+        max_bytes: match limits.max_bytes {
+            0 => -1,
+            bytes => i64::try_from(bytes).unwrap_or(i64::MAX),
+        },
+        // Deduplication window for `Nats-Msg-Id`: a retried publish is stored once.
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| jobs_error(Box::new(e)))?;
     let jobs = js
-        .get_or_create_stream(stream::Config {
-            name: names.jobs_stream(),
-            subjects: vec![names.jobs_wildcard()],
-            retention: stream::RetentionPolicy::WorkQueue,
-            storage: stream::StorageType::File,
-            discard: stream::DiscardPolicy::New,
-            // Deduplication window for `Nats-Msg-Id`: a retried publish is stored once.
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        })
+        .get_stream(names.jobs_stream())
         .await
-        .map_err(|e| NatsError::Stream {
-            stream: names.jobs_stream(),
-            source: Box::new(e),
-        })?;
+        .map_err(|e| jobs_error(Box::new(e)))?;
     js.get_or_create_stream(stream::Config {
         name: names.dlq_stream(),
         subjects: vec![names.dlq_wildcard()],
@@ -176,6 +188,23 @@ pub async fn ensure_streams(
         source: Box::new(e),
     })?;
     Ok(jobs)
+}
+
+/// How much the job queue may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct JobsLimits {
+    pub max_messages: usize,
+    /// 0: no limit of our own.
+    pub max_bytes: u64,
+}
+
+impl From<&crate::config::CommonConfig> for JobsLimits {
+    fn from(config: &crate::config::CommonConfig) -> Self {
+        Self {
+            max_messages: config.jobs_max_messages,
+            max_bytes: config.jobs_max_bytes,
+        }
+    }
 }
 
 /// The durable pull consumer all workers share.

@@ -61,6 +61,8 @@ impl TestEnv {
                 std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
             ),
             nats_prefix: self.prefix.clone(),
+            jobs_max_messages: 10_000_000,
+            jobs_max_bytes: 0,
             // Tests run in parallel against one server with 100 connections.
             database_max_connections: TEST_POOL,
             environment: Environment::Development,

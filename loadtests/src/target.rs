@@ -23,6 +23,9 @@ pub struct Scratch {
     pub workflow_id: Uuid,
 }
 
+/// The scenario webhook's rate limit: 100 million calls a minute.
+pub const LOADTEST_RATE_LIMIT_PER_MINUTE: u64 = 100_000_000;
+
 #[derive(Debug, Clone)]
 pub struct Api {
     pub base: String,
@@ -30,13 +33,15 @@ pub struct Api {
 }
 
 /// The workflow a scenario fires when it sets itself up: the webhook's payload straight to the
-/// end, so the run measures the platform, not a node.
+/// end, so the run measures the platform, not a node. Its rate limit is far above any load
+/// this tool makes, but still enforced (one Redis-counted limit), so every check is measured.
 pub fn echo_workflow() -> Value {
     json!({
         "name": "kai-loadtest echo",
         "description": "Created by kai-loadtest; deleted when the run ends.",
         "nodes": [
-            {"id": "webhook", "type": "WebhookStartNode", "data": {"webhook_timeout": 30}},
+            {"id": "webhook", "type": "WebhookStartNode", "data": {
+                "webhook_timeout": 30, "rate_limit_per_minute": LOADTEST_RATE_LIMIT_PER_MINUTE}},
             {"id": "end", "type": "EndNode"}
         ],
         "edges": [{"source": "webhook", "target": "end"}]

@@ -40,7 +40,7 @@ pub async fn run(
     let redis = kai_common::redis::pool(&common.redis_url).context("REDIS_URL")?;
     let js = async_nats::jetstream::new(nats_client.clone());
     let names = Names::new(&common.nats_prefix);
-    let stream = nats::ensure_streams(&js, &names).await?;
+    let stream = nats::ensure_streams(&js, &names, common.into()).await?;
     let settings = ConsumerSettings {
         ack_wait: config.ack_wait,
         max_deliver: config.max_deliver as i64,

@@ -190,8 +190,10 @@ WITH runs AS (
         ip::inet, response_status, duration_ms, error, received_at
     FROM runs WHERE trigger_type = 'webhook' AND id IN (SELECT id FROM inserted)
 ), deltas AS (
-    INSERT INTO webhook_trigger_deltas (webhook_id, triggered_at, failed)
-    SELECT webhook_id, received_at, failed FROM runs
+    INSERT INTO webhook_trigger_deltas (webhook_id, triggered_at, failed, response_ms)
+    SELECT webhook_id, received_at, failed,
+        GREATEST(0, round(extract(epoch FROM completed_at - received_at) * 1000))::int
+    FROM runs
     WHERE trigger_type = 'webhook' AND id IN (SELECT id FROM inserted)
 )
 SELECT id FROM inserted";

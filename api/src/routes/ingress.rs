@@ -252,13 +252,7 @@ impl IngressApi {
                 Some(ip) => format!("the address {ip} may not call this webhook"),
                 None => "the caller's address could not be established".to_owned(),
             };
-            return Err(self.refuse(
-                &call,
-                403,
-                "ip",
-                ApiError::forbidden(&message),
-                &message,
-            ));
+            return Err(self.refuse(&call, 403, "ip", ApiError::forbidden(&message), &message));
         }
         let signed = self.authenticate(&call)?;
 
@@ -402,7 +396,10 @@ impl IngressApi {
                 if bearer_matches(call.request, &call.endpoint, call.received_at) {
                     Ok(None)
                 } else {
-                    Err(unauthorized("unauthorized", "missing or wrong bearer token"))
+                    Err(unauthorized(
+                        "unauthorized",
+                        "missing or wrong bearer token",
+                    ))
                 }
             }
             AuthMode::Hmac => {

@@ -9,6 +9,7 @@ pub mod ingress_answer;
 pub mod nodes;
 pub mod paging;
 pub mod runs;
+pub mod webhook_admin;
 pub mod webhook_info;
 pub mod webhook_logs;
 pub mod webhook_tokens;
@@ -47,6 +48,7 @@ pub type Apis = (
     runs::RunsApi,
     nodes::NodesApi,
     webhooks::WebhooksApi,
+    webhook_admin::WebhookAdminApi,
     webhook_logs::WebhookLogsApi,
     webhook_info::WebhookInfoApi,
     webhook_tokens::WebhookTokensApi,
@@ -80,6 +82,9 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
                 state: state.clone(),
             },
             webhooks::WebhooksApi {
+                state: state.clone(),
+            },
+            webhook_admin::WebhookAdminApi {
                 state: state.clone(),
             },
             webhook_logs::WebhookLogsApi {

@@ -368,7 +368,12 @@ fn list(key: &str, value: &Value) -> Result<Vec<String>, ConfigError> {
                     .ok_or_else(|| invalid(key, format!("entries must be strings, not {item}")))
             })
             .collect::<Result<_, _>>()?,
-        _ => return Err(invalid(key, format!("must be a list of strings, not {value}"))),
+        _ => {
+            return Err(invalid(
+                key,
+                format!("must be a list of strings, not {value}"),
+            ));
+        }
     };
     Ok(items
         .into_iter()
@@ -407,10 +412,7 @@ mod tests {
         .unwrap();
         assert!(!config.authentication_required);
         assert_eq!(config.allowed_methods, ["POST"]);
-        assert_eq!(
-            config.allowed_event_types,
-            ["order.created", "order.paid"]
-        );
+        assert_eq!(config.allowed_event_types, ["order.created", "order.paid"]);
         assert_eq!(config.allowed_origins, ["*"]);
     }
 
@@ -441,7 +443,10 @@ mod tests {
             ),
             (json!({"max_payload_size": 0}), "max_payload_size"),
             (json!({"webhook_timeout": 301}), "webhook_timeout"),
-            (json!({"rate_limit_per_minute": -1}), "rate_limit_per_minute"),
+            (
+                json!({"rate_limit_per_minute": -1}),
+                "rate_limit_per_minute",
+            ),
             (json!({"enable_cors": "maybe"}), "enable_cors"),
             (json!({"node_behavior": "sometimes"}), "node_behavior"),
             (json!({"colour": "blue"}), "colour"),

@@ -18,7 +18,8 @@ pub struct BadKey {
 
 /// Checks a key's shape.
 pub fn check(header: &'static str, key: &str) -> Result<(), BadKey> {
-    let ok = !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic());
+    let ok =
+        !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic());
     if ok { Ok(()) } else { Err(BadKey { header }) }
 }
 

@@ -12,6 +12,9 @@ use uuid::Uuid;
 use super::config::WebhookConfig;
 use crate::error::ApiError;
 
+/// The node type that has a webhook endpoint (legacy `WebhookTrigger` resolves to it).
+pub const WEBHOOK_NODE_TYPE: &str = "WebhookStartNode";
+
 /// `wh_` + 24 hex characters.
 pub fn new_webhook_id() -> String {
     let mut bytes = [0u8; 12];
@@ -35,7 +38,7 @@ pub async fn sync(
     graph: &Graph,
 ) -> Result<Vec<String>, ApiError> {
     let flow = graph.flow();
-    let webhook_nodes: Vec<&str> = graph.nodes_of_type("WebhookStartNode").collect();
+    let webhook_nodes: Vec<&str> = graph.nodes_of_type(WEBHOOK_NODE_TYPE).collect();
 
     let removed: Vec<(String,)> = sqlx::query_as(
         "DELETE FROM webhook_endpoints WHERE workflow_id = $1 AND NOT (node_id = ANY($2)) \

@@ -44,7 +44,10 @@ pub fn signing_secret(token: &str) -> Option<String> {
 }
 
 /// Checks the timestamp against `now`: done before the body is read.
-pub fn check_timestamp(headers: &SignedHeaders<'_>, now: DateTime<Utc>) -> Result<(), SignatureError> {
+pub fn check_timestamp(
+    headers: &SignedHeaders<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), SignatureError> {
     let sent: i64 = headers
         .timestamp
         .trim()
@@ -59,7 +62,11 @@ pub fn check_timestamp(headers: &SignedHeaders<'_>, now: DateTime<Utc>) -> Resul
 /// Whether one of the `v1` signatures was made over this id, timestamp and body with one of
 /// `keys` (the current key, and the previous one during a rotation's grace period). Every
 /// comparison is constant-time.
-pub fn verify(headers: &SignedHeaders<'_>, body: &[u8], keys: &[&[u8]]) -> Result<(), SignatureError> {
+pub fn verify(
+    headers: &SignedHeaders<'_>,
+    body: &[u8],
+    keys: &[&[u8]],
+) -> Result<(), SignatureError> {
     let candidates: Vec<Vec<u8>> = headers
         .signature
         .split_whitespace()
@@ -118,10 +125,7 @@ mod tests {
             signature: "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
         };
         assert_eq!(verify(&headers, body, &[&key]), Ok(()));
-        assert_eq!(
-            sign(&key, headers.id, 1614265330, body),
-            headers.signature
-        );
+        assert_eq!(sign(&key, headers.id, 1614265330, body), headers.signature);
         assert_eq!(
             verify(&headers, br#"{"test": 2432232315}"#, &[&key]),
             Err(SignatureError::Mismatch)

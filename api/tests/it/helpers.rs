@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kai_api::config::ApiConfig;
 use kai_api::state::AppState;
 use kai_common::testing::TestEnv;
 use kai_worker::config::WorkerConfig;
@@ -30,6 +31,11 @@ impl TestApp {
 
     /// The API alone: jobs stay in the stream until a worker is started.
     pub async fn spawn_api_only() -> Self {
+        Self::spawn_api_only_with(|_| {}).await
+    }
+
+    /// The API alone, its configuration adjusted first (e.g. a dependency behind a proxy).
+    pub async fn spawn_api_only_with(adjust: impl FnOnce(&mut ApiConfig)) -> Self {
         // Logs of the app under test, shown for failing tests (RUST_LOG=debug for more).
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -40,7 +46,7 @@ impl TestApp {
             .try_init();
         let env = TestEnv::new();
         let shutdown = CancellationToken::new();
-        let api = kai_api::testing::start(&env, shutdown.clone()).await;
+        let api = kai_api::testing::start_with(&env, shutdown.clone(), adjust).await;
         Self {
             env,
             base: api.base,
@@ -70,6 +76,14 @@ impl TestApp {
                 .await
                 .expect("worker runs")
         }));
+    }
+
+    /// Another API replica in this test's environment (same database, NATS prefix, Redis),
+    /// stopped with the rest.
+    pub async fn another_api(&mut self, adjust: impl FnOnce(&mut ApiConfig)) -> String {
+        let api = kai_api::testing::start_with(&self.env, self.shutdown.clone(), adjust).await;
+        self.tasks.push(api.server);
+        api.base
     }
 
     pub async fn stop(self) {

@@ -7,6 +7,8 @@ mod jobs;
 mod openapi;
 mod runs;
 mod startup;
+mod webhook_checks;
+mod webhook_faults;
 mod webhook_reads;
 mod webhook_tokens;
 mod webhooks;

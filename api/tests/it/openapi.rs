@@ -27,6 +27,7 @@ async fn the_document_lists_every_endpoint() {
             "/api/v1/nodes/registry",
             "/api/v1/nodes/registry/{node_type}",
             "/api/v1/webhooks",
+            "/api/v1/webhooks/{webhook_id}",
             "/api/v1/webhooks/{webhook_id}/logs",
             "/api/v1/webhooks/{webhook_id}/rotate-token",
             "/api/v1/workflows",

@@ -70,7 +70,9 @@ impl Harness {
             .post(format!("{}/api/v1/workflows", self.base))
             .bearer_auth(&token)
             .json(&json!({"name": "crash", "nodes": [
-                {"id": "hook", "type": "WebhookStartNode"}, {"id": "end", "type": "EndNode"}
+                // Hundreds of calls in a few seconds: no rate limit.
+                {"id": "hook", "type": "WebhookStartNode", "data": {"rate_limit_per_minute": 0}},
+                {"id": "end", "type": "EndNode"}
             ], "edges": [{"source": "hook", "target": "end"}]}))
             .send()
             .await

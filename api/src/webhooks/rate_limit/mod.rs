@@ -20,7 +20,9 @@ use self::shared::{Ask, SharedLimiter};
 pub enum Decision {
     Allowed,
     /// Over the limit; the next call fits after this long.
-    Limited { retry_after: Duration },
+    Limited {
+        retry_after: Duration,
+    },
 }
 
 impl Decision {

@@ -153,7 +153,10 @@ impl SharedLimiter {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(PROBE_EVERY).await;
-                if kai_common::redis::ping(&this.redis, REDIS_TIMEOUT).await.is_ok() {
+                if kai_common::redis::ping(&this.redis, REDIS_TIMEOUT)
+                    .await
+                    .is_ok()
+                {
                     this.degraded.store(false, Ordering::Relaxed);
                     metrics::gauge!("kai_rate_limiter_fallback").set(0.0);
                     tracing::info!("Redis reachable again: rate limits are shared again");

@@ -1,0 +1,174 @@
+//! Webhook ingress when its dependencies misbehave: rate limits shared by two API replicas
+//! through Redis, Redis lost mid-test (local limits), NATS lost (503 in bounded time, then
+//! recovery without a restart) and a full job queue (503).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use kai_common::test_proxy::TcpProxy;
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::helpers::{TestApp, lone_webhook_workflow};
+
+/// A workflow whose webhook allows `per_minute` calls: (url, token).
+async fn limited_hook(app: &TestApp, email: &str, per_minute: u32) -> (String, String) {
+    let token = app.user(email).await;
+    let mut workflow = lone_webhook_workflow();
+    workflow["nodes"][0]["data"]["rate_limit_per_minute"] = json!(per_minute);
+    let workflow = app.create_workflow(&token, &workflow).await;
+    app.webhook_of(&token, workflow["id"].as_str().unwrap())
+        .await
+}
+
+async fn call_status(app: &TestApp, url: &str, secret: &str) -> StatusCode {
+    app.request(Method::POST, url, Some(secret))
+        .header("Prefer", "respond-async")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+fn service_addr(variable: &str, default: &str) -> SocketAddr {
+    let url = std::env::var(variable).unwrap_or_else(|_| default.to_owned());
+    let url = url::Url::parse(&url).unwrap();
+    let host = url.host_str().unwrap();
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    format!("{host}:{}", url.port().unwrap()).parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_rate_limit_is_exact_across_two_api_replicas() {
+    let mut app = TestApp::spawn_api_only().await;
+    let (url, secret) = limited_hook(&app, "shared@example.com", 10).await;
+    let second = app.another_api(|_| {}).await;
+    let path = url.strip_prefix(&app.base).unwrap().to_owned();
+    let second_url = format!("{second}{path}");
+    // 40 calls at once, half through each replica.
+    let calls = (0..40).map(|n| {
+        let target = if n % 2 == 0 { &url } else { &second_url };
+        call_status(&app, target, &secret)
+    });
+    let statuses = futures::future::join_all(calls).await;
+    let accepted = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::ACCEPTED)
+        .count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((accepted, limited), (10, 30), "{statuses:?}");
+    assert!(!app.state.rate_limiter.degraded());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_redis_gone_each_replica_limits_locally_and_keeps_serving() {
+    let redis = TcpProxy::start(service_addr("REDIS_URL", "redis://127.0.0.1:6379")).await;
+    let redis_url = format!("redis://{}", redis.addr());
+    let app = TestApp::spawn_api_only_with(|config| {
+        config.common.redis_url = SecretString::from(redis_url);
+    })
+    .await;
+    let (url, secret) = limited_hook(&app, "noredis@example.com", 5).await;
+    for _ in 0..2 {
+        assert_eq!(call_status(&app, &url, &secret).await, StatusCode::ACCEPTED);
+    }
+
+    redis.cut();
+    // Still served, now counted by this replica alone (a fresh budget of 5).
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(call_status(&app, &url, &secret).await);
+    }
+    assert_eq!(&statuses[..5], &[StatusCode::ACCEPTED; 5], "{statuses:?}");
+    assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "no call waits on the dead Redis"
+    );
+    assert!(app.state.rate_limiter.degraded());
+
+    // Back to shared limits once Redis answers again (the probe runs every second).
+    redis.restore();
+    let mut recovered = false;
+    for _ in 0..100 {
+        // Only calls made while degraded start the probe.
+        call_status(&app, &url, &secret).await;
+        if !app.state.rate_limiter.degraded() {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "shared limits resume");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_nats_gone_ingress_answers_503_in_bounded_time_then_recovers() {
+    let nats = TcpProxy::start(service_addr("NATS_URL", "nats://127.0.0.1:4222")).await;
+    let nats_url = format!("nats://{}", nats.addr());
+    let app = TestApp::spawn_api_only_with(|config| {
+        config.common.nats_url = SecretString::from(nats_url);
+    })
+    .await;
+    let (url, secret) = limited_hook(&app, "nonats@example.com", 0).await;
+    assert_eq!(call_status(&app, &url, &secret).await, StatusCode::ACCEPTED);
+
+    nats.cut();
+    let started = Instant::now();
+    let response = app
+        .request(Method::POST, &url, Some(&secret))
+        .header("Prefer", "respond-async")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    assert!(waited < Duration::from_secs(7), "answered in {waited:?}");
+
+    nats.restore();
+    let mut recovered = false;
+    for _ in 0..60 {
+        if call_status(&app, &url, &secret).await == StatusCode::ACCEPTED {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(recovered, "ingress recovers without a restart");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_job_queue_answers_503_and_stores_nothing_more() {
+    let app = TestApp::spawn_api_only_with(|config| config.common.jobs_max_messages = 3).await;
+    let (url, secret) = limited_hook(&app, "full@example.com", 0).await;
+    for _ in 0..3 {
+        assert_eq!(call_status(&app, &url, &secret).await, StatusCode::ACCEPTED);
+    }
+    let response = app
+        .request(Method::POST, &url, Some(&secret))
+        .header("Prefer", "respond-async")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    let depth = kai_common::nats::queue_depth(&app.state.js, &app.state.names).await;
+    assert_eq!(depth, Some(3));
+    app.stop().await;
+}

@@ -23,10 +23,20 @@ pub struct WebhookInfo {
     pub is_active: bool,
     /// Absolute URL to call.
     pub webhook_url: String,
+    /// Methods accepted; GET and DELETE send the payload as the query string.
     pub methods: Vec<String>,
     pub content_type: String,
-    /// Whether calls need `Authorization: Bearer <token>`.
+    /// Whether calls need credentials.
     pub authentication_required: bool,
+    /// `bearer` (`Authorization: Bearer <token>`), `hmac` (Standard Webhooks signature
+    /// headers) or `none`.
+    pub auth_mode: String,
+    /// `sync` (the caller waits for the result) or `async` (202 at once).
+    pub response_mode: String,
+    /// Calls per minute accepted (0: unlimited); beyond it 429 with `Retry-After`.
+    pub rate_limit_per_minute: u32,
+    /// Event types accepted (empty: all).
+    pub allowed_event_types: Vec<String>,
     /// Largest body accepted, in KiB.
     pub max_payload_size_kib: u64,
     /// Seconds a caller that waits for the result waits at most before getting 202.
@@ -52,12 +62,24 @@ impl WebhookInfoApi {
             ),
             webhook_id: found.webhook_id.clone(),
             is_active: found.active,
-            methods: vec!["POST".to_owned()],
+            methods: found.config.allowed_methods.clone(),
             content_type: "application/json".to_owned(),
             authentication_required: found.config.authentication_required,
+            auth_mode: enum_name(&found.config.auth_mode),
+            response_mode: enum_name(&found.config.response_mode),
+            rate_limit_per_minute: found.config.rate_limit_per_minute,
+            allowed_event_types: found.config.allowed_event_types.clone(),
             max_payload_size_kib: found.config.max_payload_size,
             webhook_timeout_secs: found.config.webhook_timeout,
             supports_respond_async: true,
         }))
     }
+}
+
+/// The configuration's own spelling of an enum value.
+fn enum_name(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }

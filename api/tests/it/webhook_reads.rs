@@ -125,6 +125,9 @@ async fn webhook_info_is_public_and_tells_no_secret() {
     assert_eq!(info["is_active"], true);
     assert_eq!(info["authentication_required"], true);
     assert_eq!(info["methods"], json!(["POST"]));
+    assert_eq!(info["auth_mode"], "bearer");
+    assert_eq!(info["response_mode"], "sync");
+    assert_eq!(info["rate_limit_per_minute"], 60);
     assert_eq!(info["webhook_timeout_secs"], 30);
     for unknown in ["wh_000000000000000000000000", "not-a-webhook"] {
         let response = app

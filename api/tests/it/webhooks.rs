@@ -256,16 +256,45 @@ async fn trigger_counts_are_exact_before_and_after_folding() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
-    let count = || async {
+    // One refused call: an error, not a trigger.
+    let refused = app
+        .request(Method::POST, &url, Some("wht_wrong"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let counters = || async {
         let (_, hooks) = app
             .get_json(
                 &format!("/api/v1/webhooks?workflow_id={workflow_id}"),
                 &token,
             )
             .await;
-        hooks[0]["trigger_count"].as_i64().unwrap()
+        (
+            hooks[0]["trigger_count"].as_i64().unwrap(),
+            hooks[0]["error_count"].as_i64().unwrap(),
+            hooks[0]["avg_response_time_ms"].as_i64().unwrap(),
+        )
     };
-    assert_eq!(count().await, 5, "pending deltas are counted");
+    let count = || async { counters().await.0 };
+    // The refusal is recorded off the request path.
+    let mut pending = counters().await;
+    for _ in 0..100 {
+        if pending.1 == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        pending = counters().await;
+    }
+    assert_eq!((pending.0, pending.1), (5, 1), "pending deltas are counted");
+    let expected_average: i64 = sqlx::query_scalar(
+        "SELECT round(avg(response_ms))::bigint FROM webhook_trigger_deltas WHERE triggered",
+    )
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!(pending.2, expected_average);
 
     // Several folders at once (two scheduler leaders overlapping) count each delta once.
     let folds = (0..3).map(|_| {
@@ -287,6 +316,7 @@ async fn trigger_counts_are_exact_before_and_after_folding() {
     .unwrap();
     assert_eq!(stored, 5);
     assert_eq!(count().await, 5, "folded deltas are not counted twice");
+    assert_eq!(counters().await, pending, "folding changes no counter");
     app.stop().await;
 }
 

@@ -1,5 +1,9 @@
 //! `kai-api`: serve the API (default) or apply migrations (`kai-api migrate`).
 
+// mimalloc rather than glibc malloc: allocation was a fifth of ingress CPU with glibc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use kai_api::config::{Cli, Command};
 

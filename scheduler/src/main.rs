@@ -1,5 +1,9 @@
 //! `kai-scheduler`: parse the configuration, then campaign for leadership until SIGTERM.
 
+// mimalloc rather than glibc malloc: allocation was a fifth of ingress CPU with glibc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use kai_scheduler::config::SchedulerConfig;
 

@@ -1,5 +1,9 @@
 //! `kai-worker`: parse the configuration, then run until SIGTERM drains it.
 
+// mimalloc rather than glibc malloc: allocation was a fifth of ingress CPU with glibc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use kai_worker::config::WorkerConfig;
 

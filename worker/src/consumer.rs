@@ -141,6 +141,10 @@ impl JobHandler {
                 Ok(Some(reply)) => {
                     self.emit_finished(self.final_event(&job), &reply);
                     self.reply(job.reply_to.as_deref(), &reply).await;
+                    // The record may be an earlier delivery's asynchronous commit.
+                    if let Err(e) = self.writer.durable().await {
+                        return Outcome::Retry(e);
+                    }
                     return Outcome::Duplicate;
                 }
                 Ok(None) => {}
@@ -203,15 +207,23 @@ impl JobHandler {
                     response: run.record.response,
                 };
                 self.emit_finished(final_event, &reply);
+                // The caller gets the result as soon as it is committed; the job is
+                // acknowledged only once the commit is on disk.
                 self.reply(reply_to.as_deref(), &reply).await;
-                Outcome::Completed
+                match self.writer.durable().await {
+                    Ok(()) => Outcome::Completed,
+                    Err(e) => Outcome::Retry(e),
+                }
             }
             (Ok(_), _) => {
                 if let Ok(Some(reply)) = persist::recorded_reply(&self.db, execution_id).await {
                     self.emit_finished(final_event, &reply);
                     self.reply(reply_to.as_deref(), &reply).await;
                 }
-                Outcome::Duplicate
+                match self.writer.durable().await {
+                    Ok(()) => Outcome::Duplicate,
+                    Err(e) => Outcome::Retry(e),
+                }
             }
             (Err(WriteFailure::OwnerGone), run) => {
                 let error = "the workflow was deleted before this job ran".to_owned();

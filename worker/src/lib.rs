@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod consumer;
+pub mod durability;
 pub mod engine;
 pub mod events;
 pub mod persist;

@@ -2,13 +2,16 @@
 //! writer and waits; a few writer tasks each take whatever runs are waiting (up to a batch) and
 //! write them with one statement. Idle, a run is written alone and at once; under
 //! load, batches grow by themselves, so throughput follows the database's rows per second, not
-//! its commits per second. A job acknowledges its message only after its run is committed.
+//! its commits per second. Batches are committed asynchronously (no disk flush to wait for);
+//! a job acknowledges its message only after `durable` says its run is on disk.
 
 use std::sync::Arc;
 
 use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::durability::Durability;
 use crate::persist::{self, FinishedRun, PersistError, Written};
 
 /// Why a run could not be written.
@@ -25,18 +28,35 @@ type Done = oneshot::Sender<(FinishedRun, Result<Written, WriteFailure>)>;
 #[derive(Clone)]
 pub struct RunWriter {
     sender: mpsc::Sender<(FinishedRun, Done)>,
+    durability: Durability,
 }
 
 impl RunWriter {
     /// Starts `writers` tasks writing batches of at most `max_batch` runs. They stop when every
     /// clone of the returned writer is dropped, after writing what was handed to them.
+    /// The writers use `writers` connections of their own, with asynchronous commits; `db`
+    /// (synchronous commits) makes their writes durable.
     pub fn start(db: PgPool, writers: usize, max_batch: usize) -> Self {
         let (sender, receiver) = mpsc::channel(writers * max_batch);
         let receiver = Arc::new(Mutex::new(receiver));
+        let async_commits = async_commit_pool(&db, writers);
         for _ in 0..writers {
-            tokio::spawn(write_batches(db.clone(), receiver.clone(), max_batch));
+            tokio::spawn(write_batches(
+                async_commits.clone(),
+                receiver.clone(),
+                max_batch,
+            ));
         }
-        Self { sender }
+        Self {
+            sender,
+            durability: Durability::start(db),
+        }
+    }
+
+    /// Returns once every run this process wrote before the call is on disk: call it before
+    /// acknowledging the job whose run was written.
+    pub async fn durable(&self) -> Result<(), String> {
+        self.durability.wait().await
     }
 
     /// Writes `run` and hands it back with the outcome.
@@ -59,6 +79,17 @@ impl RunWriter {
             ),
         }
     }
+}
+
+/// Connections like `db`'s whose commits return before the disk flush.
+fn async_commit_pool(db: &PgPool, size: usize) -> PgPool {
+    let options = (*db.connect_options())
+        .clone()
+        .options([("synchronous_commit", "off")]);
+    PgPoolOptions::new()
+        .max_connections(size as u32)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_lazy_with(options)
 }
 
 async fn write_batches(

@@ -108,3 +108,37 @@ async fn a_batch_with_a_deleted_workflow_writes_the_others() {
     assert_eq!(events, 4, "one webhook event per execution written");
     harness.stop().await;
 }
+
+#[tokio::test]
+async fn runs_are_on_disk_once_durable_returns() {
+    let harness = Harness::start().await;
+    let hook = harness.hook().await;
+    let (user_id, webhook_id): (Uuid, String) = sqlx::query_as(
+        "SELECT w.user_id, e.webhook_id FROM workflows w JOIN webhook_endpoints e ON e.workflow_id = w.id \
+         WHERE w.id = $1",
+    )
+    .bind(hook.workflow_id)
+    .fetch_one(&harness.state.db)
+    .await
+    .unwrap();
+    let writer = RunWriter::start(harness.state.db.clone(), 2, 16);
+    for _ in 0..5 {
+        let run = run_for(hook.workflow_id, user_id, &webhook_id);
+        assert_eq!(writer.write(run).await.1, Ok(Written::New));
+        // The run's commit record is before this point of the WAL...
+        let written: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+            .fetch_one(&harness.state.db)
+            .await
+            .unwrap();
+        writer.durable().await.unwrap();
+        // ...and the WAL is on disk up to it once `durable` returns.
+        let flushed: bool =
+            sqlx::query_scalar("SELECT pg_current_wal_flush_lsn() >= $1::text::pg_lsn")
+                .bind(&written)
+                .fetch_one(&harness.state.db)
+                .await
+                .unwrap();
+        assert!(flushed, "WAL flushed past {written}");
+    }
+    harness.stop().await;
+}

@@ -184,8 +184,22 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> (StatusCode, Value) {
+        self.send_json(Method::POST, path, token, body).await
+    }
+
+    pub async fn put_json(&self, path: &str, token: &str, body: &Value) -> (StatusCode, Value) {
+        self.send_json(Method::PUT, path, token, body).await
+    }
+
+    async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
         let response = self
-            .request(Method::POST, path, Some(token))
+            .request(method, path, Some(token))
             .json(body)
             .send()
             .await

@@ -37,19 +37,8 @@ async fn hook(app: &TestApp, email: &str) -> Hook {
 }
 
 async fn configure(app: &TestApp, hook: &Hook, body: Value) -> (StatusCode, Value) {
-    let response = app
-        .request(
-            Method::PUT,
-            &format!("/api/v1/webhooks/{}", hook.id),
-            Some(&hook.token),
-        )
-        .json(&body)
-        .send()
+    app.put_json(&format!("/api/v1/webhooks/{}", hook.id), &hook.token, &body)
         .await
-        .unwrap();
-    let (status, body) = json_of(response).await;
-    // Other replicas take up to 2 s; this one forgets its cached copy at once.
-    (status, body)
 }
 
 /// Sends `chunks` chunks of `size` spaces with no declared length; returns the status code.
@@ -589,17 +578,14 @@ async fn webhooks_are_created_updated_and_deleted_through_the_management_api() {
     .await;
     let mut workflow = lone_webhook_workflow();
     workflow["description"] = json!("saved again");
-    let saved = app
-        .request(
-            Method::PUT,
+    let (status, saved) = app
+        .put_json(
             &format!("/api/v1/workflows/{}", hook.workflow_id),
-            Some(&hook.token),
+            &hook.token,
+            &workflow,
         )
-        .json(&workflow)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(saved.status(), StatusCode::OK);
+        .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
     let (_, after_save) = app
         .get_json(&format!("/api/v1/webhooks/{}", hook.id), &hook.token)
         .await;

@@ -40,18 +40,23 @@ fn run_for(workflow_id: Uuid, user_id: Uuid, webhook_id: &str) -> FinishedRun {
     }
 }
 
+/// The owner and the webhook id of a harness workflow.
+async fn owner_and_webhook(harness: &Harness, workflow_id: Uuid) -> (Uuid, String) {
+    sqlx::query_as(
+        "SELECT w.user_id, e.webhook_id FROM workflows w JOIN webhook_endpoints e ON e.workflow_id = w.id \
+         WHERE w.id = $1",
+    )
+    .bind(workflow_id)
+    .fetch_one(&harness.state.db)
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_batch_with_a_deleted_workflow_writes_the_others() {
     let harness = Harness::start().await;
     let hook = harness.hook().await;
-    let (user_id, webhook_id): (Uuid, String) = sqlx::query_as(
-        "SELECT w.user_id, e.webhook_id FROM workflows w JOIN webhook_endpoints e ON e.workflow_id = w.id \
-         WHERE w.id = $1",
-    )
-    .bind(hook.workflow_id)
-    .fetch_one(&harness.state.db)
-    .await
-    .unwrap();
+    let (user_id, webhook_id) = owner_and_webhook(&harness, hook.workflow_id).await;
     let writer = RunWriter::start(harness.state.db.clone(), 1, 16);
 
     let good = [
@@ -113,14 +118,7 @@ async fn a_batch_with_a_deleted_workflow_writes_the_others() {
 async fn runs_are_on_disk_once_durable_returns() {
     let harness = Harness::start().await;
     let hook = harness.hook().await;
-    let (user_id, webhook_id): (Uuid, String) = sqlx::query_as(
-        "SELECT w.user_id, e.webhook_id FROM workflows w JOIN webhook_endpoints e ON e.workflow_id = w.id \
-         WHERE w.id = $1",
-    )
-    .bind(hook.workflow_id)
-    .fetch_one(&harness.state.db)
-    .await
-    .unwrap();
+    let (user_id, webhook_id) = owner_and_webhook(&harness, hook.workflow_id).await;
     let writer = RunWriter::start(harness.state.db.clone(), 2, 16);
     for _ in 0..5 {
         let run = run_for(hook.workflow_id, user_id, &webhook_id);

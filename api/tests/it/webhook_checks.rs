@@ -548,6 +548,13 @@ async fn webhooks_are_created_updated_and_deleted_through_the_management_api() {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert!(body["message"].as_str().unwrap().contains(key), "{body}");
     }
+    // In a node, the same mistake is refused when the workflow is saved, naming the node.
+    let mut bad = lone_webhook_workflow();
+    bad["nodes"][0]["data"]["allowed_ips"] = json!("10.0.0.0/99");
+    let (status, body) = app.post_json("/api/v1/workflows", &hook.token, &bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["node_id"], "webhook-start");
+    assert!(body["message"].as_str().unwrap().contains("allowed_ips"));
     let (status, body) = configure(&app, &hook, json!({"config": "fast"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (_, unchanged) = app

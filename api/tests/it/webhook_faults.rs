@@ -1,4 +1,4 @@
-//! Webhook ingress when its dependencies misbehave: rate limits shared by two API replicas
+//! Webhook ingress when its dependencies misbehave: rate limits shared by two API processes
 //! through Redis, Redis lost mid-test (local limits), NATS lost (503 in bounded time, then
 //! recovery without a restart) and a full job queue (503).
 
@@ -44,14 +44,44 @@ fn service_addr(variable: &str, default: &str) -> SocketAddr {
     format!("{host}:{}", url.port().unwrap()).parse().unwrap()
 }
 
+/// A `kai-api` process in the test's environment; killed when dropped.
+async fn api_process(app: &TestApp) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kai-api"))
+        .envs(app.env.env_vars())
+        .env("KAI_API_ADDR", format!("127.0.0.1:{port}"))
+        .env("KAI_PUBLIC_URL", &base)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kai-api starts");
+    for _ in 0..300 {
+        let ready = app
+            .request(Method::GET, &format!("{base}/health"), None)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK);
+        if ready {
+            return (child, base);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the second kai-api never answered");
+}
+
 #[tokio::test]
-async fn the_rate_limit_is_exact_across_two_api_replicas() {
-    let mut app = TestApp::spawn_api_only().await;
+async fn the_rate_limit_is_exact_across_two_api_processes() {
+    let app = TestApp::spawn_api_only().await;
     let (url, secret) = limited_hook(&app, "shared@example.com", 10).await;
-    let second = app.another_api(|_| {}).await;
+    let (mut second, second_base) = api_process(&app).await;
     let path = url.strip_prefix(&app.base).unwrap().to_owned();
-    let second_url = format!("{second}{path}");
-    // 40 calls at once, half through each replica.
+    let second_url = format!("{second_base}{path}");
+    // 40 calls at once, half through each process.
     let calls = (0..40).map(|n| {
         let target = if n % 2 == 0 { &url } else { &second_url };
         call_status(&app, target, &secret)
@@ -66,7 +96,21 @@ async fn the_rate_limit_is_exact_across_two_api_replicas() {
         .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
         .count();
     assert_eq!((accepted, limited), (10, 30), "{statuses:?}");
+    // Neither process fell back to counting alone.
     assert!(!app.state.rate_limiter.degraded());
+    let metrics = app
+        .request(Method::GET, &format!("{second_base}/metrics"), None)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("kai_rate_limiter_fallback 0"),
+        "the second process counts in Redis"
+    );
+    second.kill().await.unwrap();
     app.stop().await;
 }
 
@@ -97,6 +141,19 @@ async fn with_redis_gone_each_replica_limits_locally_and_keeps_serving() {
         "no call waits on the dead Redis"
     );
     assert!(app.state.rate_limiter.degraded());
+    let metrics = app
+        .request(Method::GET, "/metrics", None)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("kai_rate_limiter_fallback 1"),
+        "the fallback is visible"
+    );
+    assert!(metrics.contains(r#"kai_webhooks_rejected_total{reason="rate_limited"} 1"#));
 
     // Back to shared limits once Redis answers again (the probe runs every second).
     redis.restore();

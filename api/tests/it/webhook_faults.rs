@@ -229,3 +229,33 @@ async fn a_full_job_queue_answers_503_and_stores_nothing_more() {
     assert_eq!(depth, Some(3));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn calls_to_many_webhooks_at_once_are_limited_each_on_its_own() {
+    let app = TestApp::spawn_api_only().await;
+    let mut hooks = Vec::new();
+    for (n, limit) in [3, 5, 1].into_iter().enumerate() {
+        hooks.push((
+            limited_hook(&app, &format!("many{n}@example.com"), limit).await,
+            limit as usize,
+        ));
+    }
+    // Twelve calls to each webhook, interleaved and all at once: they share round trips.
+    let app_ref = &app;
+    let hooks_ref = &hooks;
+    let calls = (0..12).flat_map(|_| {
+        (0..hooks_ref.len()).map(move |n| {
+            let (url, secret) = &hooks_ref[n].0;
+            async move { (n, call_status(app_ref, url, secret).await) }
+        })
+    });
+    let statuses = futures::future::join_all(calls).await;
+    for (n, (_, limit)) in hooks.iter().enumerate() {
+        let accepted = statuses
+            .iter()
+            .filter(|(hook, status)| *hook == n && *status == StatusCode::ACCEPTED)
+            .count();
+        assert_eq!(accepted, *limit, "webhook {n}: {statuses:?}");
+    }
+    app.stop().await;
+}

@@ -1,5 +1,6 @@
 //! One batch of calls decided by one Redis script call, or locally while Redis is unreachable.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -58,14 +59,21 @@ impl SharedLimiter {
             self.probe();
             return self.decide_locally(asks);
         }
-        // Each webhook once, with how many of its calls ask now (in arrival order).
+        // Each webhook once, with how many of its calls ask now; `group_of[i]` is ask i's
+        // webhook (a batch may hold calls to thousands of webhooks).
         let mut groups: Vec<(&str, u32, usize)> = Vec::new();
-        for ask in &asks {
-            match groups.iter_mut().find(|(key, _, _)| *key == ask.key) {
-                Some(group) => group.2 += 1,
-                None => groups.push((&ask.key, ask.per_minute, 1)),
-            }
-        }
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let group_of: Vec<usize> = asks
+            .iter()
+            .map(|ask| {
+                let group = *index.entry(ask.key.as_str()).or_insert_with(|| {
+                    groups.push((&ask.key, ask.per_minute, 0));
+                    groups.len() - 1
+                });
+                groups[group].2 += 1;
+                group
+            })
+            .collect();
         let mut invocation = GCRA.prepare_invoke();
         for (key, per_minute, wanted) in &groups {
             // The limit may differ between calls of one batch only across a config change;
@@ -99,27 +107,25 @@ impl SharedLimiter {
                 return self.decide_locally(asks);
             }
         };
-        let mut remaining: Vec<(String, i64, Duration)> = groups
-            .iter()
-            .zip(grants.chunks(2))
-            .map(|((key, _, _), grant)| {
+        // Per group: calls still to be granted, and when the next would fit.
+        let mut remaining: Vec<(i64, Duration)> = grants
+            .chunks(2)
+            .map(|grant| {
                 let retry = Duration::from_micros(u64::try_from(grant[1]).unwrap_or(0));
-                ((*key).to_owned(), grant[0], retry)
+                (grant[0], retry)
             })
             .collect();
         metrics::counter!("kai_rate_limit_decisions_total", "source" => "redis")
             .increment(asks.len() as u64);
-        for ask in asks {
-            let group = remaining
-                .iter_mut()
-                .find(|(key, _, _)| *key == ask.key)
-                .expect("every ask has its group");
-            let decision = if group.1 > 0 {
-                group.1 -= 1;
+        // Calls are granted in arrival order within their webhook.
+        for (ask, group) in asks.into_iter().zip(group_of) {
+            let (granted, retry_after) = &mut remaining[group];
+            let decision = if *granted > 0 {
+                *granted -= 1;
                 Decision::Allowed
             } else {
                 Decision::Limited {
-                    retry_after: group.2,
+                    retry_after: *retry_after,
                 }
             };
             // The caller may have gone (client disconnected); nothing to do then.

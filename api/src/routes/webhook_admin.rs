@@ -163,8 +163,22 @@ impl WebhookAdminApi {
         body: Json<UpdateWebhook>,
     ) -> Result<Json<WebhookOut>, ApiError> {
         let patch = patch_of(body.0.config.as_ref())?;
-        let current = self.one(&auth, &webhook_id.0).await?;
-        let stored: WebhookConfig = serde_json::from_value(current.config).unwrap_or_default();
+        if !endpoint::is_well_formed(&webhook_id.0) {
+            return Err(ApiError::not_found("webhook"));
+        }
+        // Read, patch and write under the row's lock, so two concurrent changes of different
+        // keys both land.
+        let mut tx = self.state.db.begin().await?;
+        let stored: Option<(Value,)> = sqlx::query_as(
+            "SELECT e.config FROM webhook_endpoints e JOIN workflows w ON w.id = e.workflow_id \
+             WHERE e.webhook_id = $1 AND w.user_id = $2 FOR UPDATE OF e",
+        )
+        .bind(&webhook_id.0)
+        .bind(auth.0.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (stored,) = stored.ok_or_else(|| ApiError::not_found("webhook"))?;
+        let stored: WebhookConfig = serde_json::from_value(stored).unwrap_or_default();
         let config = stored
             .patched(&patch)
             .map_err(|e| ApiError::unprocessable(e.to_string()))?;
@@ -175,8 +189,9 @@ impl WebhookAdminApi {
         .bind(&webhook_id.0)
         .bind(serde_json::to_value(&config).map_err(ApiError::internal)?)
         .bind(body.0.is_active)
-        .execute(&self.state.db)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         self.state
             .forget_endpoints(std::slice::from_ref(&webhook_id.0));
         Ok(Json(self.one(&auth, &webhook_id.0).await?))

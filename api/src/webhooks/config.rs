@@ -198,18 +198,15 @@ impl WebhookConfig {
                 _ => {}
             }
         }
-        // A webhook opened by `authentication_required: false` has nothing to check.
-        if !self.authentication_required && !patch.contains_key("auth_mode") {
-            self.auth_mode = AuthMode::None;
-        }
-        if self.authentication_required && self.auth_mode == AuthMode::None {
-            if strict && patch.contains_key("auth_mode") {
-                return Err(invalid(
-                    "auth_mode",
-                    "`none` needs `authentication_required: false`",
-                ));
+        // Without an explicit mode, the mode follows `authentication_required`: an open
+        // webhook has nothing to check, a closed one checks the bearer token at least. An
+        // explicit `none` on a closed webhook is left for `validate` to refuse.
+        if !patch.contains_key("auth_mode") {
+            if !self.authentication_required {
+                self.auth_mode = AuthMode::None;
+            } else if self.auth_mode == AuthMode::None {
+                self.auth_mode = AuthMode::Bearer;
             }
-            self.auth_mode = AuthMode::Bearer;
         }
         self.validate()
     }

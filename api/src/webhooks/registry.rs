@@ -50,7 +50,10 @@ pub async fn sync(
     .await?;
     let mut touched: Vec<String> = removed.into_iter().map(|(id,)| id).collect();
     let stored: HashMap<String, serde_json::Value> =
-        sqlx::query_as("SELECT node_id, config FROM webhook_endpoints WHERE workflow_id = $1")
+        // Locked: a concurrent `PUT /api/v1/webhooks/{id}` is not overwritten by this save.
+        sqlx::query_as(
+            "SELECT node_id, config FROM webhook_endpoints WHERE workflow_id = $1 FOR UPDATE",
+        )
             .bind(workflow_id)
             .fetch_all(&mut **tx)
             .await?

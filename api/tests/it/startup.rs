@@ -29,6 +29,8 @@ fn an_invalid_variable_stops_the_process_naming_it() {
         ("KAI_NATS_PREFIX", "has.dots"),
         ("KAI_JWT_SECRET", "too-short"),
         ("KAI_ENV", "staging"),
+        ("KAI_TRUSTED_PROXIES", "10.0.0.0/8, not-a-network"),
+        ("KAI_JOBS_MAX_MESSAGES", "0"),
     ] {
         let (ok, output) = run_api(&[(variable, value)]);
         assert!(!ok, "{variable}={value} must be refused");

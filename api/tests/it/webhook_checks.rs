@@ -671,3 +671,33 @@ async fn webhooks_are_created_updated_and_deleted_through_the_management_api() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_changes_of_different_keys_all_land() {
+    let app = TestApp::spawn_api_only().await;
+    let hook = hook(&app, "concurrent@example.com").await;
+    let changes = [
+        json!({"allowed_event_types": ["a.b"]}),
+        json!({"max_payload_size": 7}),
+        json!({"rate_limit_per_minute": 77}),
+        json!({"webhook_timeout": 17}),
+        json!({"node_behavior": "start_only"}),
+        json!({"allowed_origins": ["https://x.example"]}),
+        json!({"allowed_ips": ["10.1.0.0/16"]}),
+        json!({"response_mode": "async"}),
+    ];
+    let puts = changes
+        .iter()
+        .map(|change| configure(&app, &hook, json!({ "config": change })));
+    for (status, body) in futures::future::join_all(puts).await {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (_, webhook) = app
+        .get_json(&format!("/api/v1/webhooks/{}", hook.id), &hook.token)
+        .await;
+    for change in &changes {
+        let (key, value) = change.as_object().unwrap().iter().next().unwrap();
+        assert_eq!(&webhook["config"][key], value, "{key} was lost: {webhook}");
+    }
+    app.stop().await;
+}

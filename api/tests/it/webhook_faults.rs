@@ -22,14 +22,26 @@ async fn limited_hook(app: &TestApp, email: &str, per_minute: u32) -> (String, S
         .await
 }
 
-async fn call_status(app: &TestApp, url: &str, secret: &str) -> StatusCode {
+/// An asynchronous call to a webhook, ready to send.
+fn async_call(app: &TestApp, url: &str, secret: &str) -> reqwest::RequestBuilder {
     app.request(Method::POST, url, Some(secret))
         .header("Prefer", "respond-async")
         .json(&json!({}))
+}
+
+async fn call_status(app: &TestApp, url: &str, secret: &str) -> StatusCode {
+    async_call(app, url, secret).send().await.unwrap().status()
+}
+
+/// The Prometheus text of the API at `base`.
+async fn metrics_of(app: &TestApp, base: &str) -> String {
+    app.request(Method::GET, &format!("{base}/metrics"), None)
         .send()
         .await
         .unwrap()
-        .status()
+        .text()
+        .await
+        .unwrap()
 }
 
 fn service_addr(variable: &str, default: &str) -> SocketAddr {
@@ -98,14 +110,7 @@ async fn the_rate_limit_is_exact_across_two_api_processes() {
     assert_eq!((accepted, limited), (10, 30), "{statuses:?}");
     // Neither process fell back to counting alone.
     assert!(!app.state.rate_limiter.degraded());
-    let metrics = app
-        .request(Method::GET, &format!("{second_base}/metrics"), None)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&app, &second_base).await;
     assert!(
         metrics.contains("kai_rate_limiter_fallback 0"),
         "the second process counts in Redis"
@@ -141,14 +146,7 @@ async fn with_redis_gone_each_replica_limits_locally_and_keeps_serving() {
         "no call waits on the dead Redis"
     );
     assert!(app.state.rate_limiter.degraded());
-    let metrics = app
-        .request(Method::GET, "/metrics", None)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&app, &app.base).await;
     assert!(
         metrics.contains("kai_rate_limiter_fallback 1"),
         "the fallback is visible"
@@ -184,13 +182,7 @@ async fn with_nats_gone_ingress_answers_503_in_bounded_time_then_recovers() {
 
     nats.cut();
     let started = Instant::now();
-    let response = app
-        .request(Method::POST, &url, Some(&secret))
-        .header("Prefer", "respond-async")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let response = async_call(&app, &url, &secret).send().await.unwrap();
     let waited = started.elapsed();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
@@ -216,13 +208,7 @@ async fn a_full_job_queue_answers_503_and_stores_nothing_more() {
     for _ in 0..3 {
         assert_eq!(call_status(&app, &url, &secret).await, StatusCode::ACCEPTED);
     }
-    let response = app
-        .request(Method::POST, &url, Some(&secret))
-        .header("Prefer", "respond-async")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let response = async_call(&app, &url, &secret).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
     let depth = kai_common::nats::queue_depth(&app.state.js, &app.state.names).await;

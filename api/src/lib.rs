@@ -10,6 +10,7 @@ pub mod middleware;
 pub mod rejections;
 pub mod routes;
 pub mod saving;
+pub mod schedules;
 pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,5 +1,5 @@
 //! Saving a workflow graph: each save is a new immutable version, and what is derived from the
-//! current version (webhook endpoints, `node_configurations`) is brought in line with it in the
+//! current version (webhook endpoints, scheduled jobs, `node_configurations`) is brought in line with it in the
 //! same transaction.
 
 use kai_common::workflow::Graph;
@@ -8,6 +8,7 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::schedules;
 use crate::webhooks::registry;
 
 /// Stores `graph` as version `version` of the workflow and syncs what derives from it. Returns
@@ -28,6 +29,7 @@ pub async fn save_version(
     .execute(&mut **tx)
     .await?;
     sync_node_configurations(tx, workflow_id, graph).await?;
+    schedules::registry::sync(tx, workflow_id, graph).await?;
     registry::sync(tx, workflow_id, graph).await
 }
 

@@ -18,6 +18,7 @@ use uuid::Uuid;
 pub enum JobMessage {
     WebhookV1(WebhookJobV1),
     ManualV1(ManualJobV1),
+    TimerV1(TimerJobV1),
 }
 
 impl JobMessage {
@@ -25,6 +26,18 @@ impl JobMessage {
         match self {
             JobMessage::WebhookV1(job) => job.execution_id,
             JobMessage::ManualV1(job) => job.execution_id,
+            JobMessage::TimerV1(job) => job.execution_id,
+        }
+    }
+
+    /// JetStream's `Nats-Msg-Id`: a second publish of the same job within the stream's
+    /// duplicate window is dropped.
+    pub fn message_id(&self) -> String {
+        match self {
+            JobMessage::TimerV1(job) if job.event.source == "timer" => {
+                timer_message_id(job.event.job_id, job.event.scheduled_for)
+            }
+            other => other.execution_id().to_string(),
         }
     }
 
@@ -33,6 +46,7 @@ impl JobMessage {
         match self {
             JobMessage::WebhookV1(_) => "webhook",
             JobMessage::ManualV1(_) => "manual",
+            JobMessage::TimerV1(_) => "timer",
         }
     }
 
@@ -78,6 +92,46 @@ pub struct ManualJobV1 {
     /// Core NATS subject of the API instance waiting for the result, when the caller waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
+}
+
+/// A tick of a scheduled job, or its manual trigger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimerJobV1 {
+    /// Derived from the job id and the tick (see `timer_execution_id`), so a tick emitted
+    /// twice by two momentary leaders is one execution.
+    pub execution_id: Uuid,
+    pub workflow_id: Uuid,
+    pub workflow_version: i32,
+    pub user_id: Uuid,
+    pub enqueued_at: DateTime<Utc>,
+    pub event: TimerEvent,
+}
+
+/// What a timer hands the workflow's `TimerStartNode`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimerEvent {
+    pub job_id: Uuid,
+    pub node_id: String,
+    /// The tick this run is for (the trigger time for a manual trigger).
+    pub scheduled_for: DateTime<Utc>,
+    /// `timer` for a tick, `manual` for `POST /api/v1/jobs/scheduled/{id}/trigger`.
+    pub source: String,
+    pub trigger_data: serde_json::Value,
+}
+
+/// The execution id of `job_id`'s tick at `scheduled_for`: the same for every emission of it.
+pub fn timer_execution_id(job_id: Uuid, scheduled_for: DateTime<Utc>) -> Uuid {
+    let name = format!("{job_id}:{}", timer_instant(scheduled_for));
+    Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes())
+}
+
+/// The JetStream message id of a tick, `timer:{job_id}:{fire_time}`.
+pub fn timer_message_id(job_id: Uuid, scheduled_for: DateTime<Utc>) -> String {
+    format!("timer:{job_id}:{}", timer_instant(scheduled_for))
+}
+
+fn timer_instant(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// The webhook event handed to the workflow, in KAI-Fusion's shape.

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod nats;
 pub mod nodes;
 pub mod redis;
+pub mod schedule;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;

@@ -243,7 +243,7 @@ pub async fn publish_job(
 ) -> Result<Stored, NatsError> {
     let payload = job.encode()?;
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", job.execution_id().to_string().as_str());
+    headers.insert("Nats-Msg-Id", job.message_id().as_str());
     crate::telemetry::inject_trace_context(&mut headers);
     let ack = js
         .publish_with_headers(

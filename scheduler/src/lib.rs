@@ -1,14 +1,16 @@
-//! The KAI-Fusion scheduler: one leader among any number of replicas runs the periodic work
-//! (timer emission in a later step; partition upkeep now), standbys take over when it dies.
+//! The KAI-Fusion scheduler: one leader among any number of replicas fires the timers of
+//! scheduled jobs and does the housekeeping; standbys take over when it dies.
 
 pub mod config;
 pub mod housekeeping;
 pub mod leader;
+pub mod timers;
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use kai_common::health::{self, Dependencies};
+use kai_common::nats::Names;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +18,25 @@ use uuid::Uuid;
 
 use crate::config::SchedulerConfig;
 use crate::housekeeping::Housekeeping;
-use crate::leader::Leadership;
+use crate::leader::{LeaderWork, Leadership};
+use crate::timers::Timers;
+use crate::timers::fire::Firer;
+
+/// Database connections: the timers' concurrent firings, their notification listener, and
+/// housekeeping.
+const DB_CONNECTIONS: u32 = 12;
+
+/// Everything the leader does, started together when it gains leadership.
+struct Duties {
+    housekeeping: Housekeeping,
+    timers: Timers,
+}
+
+impl LeaderWork for Duties {
+    async fn run(&self, stop: CancellationToken) {
+        tokio::join!(self.housekeeping.run(stop.clone()), self.timers.run(stop));
+    }
+}
 
 /// Runs the scheduler until `shutdown`; `listener` serves health and metrics.
 pub async fn run(
@@ -26,7 +46,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     kai_common::metrics::handle();
     let common = &config.common;
-    let db = kai_common::db::connect(&common.database_url, 4)
+    let db = kai_common::db::connect(&common.database_url, DB_CONNECTIONS)
         .await
         .context("DATABASE_URL")?;
     kai_common::db::migrate(&db).await?;
@@ -34,6 +54,9 @@ pub async fn run(
         .await
         .context("NATS_URL")?;
     let redis = kai_common::redis::pool(&common.redis_url).context("REDIS_URL")?;
+    let js = async_nats::jetstream::new(nats.clone());
+    let names = Names::new(&common.nats_prefix);
+    kai_common::nats::ensure_streams(&js, &names, common.into()).await?;
 
     let leadership = Leadership::default();
     let instance = Uuid::new_v4().to_string();
@@ -65,7 +88,17 @@ pub async fn run(
         common.database_url.clone(),
         common.nats_prefix.clone(),
         leadership,
-        Arc::new(Housekeeping { db: db.clone() }),
+        Arc::new(Duties {
+            housekeeping: Housekeeping { db: db.clone() },
+            timers: Timers {
+                db: db.clone(),
+                firer: Arc::new(Firer {
+                    db: db.clone(),
+                    js,
+                    names,
+                }),
+            },
+        }),
         shutdown,
     )
     .await;

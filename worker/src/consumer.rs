@@ -122,6 +122,7 @@ impl JobHandler {
         match JobMessage::decode(payload) {
             Ok(JobMessage::WebhookV1(job)) => self.run_job(job.into(), attempt).await,
             Ok(JobMessage::ManualV1(job)) => self.run_job(job.into(), attempt).await,
+            Ok(JobMessage::TimerV1(job)) => self.run_job(job.into(), attempt).await,
             Err(e) => Outcome::Dead(format!("undecodable job message: {e}")),
         }
     }

@@ -1,8 +1,8 @@
-//! A run as the worker handles it, whatever started it: a webhook call or a manual run. One
+//! A run as the worker handles it, whatever started it: a webhook call, a timer or a manual run. One
 //! shape, so running, recording and replying do not care where a job came from.
 
 use chrono::{DateTime, Utc};
-use kai_common::jobs::{ManualJobV1, WebhookEvent, WebhookJobV1};
+use kai_common::jobs::{ManualJobV1, TimerJobV1, WebhookEvent, WebhookJobV1};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -15,9 +15,9 @@ pub struct RunRequest {
     pub enqueued_at: DateTime<Utc>,
     /// Where the waiting API instance listens, when a caller waits.
     pub reply_to: Option<String>,
-    /// `webhook` or `manual`, as recorded in `workflow_executions.trigger_type`.
+    /// `webhook`, `timer` or `manual`, as recorded in `workflow_executions.trigger_type`.
     pub trigger_type: &'static str,
-    /// The webhook id for a webhook run.
+    /// The webhook id for a webhook run, the scheduled job id for a timer run.
     pub trigger_id: Option<String>,
     /// What the entry nodes receive, recorded as the execution's inputs.
     pub trigger: Value,
@@ -59,6 +59,26 @@ impl From<ManualJobV1> for RunRequest {
             trigger: job.inputs,
             event: None,
             idempotent: false,
+        }
+    }
+}
+
+impl From<TimerJobV1> for RunRequest {
+    fn from(job: TimerJobV1) -> Self {
+        Self {
+            execution_id: job.execution_id,
+            workflow_id: job.workflow_id,
+            workflow_version: job.workflow_version,
+            user_id: job.user_id,
+            enqueued_at: job.enqueued_at,
+            reply_to: None,
+            trigger_type: "timer",
+            trigger_id: Some(job.event.job_id.to_string()),
+            trigger: serde_json::to_value(&job.event).unwrap_or(Value::Null),
+            event: None,
+            // The id is derived from the tick: a tick emitted again after JetStream's
+            // duplicate window (a leader that stalled that long) must find the recorded run.
+            idempotent: true,
         }
     }
 }

@@ -9,6 +9,9 @@ pub mod ingress_answer;
 pub mod nodes;
 pub mod paging;
 pub mod runs;
+pub mod schedule_preview;
+pub mod scheduled_job_runs;
+pub mod scheduled_jobs;
 pub mod webhook_admin;
 pub mod webhook_info;
 pub mod webhook_logs;
@@ -35,6 +38,8 @@ pub enum ApiTags {
     Nodes,
     /// Webhook endpoints and webhook ingress.
     Webhooks,
+    /// Scheduled jobs: timers that start workflows.
+    Schedules,
     /// Liveness, readiness and metrics.
     Health,
 }
@@ -52,6 +57,12 @@ pub type Apis = (
     webhook_logs::WebhookLogsApi,
     webhook_info::WebhookInfoApi,
     webhook_tokens::WebhookTokensApi,
+    // Nested: poem-openapi implements its trait for tuples of up to 16.
+    (
+        schedule_preview::SchedulePreviewApi,
+        scheduled_jobs::ScheduledJobsApi,
+        scheduled_job_runs::ScheduledJobRunsApi,
+    ),
     ingress::IngressApi,
     health::HealthApi,
 );
@@ -96,6 +107,15 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
             webhook_tokens::WebhookTokensApi {
                 state: state.clone(),
             },
+            (
+                schedule_preview::SchedulePreviewApi,
+                scheduled_jobs::ScheduledJobsApi {
+                    state: state.clone(),
+                },
+                scheduled_job_runs::ScheduledJobRunsApi {
+                    state: state.clone(),
+                },
+            ),
             ingress::IngressApi {
                 state: state.clone(),
             },

@@ -6,6 +6,7 @@ mod helpers;
 mod jobs;
 mod openapi;
 mod runs;
+mod schedules;
 mod startup;
 mod webhook_checks;
 mod webhook_faults;

@@ -8,6 +8,7 @@ mod end;
 mod registry;
 mod respond_to_webhook;
 mod start;
+mod timer_start;
 mod webhook_start;
 
 pub use registry::{find, registry};

@@ -8,6 +8,7 @@ static NODES: LazyLock<Vec<NodeType>> = LazyLock::new(|| {
     vec![
         Arc::new(super::start::Start),
         Arc::new(super::webhook_start::WebhookStart),
+        Arc::new(super::timer_start::TimerStart),
         Arc::new(super::end::End),
         Arc::new(super::condition::Condition),
         Arc::new(super::respond_to_webhook::RespondToWebhook),

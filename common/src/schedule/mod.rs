@@ -1,0 +1,4 @@
+//! Schedules: cron expressions, timer configurations and the fire times they produce.
+
+pub mod cron;
+pub mod timer;

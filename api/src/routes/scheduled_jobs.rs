@@ -231,7 +231,10 @@ impl ScheduledJobsApi {
             }
             Some(other) => {
                 return Err(ApiError::invalid_node(
-                    format!("node `{}` is a {other}, not a {TIMER_NODE_TYPE}", body.node_id),
+                    format!(
+                        "node `{}` is a {other}, not a {TIMER_NODE_TYPE}",
+                        body.node_id
+                    ),
                     node_id,
                 ));
             }

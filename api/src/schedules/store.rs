@@ -119,8 +119,8 @@ pub async fn write(
     let (anchor, next_run_at) = match &existing {
         Some(old) => {
             let before = TimerConfig::from_json(&old.timer_config).ok();
-            let same_timing = before.as_ref().map(TimerConfig::timing_key)
-                == Some(timer.timing_key());
+            let same_timing =
+                before.as_ref().map(TimerConfig::timing_key) == Some(timer.timing_key());
             let anchor = if same_timing { old.anchor_at } else { now };
             let unchanged = same_timing
                 && before.as_ref().is_some_and(|b| {

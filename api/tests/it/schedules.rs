@@ -63,7 +63,12 @@ async fn saving_a_workflow_creates_changes_and_deletes_its_scheduled_job() {
     assert_eq!(job["timezone"], "Europe/Berlin");
     assert_eq!(job["trigger_data"], json!({"report": "daily"}));
     assert_eq!(job["misfire_policy"], "fire_once");
-    assert!(job["description"].as_str().unwrap().contains("Europe/Berlin"));
+    assert!(
+        job["description"]
+            .as_str()
+            .unwrap()
+            .contains("Europe/Berlin")
+    );
     // 02:30 in Berlin is 00:30 or 01:30 UTC.
     let next = instant(&job["next_run_at"]);
     assert!(next > saved_at && next - saved_at <= chrono::Duration::days(1));
@@ -147,7 +152,10 @@ async fn invalid_timer_settings_are_refused_naming_what_is_wrong_and_change_noth
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["node_id"], "timer");
     assert!(
-        body["message"].as_str().unwrap().contains("cron_expression"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("cron_expression"),
         "{body}"
     );
 
@@ -158,21 +166,46 @@ async fn invalid_timer_settings_are_refused_naming_what_is_wrong_and_change_noth
     let job = jobs_of(&app, &token, id).await.remove(0);
     let job_id = job["id"].as_str().unwrap();
     let cases = [
-        (json!({"timer_config": {"timer_type": "cron", "cron_expression": "* * *"}}), "5 fields"),
-        (json!({"timer_config": {"timer_type": "cron", "cron_expression": "0 9 * * MOON"}}), "cron_expression"),
-        (json!({"timer_config": {"timezone": "Europe/Atlantis"}}), "timezone"),
-        (json!({"timer_config": {"interval_seconds": 0}}), "interval_seconds"),
+        (
+            json!({"timer_config": {"timer_type": "cron", "cron_expression": "* * *"}}),
+            "5 fields",
+        ),
+        (
+            json!({"timer_config": {"timer_type": "cron", "cron_expression": "0 9 * * MOON"}}),
+            "cron_expression",
+        ),
+        (
+            json!({"timer_config": {"timezone": "Europe/Atlantis"}}),
+            "timezone",
+        ),
+        (
+            json!({"timer_config": {"interval_seconds": 0}}),
+            "interval_seconds",
+        ),
         (json!({"timer_config": {"timer_type": "once"}}), "run_at"),
-        (json!({"timer_config": {"misfire_policy": "later"}}), "misfire_policy"),
-        (json!({"timer_config": {"schedule_type": "manual"}}), "manual"),
-        (json!({"timer_config": {"cron": "* * * * *"}}), "unknown setting"),
+        (
+            json!({"timer_config": {"misfire_policy": "later"}}),
+            "misfire_policy",
+        ),
+        (
+            json!({"timer_config": {"schedule_type": "manual"}}),
+            "manual",
+        ),
+        (
+            json!({"timer_config": {"cron": "* * * * *"}}),
+            "unknown setting",
+        ),
         (json!({"timer_config": [1]}), "must be an object"),
     ];
     for (body, expected) in cases {
         let (status, answer) = app
             .put_json(&format!("/api/v1/jobs/scheduled/{job_id}"), &token, &body)
             .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {answer}");
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body} → {answer}"
+        );
         assert!(
             answer["message"].as_str().unwrap().contains(expected),
             "{body} → {answer}"
@@ -326,8 +359,14 @@ async fn preview_lists_the_next_fire_times_in_the_schedule_s_time_zone() {
         .await;
     assert_eq!(body["next_runs"], json!(["2026-01-02T00:00:00Z"]));
     for (request, expected) in [
-        (json!({"timer_config": {"interval_seconds": 5}, "count": 101}), "count"),
-        (json!({"timer_config": {"interval_seconds": 5}, "count": 0}), "count"),
+        (
+            json!({"timer_config": {"interval_seconds": 5}, "count": 101}),
+            "count",
+        ),
+        (
+            json!({"timer_config": {"interval_seconds": 5}, "count": 0}),
+            "count",
+        ),
         (
             json!({"timer_config": {"timer_type": "cron", "cron_expression": "@often"}}),
             "nickname",
@@ -337,7 +376,10 @@ async fn preview_lists_the_next_fire_times_in_the_schedule_s_time_zone() {
             .post_json("/api/v1/jobs/scheduled/preview", &token, &request)
             .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{request}");
-        assert!(body["message"].as_str().unwrap().contains(expected), "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(expected),
+            "{body}"
+        );
     }
     app.stop().await;
 }

@@ -10,6 +10,7 @@
 //! pass), while expressions that repeat every second, minute or hour fire in both passes.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
@@ -19,7 +20,8 @@ use croner::parser::{CronParser, Seconds, Year};
 /// A parsed cron expression.
 #[derive(Clone)]
 pub struct CronExpression {
-    cron: Cron,
+    /// Shared: schedules are cloned into every tick's plan, and a parsed pattern is large.
+    cron: Arc<Cron>,
     source: String,
     /// Vixie cron's "fixed time" job: neither the minute nor the hour field starts with `*`.
     /// Such a job fires once right after a spring-forward gap that swallowed it and only in
@@ -83,11 +85,11 @@ impl CronExpression {
                 )));
             }
         }
-        let cron = parser().parse(&normalized).map_err(|e| {
-            CronSyntaxError(format!("invalid cron expression {trimmed:?}: {e}"))
-        })?;
+        let cron = parser()
+            .parse(&normalized)
+            .map_err(|e| CronSyntaxError(format!("invalid cron expression {trimmed:?}: {e}")))?;
         Ok(Self {
-            cron,
+            cron: Arc::new(cron),
             source: trimmed.to_string(),
             fixed_time: is_fixed_time(&normalized),
         })
@@ -222,8 +224,7 @@ mod tests {
     #[test]
     fn next_fire_times_match_croniter() {
         let reference: Reference =
-            serde_json::from_str(include_str!("../../tests/fixtures/cron_reference.json"))
-                .unwrap();
+            serde_json::from_str(include_str!("../../tests/fixtures/cron_reference.json")).unwrap();
         assert!(reference.cases.len() > 500);
         let mut mismatches = Vec::new();
         for case in &reference.cases {

@@ -119,7 +119,10 @@ impl TimerConfig {
         let timezone = match text(map, "timezone")? {
             None => Tz::UTC,
             Some(name) => name.parse::<Tz>().map_err(|_| {
-                ConfigError::new("timezone", format!("{name:?} is not an IANA time zone name"))
+                ConfigError::new(
+                    "timezone",
+                    format!("{name:?} is not an IANA time zone name"),
+                )
             })?,
         };
         let cron = match text(map, "cron_expression")? {
@@ -174,12 +177,9 @@ impl TimerConfig {
         }
         let max_executions = match integer(map, "max_executions")? {
             None => 0,
-            Some(n) => i32::try_from(n)
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| {
-                    ConfigError::new("max_executions", "must be 0 (unlimited) or more")
-                })?,
+            Some(n) => i32::try_from(n).ok().filter(|n| *n >= 0).ok_or_else(|| {
+                ConfigError::new("max_executions", "must be 0 (unlimited) or more")
+            })?,
         };
         let enabled = match map.get("enabled") {
             None | Some(Value::Null) => true,
@@ -221,7 +221,10 @@ impl TimerConfig {
     pub fn schedule(&self, anchor: DateTime<Utc>) -> Schedule {
         match self.timer_type {
             TimerType::Cron => Schedule::Cron {
-                expression: self.cron.clone().expect("validated: cron has an expression"),
+                expression: self
+                    .cron
+                    .clone()
+                    .expect("validated: cron has an expression"),
                 zone: self.timezone,
             },
             TimerType::Interval => Schedule::Interval {
@@ -316,7 +319,12 @@ impl Schedule {
 }
 
 fn describe_interval(seconds: i64) -> String {
-    let units = [(86_400, "day"), (3_600, "hour"), (60, "minute"), (1, "second")];
+    let units = [
+        (86_400, "day"),
+        (3_600, "hour"),
+        (60, "minute"),
+        (1, "second"),
+    ];
     for (size, unit) in units {
         if seconds % size == 0 {
             let n = seconds / size;
@@ -455,7 +463,10 @@ mod tests {
         let schedule = TimerConfig::from_json(&json!({"interval_seconds": 10}))
             .unwrap()
             .schedule(anchor);
-        assert_eq!(schedule.next_after(anchor), Some(at("2026-01-01T00:00:10Z")));
+        assert_eq!(
+            schedule.next_after(anchor),
+            Some(at("2026-01-01T00:00:10Z"))
+        );
         // However late the previous tick was handled, the next is on the grid.
         assert_eq!(
             schedule.next_after(at("2026-01-01T00:00:17.5Z")),
@@ -483,12 +494,25 @@ mod tests {
     #[test]
     fn descriptions() {
         let anchor = at("2026-01-01T00:00:00Z");
-        let describe = |config: Value| TimerConfig::from_json(&config).unwrap().schedule(anchor).describe();
-        assert_eq!(describe(json!({"interval_seconds": 300})), "Every 5 minutes");
+        let describe = |config: Value| {
+            TimerConfig::from_json(&config)
+                .unwrap()
+                .schedule(anchor)
+                .describe()
+        };
+        assert_eq!(
+            describe(json!({"interval_seconds": 300})),
+            "Every 5 minutes"
+        );
         assert_eq!(describe(json!({"interval_seconds": 1})), "Every second");
-        assert_eq!(describe(json!({"interval_seconds": 90})), "Every 90 seconds");
-        let cron = describe(json!({"timer_type": "cron", "cron_expression": "0 9 * * 1-5",
-            "timezone": "Europe/Berlin"}));
+        assert_eq!(
+            describe(json!({"interval_seconds": 90})),
+            "Every 90 seconds"
+        );
+        let cron = describe(
+            json!({"timer_type": "cron", "cron_expression": "0 9 * * 1-5",
+            "timezone": "Europe/Berlin"}),
+        );
         assert!(cron.ends_with("(Europe/Berlin)"), "{cron}");
     }
 }

@@ -61,7 +61,10 @@ impl Timers {
         resync.reset();
         loop {
             let sleep = match queue.next_wake() {
-                Some(at) => (at - Utc::now()).to_std().unwrap_or_default().min(MAX_SLEEP),
+                Some(at) => (at - Utc::now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(MAX_SLEEP),
                 None => MAX_SLEEP,
             };
             tokio::select! {
@@ -98,12 +101,11 @@ impl Timers {
 
     /// Brings one job's entry in line with its row (created, changed or deleted).
     async fn reload(&self, queue: &mut DueQueue, job_id: Uuid) -> sqlx::Result<()> {
-        let row: Option<(Option<DateTime<Utc>>,)> = sqlx::query_as(
-            "SELECT next_run_at FROM scheduled_jobs WHERE id = $1 AND is_enabled",
-        )
-        .bind(job_id)
-        .fetch_optional(&self.db)
-        .await?;
+        let row: Option<(Option<DateTime<Utc>>,)> =
+            sqlx::query_as("SELECT next_run_at FROM scheduled_jobs WHERE id = $1 AND is_enabled")
+                .bind(job_id)
+                .fetch_optional(&self.db)
+                .await?;
         queue.set(job_id, row.and_then(|(next,)| next).map(entry));
         metrics::gauge!("kai_scheduler_schedules_loaded").set(queue.len() as f64);
         Ok(())
@@ -132,8 +134,8 @@ impl Timers {
                 Fired::Retry(reason) => {
                     tracing::warn!(job_id = %id, %reason, "could not fire a tick; retrying");
                     metrics::counter!("kai_scheduler_fire_failures_total").increment(1);
-                    let retry_at = Utc::now()
-                        + chrono::Duration::from_std(RETRY_AFTER).expect("a second");
+                    let retry_at =
+                        Utc::now() + chrono::Duration::from_std(RETRY_AFTER).expect("a second");
                     queue.set(
                         id,
                         Some(Entry {

@@ -142,7 +142,9 @@ mod tests {
             MisfirePolicy::FireAll,
             None,
         );
-        assert_eq!(plan.fire.len(), MAX_CATCH_UP + 5);
+        // The latest MAX_CATCH_UP missed ones, and the six within the grace (00:59:55 to 01:00).
+        assert_eq!(plan.fire.len(), MAX_CATCH_UP + 6);
+        assert_eq!(plan.fire[0], at("2026-01-01T00:58:15Z"));
     }
 
     #[test]

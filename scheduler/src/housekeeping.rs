@@ -1,27 +1,62 @@
-//! What the leader does besides timers: fold webhook counter deltas every second and keep the
-//! monthly log partitions prepared ahead.
+//! What the leader does besides timers (the seed's Celery cleanup task): fold webhook counter
+//! deltas every second, keep monthly log partitions prepared ahead, drop whole months past the
+//! log retention, and prune finished executions past theirs.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::leader::LeaderWork;
-
-/// Tables partitioned by month, and how many months ahead to keep ready.
-const PARTITIONED: &[&str] = &["webhook_events", "job_executions", "http_request_logs"];
+/// Tables partitioned by month, with their partition key.
+const PARTITIONED: &[(&str, &str)] = &[
+    ("webhook_events", "created_at"),
+    ("job_executions", "scheduled_for"),
+    ("http_request_logs", "created_at"),
+];
 const MONTHS_AHEAD: i32 = 3;
-const PARTITIONS_EVERY: Duration = Duration::from_secs(3600);
+const UPKEEP_EVERY: Duration = Duration::from_secs(3600);
 const FOLD_EVERY: Duration = Duration::from_secs(1);
+/// Executions deleted per statement, so pruning a large backlog never holds long locks.
+const PRUNE_BATCH: i64 = 1000;
 
 pub struct Housekeeping {
     pub db: PgPool,
+    pub log_retention_days: u32,
+    /// 0: executions are kept forever.
+    pub execution_retention_days: u32,
 }
 
 impl Housekeeping {
+    pub async fn run(&self, stop: CancellationToken) {
+        let mut upkeep_due = Instant::now();
+        loop {
+            if Instant::now() >= upkeep_due {
+                self.upkeep(Utc::now()).await;
+                upkeep_due = Instant::now() + UPKEEP_EVERY;
+            }
+            self.fold_trigger_counts().await;
+            tokio::select! {
+                _ = tokio::time::sleep(FOLD_EVERY) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// The hourly work, as of `now`: partitions ahead, retention, pruning.
+    pub async fn upkeep(&self, now: DateTime<Utc>) {
+        self.ensure_partitions().await;
+        let log_cutoff = now - chrono::Duration::days(i64::from(self.log_retention_days));
+        self.drop_expired_logs(log_cutoff).await;
+        if self.execution_retention_days > 0 {
+            let cutoff = now - chrono::Duration::days(i64::from(self.execution_retention_days));
+            self.prune_executions(cutoff).await;
+        }
+    }
+
     async fn ensure_partitions(&self) {
-        for table in PARTITIONED {
+        for (table, _) in PARTITIONED {
             let created: Result<i32, _> =
                 sqlx::query_scalar("SELECT kai_ensure_monthly_partitions($1, $2)")
                     .bind(table)
@@ -36,6 +71,57 @@ impl Housekeeping {
         }
     }
 
+    async fn drop_expired_logs(&self, cutoff: DateTime<Utc>) {
+        for (table, key) in PARTITIONED {
+            let dropped: Result<i32, _> =
+                sqlx::query_scalar("SELECT kai_drop_expired_partitions($1, $2, $3)")
+                    .bind(table)
+                    .bind(key)
+                    .bind(cutoff)
+                    .fetch_one(&self.db)
+                    .await;
+            match dropped {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(table, dropped = n, %cutoff, "dropped expired partitions");
+                    metrics::counter!("kai_scheduler_partitions_dropped_total").increment(n as u64);
+                }
+                Err(e) => tracing::warn!(table, error = %e, "could not drop expired partitions"),
+            }
+        }
+    }
+
+    async fn prune_executions(&self, cutoff: DateTime<Utc>) {
+        let mut pruned = 0u64;
+        loop {
+            let deleted = sqlx::query(
+                "DELETE FROM workflow_executions WHERE id IN (\
+                    SELECT id FROM workflow_executions \
+                    WHERE started_at < $1 AND status <> 'running' LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(PRUNE_BATCH)
+            .execute(&self.db)
+            .await;
+            match deleted {
+                Ok(done) => {
+                    pruned += done.rows_affected();
+                    if done.rows_affected() < PRUNE_BATCH as u64 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not prune old executions");
+                    break;
+                }
+            }
+        }
+        if pruned > 0 {
+            tracing::info!(pruned, %cutoff, "pruned finished executions");
+            metrics::counter!("kai_scheduler_executions_pruned_total").increment(pruned);
+        }
+    }
+
     /// Moves pending webhook trigger deltas into the endpoints' counters.
     async fn fold_trigger_counts(&self) {
         let folded: Result<i64, _> = sqlx::query_scalar("SELECT kai_fold_webhook_trigger_deltas()")
@@ -46,23 +132,6 @@ impl Housekeeping {
                 metrics::counter!("kai_scheduler_trigger_deltas_folded_total").increment(n as u64)
             }
             Err(e) => tracing::warn!(error = %e, "could not fold webhook trigger counts"),
-        }
-    }
-}
-
-impl LeaderWork for Housekeeping {
-    async fn run(&self, stop: CancellationToken) {
-        let mut partitions_due = Instant::now();
-        loop {
-            if Instant::now() >= partitions_due {
-                self.ensure_partitions().await;
-                partitions_due = Instant::now() + PARTITIONS_EVERY;
-            }
-            self.fold_trigger_counts().await;
-            tokio::select! {
-                _ = tokio::time::sleep(FOLD_EVERY) => {}
-                _ = stop.cancelled() => return,
-            }
         }
     }
 }

@@ -89,7 +89,11 @@ pub async fn run(
         common.nats_prefix.clone(),
         leadership,
         Arc::new(Duties {
-            housekeeping: Housekeeping { db: db.clone() },
+            housekeeping: Housekeeping {
+                db: db.clone(),
+                log_retention_days: config.log_retention_days,
+                execution_retention_days: config.execution_retention_days,
+            },
             timers: Timers {
                 db: db.clone(),
                 firer: Arc::new(Firer {

@@ -5,7 +5,7 @@
 //! derived from it. Interval and delay timers count from `anchor_at`, which moves only when the
 //! timing changes, so saving a workflow again does not shift its ticks.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use kai_common::nodes::ConfigError;
 use kai_common::schedule::timer::{TimerConfig, TimerType};
 use serde_json::{Map, Value};
@@ -115,7 +115,8 @@ pub async fn write(
     .bind(node_id)
     .fetch_optional(&mut **tx)
     .await?;
-    let now = Utc::now();
+    // Microseconds, as PostgreSQL stores them: ticks computed from the stored anchor match.
+    let now = Utc::now().trunc_subsecs(6);
     let (anchor, next_run_at) = match &existing {
         Some(old) => {
             let before = TimerConfig::from_json(&old.timer_config).ok();

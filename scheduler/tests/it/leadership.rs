@@ -58,3 +58,24 @@ async fn exactly_one_leader_and_a_standby_takes_over_when_it_is_killed() {
     }
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn bad_settings_are_refused_naming_the_variable() {
+    let env = TestEnv::new();
+    for (name, value) in [
+        ("KAI_LOG_RETENTION_DAYS", "0"),
+        ("KAI_EXECUTION_RETENTION_DAYS", "a month"),
+        ("KAI_SCHEDULER_ADDR", "nowhere"),
+    ] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_kai-scheduler"))
+            .envs(env.env_vars())
+            .env(name, value)
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.status.success(), "{name}={value} accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(name), "{name}: {stderr}");
+    }
+    env.cleanup().await;
+}

@@ -3,5 +3,6 @@
 //! and NATS prefix.
 
 mod harness;
+mod housekeeping;
 mod leadership;
 mod timers;

@@ -235,6 +235,23 @@ async fn a_changed_schedule_takes_effect_at_once_and_cron_ticks_land_on_its_seco
         assert_eq!(pair[1] - pair[0], chrono::Duration::seconds(1), "{times:?}");
     }
     assert!(ticks.iter().all(|t| t.source == "timer"));
+
+    let metrics = client
+        .get(scheduler.health.replace("/health", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "kai_scheduler_is_leader 1",
+        "kai_scheduler_schedules_loaded 2",
+        "kai_scheduler_ticks_emitted_total",
+        "kai_scheduler_tick_lateness_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from {metrics}");
+    }
     let _ = scheduler.child.start_kill();
     cluster.stop().await;
 }

@@ -41,6 +41,8 @@ EXPRESSIONS = [
     "59 23 31 12 *",
     "0 0 29 2 *",
     "0 0 31 * *",
+    "5/15 * * * *",
+    "@midnight",
     "@hourly",
     "@daily",
     "@weekly",

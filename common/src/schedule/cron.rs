@@ -2,7 +2,7 @@
 //! a schedule's time zone.
 //!
 //! Parsing and the search for the next match are croner's (see
-//! `docs/decisions/0002-cron-library.md` for why not saffron). This module fixes the dialect:
+//! `docs/decisions/0001-cron-library.md` for why not saffron). This module fixes the dialect:
 //! five fields, or six with seconds first; day-of-week 0–7 with both 0 and 7 Sunday; a day
 //! matching either day field when both are restricted; `@hourly`…`@yearly`; no year field.
 //! croner also applies the DST rules the README documents: a fixed time in a spring-forward gap

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole cluster locally: services (PostgreSQL with pgvector, NATS JetStream, Redis),
-# kai-api (which applies migrations), kai-worker and kai-scheduler; then creates a demo user and
-# an example webhook workflow and prints the curl that fires it. Ctrl-C stops the processes.
+# kai-api (which applies migrations), kai-worker and kai-scheduler; then creates a demo user,
+# an example webhook workflow and a timer workflow, and prints how to use them. Ctrl-C stops
+# the processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +52,9 @@ workflow=$(curl -fsS -X POST "$API/api/v1/workflows" -H "$auth" -H 'Content-Type
   -d @examples/webhook-echo.json | json 'd["id"]')
 read -r url secret < <(curl -fsS "$API/api/v1/webhooks?workflow_id=$workflow" -H "$auth" \
   | json 'd[0]["webhook_url"] + " " + d[0]["security_token"]')
+timed=$(curl -fsS -X POST "$API/api/v1/workflows" -H "$auth" -H 'Content-Type: application/json' \
+  -d @examples/timer-heartbeat.json | json 'd["id"]')
+job=$(curl -fsS "$API/api/v1/jobs/scheduled?workflow_id=$timed" -H "$auth" | json 'd[0]["id"]')
 
 cat <<EOF
 
@@ -64,6 +68,10 @@ Fire its webhook (waits for the result):
 Or asynchronously (202 as soon as the job is stored):
 
   curl -sS -X POST '$url' -H 'Authorization: Bearer $secret' -H 'Content-Type: application/json' -H 'Prefer: respond-async' -d '{"hello":"world"}'
+
+A timer workflow ($timed) runs every minute; its ticks and their runs:
+
+  curl -sS '$API/api/v1/jobs/scheduled/$job/executions' -H '$auth'
 
 Ctrl-C stops the cluster.
 EOF

@@ -442,3 +442,20 @@ async fn a_triggered_job_runs_now_and_is_listed_with_its_run() {
     assert_eq!(after["current_executions"], 0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_dev_cluster_s_timer_example_gets_a_job_ticking_within_the_minute() {
+    let app = TestApp::spawn_api_only().await;
+    let token = app.user("heartbeat@example.com").await;
+    let example: Value =
+        serde_json::from_str(include_str!("../../../examples/timer-heartbeat.json")).unwrap();
+    let workflow = app.create_workflow(&token, &example).await;
+    let jobs = jobs_of(&app, &token, workflow["id"].as_str().unwrap()).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["cron_expression"], "* * * * *");
+    assert_eq!(jobs[0]["timezone"], "Europe/Berlin");
+    let next = instant(&jobs[0]["next_run_at"]);
+    assert!(next - Utc::now() <= chrono::Duration::seconds(60));
+    assert_eq!(next.timestamp() % 60, 0);
+    app.stop().await;
+}

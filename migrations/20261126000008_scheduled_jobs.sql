@@ -49,7 +49,8 @@ CREATE TABLE job_executions (
     scheduled_for TIMESTAMPTZ NOT NULL,
     -- timer: fired by the scheduler; manual: POST .../trigger.
     source VARCHAR(10) NOT NULL DEFAULT 'timer',
-    -- When the tick was emitted to the queue.
+    -- When the tick was emitted to the queue (the leader's clock_timestamp() just before it
+    -- publishes), so its lateness is started_at - scheduled_for.
     started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     -- queued: on the jobs stream (the run's own state is in workflow_executions);
     -- skipped: not run because the previous run was still going.

@@ -7,6 +7,7 @@ pub mod html;
 pub mod pacing;
 pub mod recorder;
 pub mod report;
+pub mod schedules;
 pub mod seed;
 pub mod target;
 pub mod thresholds;

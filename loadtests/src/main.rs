@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use kai_loadtest::ceiling::{self, CeilingOptions};
 use kai_loadtest::report;
+use kai_loadtest::schedules::{self, SchedulesOptions};
 use kai_loadtest::seed;
 use kai_loadtest::target::{Scratch, Webhook};
 use kai_loadtest::thresholds::{Thresholds, violations};
@@ -38,6 +39,10 @@ use kai_loadtest::webhook::{self, Load, WebhookOptions};
   # This machine's limits (raw JetStream publish rate, bare HTTP server rate):
   kai-loadtest ceiling --duration 10s
 
+  # 10,000 schedules ticking every minute for 3 minutes; tick lateness and the scheduler's cost:
+  kai-loadtest schedules --count 10000 --interval-seconds 60 --duration 180s \\
+      --scheduler-pid $(pgrep -f kai-scheduler | head -1)
+
   # Gate a deployment pipeline: fail unless p99 < 50 ms, 99.9 % accepted and nothing lost:
   kai-loadtest webhook --api https://kai.example.com --rate 500 --duration 60s \\
       --max-p99-ms 50 --min-success-rate 0.999 --max-lost 0 --json result.json"
@@ -58,6 +63,44 @@ enum Scenario {
     Seed(SeedArgs),
     /// This machine's limits: raw JetStream publishes/s and a bare HTTP server's requests/s.
     Ceiling(CeilingArgs),
+    /// Many active scheduled jobs: how late their ticks are emitted, none missed or doubled,
+    /// and the scheduler's CPU and memory meanwhile.
+    Schedules(SchedulesArgs),
+}
+
+#[derive(Debug, Args)]
+struct SchedulesArgs {
+    /// Base URL of the deployment's API.
+    #[arg(
+        long,
+        env = "KAI_LOADTEST_API",
+        default_value = "http://127.0.0.1:8001"
+    )]
+    api: String,
+    /// Active schedules to create (deleted at the end unless --keep).
+    #[arg(long, default_value = "10000")]
+    count: usize,
+    /// Each schedule's interval in seconds (their starts spread over the creation time).
+    #[arg(long, default_value = "60", value_parser = clap::value_parser!(u32).range(1..))]
+    interval_seconds: u32,
+    /// A cron expression for every schedule instead, e.g. `* * * * *`: all fire together.
+    #[arg(long)]
+    cron: Option<String>,
+    /// How long to observe ticks once every schedule exists.
+    #[arg(long, default_value = "180s", value_parser = parse_duration)]
+    duration: Duration,
+    /// API calls in flight while creating, reading and deleting.
+    #[arg(long, default_value = "32")]
+    concurrency: usize,
+    /// Process id of the scheduler leader on this machine, to sample its CPU and memory.
+    #[arg(long)]
+    scheduler_pid: Option<u32>,
+    /// Leave the schedules in place.
+    #[arg(long)]
+    keep: bool,
+    /// Write the result as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +245,7 @@ async fn main() -> ExitCode {
         Scenario::E2e(args) => run_webhook(args, "e2e").await,
         Scenario::Seed(args) => run_seed(args).await,
         Scenario::Ceiling(args) => run_ceiling(args).await,
+        Scenario::Schedules(args) => run_schedules(args).await,
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -269,6 +313,26 @@ async fn run_webhook(args: WebhookArgs, scenario: &'static str) -> anyhow::Resul
         println!("FAILED: {violation}");
     }
     Ok(failed.is_empty())
+}
+
+async fn run_schedules(args: SchedulesArgs) -> anyhow::Result<bool> {
+    let result = schedules::run(SchedulesOptions {
+        api: args.api,
+        count: args.count,
+        interval_seconds: args.interval_seconds,
+        cron: args.cron,
+        duration: args.duration,
+        concurrency: args.concurrency.max(1),
+        scheduler_pid: args.scheduler_pid,
+        keep: args.keep,
+    })
+    .await?;
+    println!("{}", schedules::summary(&result));
+    if let Some(path) = &args.json {
+        report::write_json(path, &result)?;
+    }
+    // A missed or doubled tick fails the run.
+    Ok(result.gaps == 0 && result.duplicates == 0)
 }
 
 async fn run_seed(args: SeedArgs) -> anyhow::Result<bool> {

@@ -69,8 +69,8 @@ impl Api {
         Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
     }
 
-    /// Signs up a throw-away user, creates `workflow` and returns its first webhook.
-    pub async fn set_up(&self, workflow: &Value) -> anyhow::Result<(Scratch, Webhook)> {
+    /// Signs up a throw-away user and returns its access token.
+    pub async fn sign_up(&self) -> anyhow::Result<String> {
         let credentials = json!({
             "email": format!("loadtest-{}@kai-loadtest.invalid", Uuid::new_v4().simple()),
             "password": Uuid::new_v4().to_string(),
@@ -91,23 +91,61 @@ impl Api {
                 "logging in",
             )
             .await?;
-        let access_token = login["access_token"]
+        Ok(login["access_token"]
             .as_str()
             .context("login answered no access_token")?
-            .to_owned();
+            .to_owned())
+    }
+
+    /// Creates `workflow` and returns its id.
+    pub async fn create_workflow(&self, token: &str, workflow: &Value) -> anyhow::Result<String> {
         let created = self
             .call(
                 self.client
-                    .post(url("/api/v1/workflows"))
-                    .bearer_auth(&access_token)
+                    .post(format!("{}/api/v1/workflows", self.base))
+                    .bearer_auth(token)
                     .json(workflow),
-                "creating the load-test workflow",
+                "creating a load-test workflow",
             )
             .await?;
-        let workflow_id: Uuid = created["id"]
+        Ok(created["id"]
             .as_str()
-            .and_then(|id| id.parse().ok())
-            .context("the created workflow has no id")?;
+            .context("the created workflow has no id")?
+            .to_owned())
+    }
+
+    /// `GET path` as the owner of `token`.
+    pub async fn get(&self, token: &str, path: impl AsRef<str>) -> anyhow::Result<Value> {
+        let path = path.as_ref();
+        self.call(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(token),
+            path,
+        )
+        .await
+    }
+
+    pub async fn delete_workflow(&self, token: &str, id: &str) -> anyhow::Result<()> {
+        self.call(
+            self.client
+                .delete(format!("{}/api/v1/workflows/{id}", self.base))
+                .bearer_auth(token),
+            "deleting a load-test workflow",
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Signs up a throw-away user, creates `workflow` and returns its first webhook.
+    pub async fn set_up(&self, workflow: &Value) -> anyhow::Result<(Scratch, Webhook)> {
+        let url = |path: &str| format!("{}{path}", self.base);
+        let access_token = self.sign_up().await?;
+        let workflow_id: Uuid = self
+            .create_workflow(&access_token, workflow)
+            .await?
+            .parse()
+            .context("the created workflow's id is not a UUID")?;
         let hooks = self
             .call(
                 self.client
@@ -184,19 +222,8 @@ impl Api {
 
     /// Deletes the scratch workflow (with its webhook and executions).
     pub async fn clean_up(&self, scratch: &Scratch) -> anyhow::Result<()> {
-        let response = self
-            .client
-            .delete(format!(
-                "{}/api/v1/workflows/{}",
-                self.base, scratch.workflow_id
-            ))
-            .bearer_auth(&scratch.access_token)
-            .send()
-            .await?;
-        if !response.status().is_success() {
-            bail!("deleting the load-test workflow: {}", response.status());
-        }
-        Ok(())
+        self.delete_workflow(&scratch.access_token, &scratch.workflow_id.to_string())
+            .await
     }
 }
 

@@ -49,6 +49,9 @@ pub struct JobExecutionOut {
     pub scheduled_for: DateTime<Utc>,
     /// `timer` or `manual`.
     pub source: String,
+    /// When the scheduler emitted the tick to the queue (how late it was: `emitted_at -
+    /// scheduled_for`).
+    pub emitted_at: DateTime<Utc>,
     /// When the run started; null while it waits in the queue or when skipped.
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -162,7 +165,7 @@ impl ScheduledJobRunsApi {
         }
         let rows: Vec<JobExecutionOut> = sqlx::query_as(
             "SELECT * FROM (SELECT je.id, je.job_id, je.execution_id, je.scheduled_for, \
-                je.source, e.started_at, e.completed_at, \
+                je.source, je.started_at AS emitted_at, e.started_at, e.completed_at, \
                 CASE WHEN je.status = 'skipped' THEN 'skipped' \
                      ELSE COALESCE(e.status, 'queued') END AS status \
              FROM job_executions je \

@@ -63,6 +63,23 @@ impl Cluster {
         }
     }
 
+    /// A scheduler in this process (its leader election is scoped to this test's prefix).
+    async fn start_scheduler(&mut self) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = kai_scheduler::config::SchedulerConfig {
+            common: self.env.common_config(),
+            addr: listener.local_addr().unwrap(),
+            log_retention_days: 30,
+            execution_retention_days: 30,
+        };
+        let stop = self.shutdown.clone();
+        self.tasks.push(tokio::spawn(async move {
+            kai_scheduler::run(config, listener, stop)
+                .await
+                .expect("scheduler runs")
+        }));
+    }
+
     async fn stop(self) {
         self.shutdown.cancel();
         for task in self.tasks {
@@ -196,4 +213,33 @@ async fn the_ceiling_scenario_measures_jetstream_and_a_bare_http_server() {
     assert!(report.jetstream_publishes_per_s > 0.0, "{report:?}");
     assert!(report.http_requests_per_s > 0.0, "{report:?}");
     assert!(report.http_latency.count > 0);
+}
+
+#[tokio::test]
+async fn the_schedules_scenario_reports_tick_lateness_and_the_scheduler_s_cost() {
+    let mut cluster = Cluster::start(true).await;
+    cluster.start_scheduler().await;
+    let report = kai_loadtest::schedules::run(kai_loadtest::schedules::SchedulesOptions {
+        api: cluster.api.clone(),
+        count: 20,
+        interval_seconds: 1,
+        cron: None,
+        duration: Duration::from_secs(4),
+        concurrency: 8,
+        // The scheduler runs in this process.
+        scheduler_pid: Some(std::process::id()),
+        keep: false,
+    })
+    .await
+    .unwrap();
+    eprintln!("{}", kai_loadtest::schedules::summary(&report));
+    assert_eq!(report.schedules, 20);
+    // Four seconds of 20 one-second schedules: about 80 ticks (window edges vary).
+    assert!(report.ticks >= 20 * 3, "{report:?}");
+    assert_eq!(report.gaps, 0, "{report:?}");
+    assert_eq!(report.duplicates, 0, "{report:?}");
+    assert_eq!(report.lateness.count, report.ticks);
+    let usage = report.scheduler.expect("sampled");
+    assert!(usage.rss_mib_max > 1.0, "{usage:?}");
+    cluster.stop().await;
 }

@@ -157,8 +157,9 @@ impl Firer {
     ) -> anyhow::Result<bool> {
         let execution_id = timer_execution_id(job_id, tick);
         let recorded = sqlx::query(
-            "INSERT INTO job_executions (job_id, execution_id, scheduled_for, source) \
-             VALUES ($1, $2, $3, 'timer') ON CONFLICT (job_id, scheduled_for) DO NOTHING",
+            "INSERT INTO job_executions (job_id, execution_id, scheduled_for, source, started_at) \
+             VALUES ($1, $2, $3, 'timer', clock_timestamp()) \
+             ON CONFLICT (job_id, scheduled_for) DO NOTHING",
         )
         .bind(job_id)
         .bind(execution_id)

@@ -235,6 +235,19 @@ async fn a_changed_schedule_takes_effect_at_once_and_cron_ticks_land_on_its_seco
         assert_eq!(pair[1] - pair[0], chrono::Duration::seconds(1), "{times:?}");
     }
     assert!(ticks.iter().all(|t| t.source == "timer"));
+    let listed = cluster
+        .send(
+            Method::GET,
+            &format!("/api/v1/jobs/scheduled/{cron}/executions"),
+            None,
+        )
+        .await;
+    for tick in listed.as_array().unwrap() {
+        let scheduled: DateTime<Utc> = tick["scheduled_for"].as_str().unwrap().parse().unwrap();
+        let emitted: DateTime<Utc> = tick["emitted_at"].as_str().unwrap().parse().unwrap();
+        assert!(emitted >= scheduled, "emitted before its time: {tick}");
+        assert_eq!(tick["status"], "queued", "no worker runs here: {tick}");
+    }
 
     let metrics = client
         .get(scheduler.health.replace("/health", "/metrics"))

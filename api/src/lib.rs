@@ -7,6 +7,7 @@ pub mod config;
 pub mod enqueue;
 pub mod error;
 pub mod middleware;
+pub mod node_lookup;
 pub mod rejections;
 pub mod routes;
 pub mod saving;

@@ -65,3 +65,29 @@ pub async fn start_with(
         server,
     }
 }
+
+/// Signs up `email` on the API at `base` and returns an access token.
+pub async fn access_token(base: &str, email: &str) -> String {
+    let client = reqwest::Client::new();
+    let credentials = serde_json::json!({"email": email, "password": "correct-horse-battery"});
+    let signup = client
+        .post(format!("{base}/api/v1/auth/signup"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("signup answers");
+    assert!(signup.status().is_success(), "signup: {}", signup.status());
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("login answers")
+        .json()
+        .await
+        .expect("login answers JSON");
+    login["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned()
+}

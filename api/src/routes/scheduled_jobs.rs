@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use crate::auth::UserAuth;
 use crate::error::ApiError;
+use crate::node_lookup;
 use crate::schedules::store::{self, TIMER_NODE_TYPE, WriteError};
 use crate::state::AppState;
 
@@ -207,39 +208,15 @@ impl ScheduledJobsApi {
     ) -> Result<Created, ApiError> {
         let body = body.0;
         let patch = patch_of(body.timer_config.as_ref())?;
-        let node: Option<(Option<String>, Option<Value>)> = sqlx::query_as(
-            "SELECT n.node_type, n.configuration FROM workflows w \
-             LEFT JOIN node_configurations n ON n.workflow_id = w.id AND n.node_id = $3 \
-             WHERE w.id = $1 AND w.user_id = $2",
+        let data = node_lookup::node_of_type(
+            &self.state.db,
+            auth.0.id,
+            body.workflow_id,
+            &body.node_id,
+            TIMER_NODE_TYPE,
+            "a TimerStartNode",
         )
-        .bind(body.workflow_id)
-        .bind(auth.0.id)
-        .bind(&body.node_id)
-        .fetch_optional(&self.state.db)
         .await?;
-        let Some((node_type, data)) = node else {
-            return Err(ApiError::not_found("workflow"));
-        };
-        let node_id = Some(body.node_id.as_str());
-        match node_type.as_deref() {
-            Some(TIMER_NODE_TYPE) => {}
-            None => {
-                return Err(ApiError::invalid_node(
-                    format!("the workflow has no node `{}`", body.node_id),
-                    node_id,
-                ));
-            }
-            Some(other) => {
-                return Err(ApiError::invalid_node(
-                    format!(
-                        "node `{}` is a {other}, not a {TIMER_NODE_TYPE}",
-                        body.node_id
-                    ),
-                    node_id,
-                ));
-            }
-        }
-        let data = data.unwrap_or_default();
         let empty = Map::new();
         let config = store::merged(data.as_object().unwrap_or(&empty), &patch);
         let mut tx = self.state.db.begin().await?;

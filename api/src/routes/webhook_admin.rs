@@ -15,6 +15,7 @@ use super::ApiTags;
 use super::webhooks::{Filter, WebhookOut, fetch};
 use crate::auth::UserAuth;
 use crate::error::ApiError;
+use crate::node_lookup;
 use crate::state::AppState;
 use crate::webhooks::config::WebhookConfig;
 use crate::webhooks::{endpoint, registry};
@@ -79,39 +80,18 @@ impl WebhookAdminApi {
     async fn create(&self, auth: UserAuth, body: Json<CreateWebhook>) -> Result<Created, ApiError> {
         let body = body.0;
         let patch = patch_of(body.config.as_ref())?;
-        let node: Option<(Uuid, Option<String>, Option<Value>)> = sqlx::query_as(
-            "SELECT w.id, n.node_type, n.configuration FROM workflows w \
-             LEFT JOIN node_configurations n ON n.workflow_id = w.id AND n.node_id = $3 \
-             WHERE w.id = $1 AND w.user_id = $2",
+        let data = node_lookup::node_of_type(
+            &self.state.db,
+            auth.0.id,
+            body.workflow_id,
+            &body.node_id,
+            registry::WEBHOOK_NODE_TYPE,
+            "a webhook node",
         )
-        .bind(body.workflow_id)
-        .bind(auth.0.id)
-        .bind(&body.node_id)
-        .fetch_optional(&self.state.db)
         .await?;
-        let Some((_, node_type, data)) = node else {
-            return Err(ApiError::not_found("workflow"));
-        };
-        let node_id = Some(body.node_id.as_str());
-        match node_type.as_deref() {
-            None => {
-                return Err(ApiError::invalid_node(
-                    format!("the workflow has no node `{}`", body.node_id),
-                    node_id,
-                ));
-            }
-            Some(registry::WEBHOOK_NODE_TYPE) => {}
-            Some(other) => {
-                return Err(ApiError::invalid_node(
-                    format!("node `{}` is a {other}, not a webhook node", body.node_id),
-                    node_id,
-                ));
-            }
-        }
-        let config =
-            WebhookConfig::from_node_data(&WebhookConfig::default(), &data.unwrap_or_default())
-                .and_then(|config| config.patched(&patch))
-                .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+        let config = WebhookConfig::from_node_data(&WebhookConfig::default(), &data)
+            .and_then(|config| config.patched(&patch))
+            .map_err(|e| ApiError::unprocessable(e.to_string()))?;
         let webhook_id = registry::new_webhook_id();
         let inserted = sqlx::query(
             "INSERT INTO webhook_endpoints (webhook_id, workflow_id, node_id, endpoint_path, \

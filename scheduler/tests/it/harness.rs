@@ -33,6 +33,18 @@ pub async fn spawn(env: &TestEnv) -> Scheduler {
     }
 }
 
+/// The scheduler's Prometheus exposition.
+pub async fn metrics_of(client: &reqwest::Client, scheduler: &Scheduler) -> String {
+    client
+        .get(scheduler.health.replace("/health", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// `Some(is_leader)` once the process answers its health endpoint.
 pub async fn is_leader(client: &reqwest::Client, scheduler: &Scheduler) -> Option<bool> {
     let body: Value = client
@@ -107,26 +119,9 @@ impl Cluster {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
-        let credentials =
-            serde_json::json!({"email": "timers@example.com", "password": "correct-horse-battery"});
-        let signup = client
-            .post(format!("{}/api/v1/auth/signup", api.base))
-            .json(&credentials)
-            .send()
-            .await
-            .unwrap();
-        assert!(signup.status().is_success());
-        let login: Value = client
-            .post(format!("{}/api/v1/auth/login", api.base))
-            .json(&credentials)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let token = kai_api::testing::access_token(&api.base, "timers@example.com").await;
         Self {
-            token: login["access_token"].as_str().unwrap().to_owned(),
+            token,
             db: api.state.db.clone(),
             js: api.state.js.clone(),
             names: api.state.names.clone(),

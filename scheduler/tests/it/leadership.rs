@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use kai_common::testing::TestEnv;
 
-use crate::harness::{Scheduler, single_leader, spawn};
+use crate::harness::{Scheduler, metrics_of, single_leader, spawn};
 
 #[tokio::test]
 async fn exactly_one_leader_and_a_standby_takes_over_when_it_is_killed() {
@@ -44,14 +44,7 @@ async fn exactly_one_leader_and_a_standby_takes_over_when_it_is_killed() {
         "failover took {failover:?}"
     );
 
-    let metrics = client
-        .get(survivors[0].health.replace("/health", "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&client, survivors[0]).await;
     assert!(metrics.contains("kai_scheduler_is_leader"), "{metrics}");
     for scheduler in [&mut a, &mut b, &mut c] {
         let _ = scheduler.child.start_kill();

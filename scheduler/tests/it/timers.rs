@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{Cluster, Scheduler, Tick, single_leader, spawn};
+use crate::harness::{Cluster, Scheduler, Tick, metrics_of, single_leader, spawn};
 
 fn fire_times(ticks: &[Tick]) -> Vec<DateTime<Utc>> {
     let mut times: Vec<_> = ticks.iter().map(|t| t.scheduled_for).collect();
@@ -249,14 +249,7 @@ async fn a_changed_schedule_takes_effect_at_once_and_cron_ticks_land_on_its_seco
         assert_eq!(tick["status"], "queued", "no worker runs here: {tick}");
     }
 
-    let metrics = client
-        .get(scheduler.health.replace("/health", "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&client, &scheduler).await;
     for name in [
         "kai_scheduler_is_leader 1",
         "kai_scheduler_schedules_loaded 2",

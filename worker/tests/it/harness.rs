@@ -46,25 +46,7 @@ impl Harness {
 
     /// A user with a webhook workflow.
     pub async fn hook(&self) -> Hook {
-        let credentials =
-            json!({"email": "crash@example.com", "password": "correct-horse-battery"});
-        self.client
-            .post(format!("{}/api/v1/auth/signup", self.base))
-            .json(&credentials)
-            .send()
-            .await
-            .unwrap();
-        let login: Value = self
-            .client
-            .post(format!("{}/api/v1/auth/login", self.base))
-            .json(&credentials)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = login["access_token"].as_str().unwrap().to_owned();
+        let token = kai_api::testing::access_token(&self.base, "crash@example.com").await;
         let workflow: Value = self
             .client
             .post(format!("{}/api/v1/workflows", self.base))

@@ -261,3 +261,60 @@ async fn a_changed_schedule_takes_effect_at_once_and_cron_ticks_land_on_its_seco
     let _ = scheduler.child.start_kill();
     cluster.stop().await;
 }
+
+/// Ticks of `job_id` emitted more than the misfire grace (5 s) after their time.
+async fn late_ticks(cluster: &Cluster, job_id: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM job_executions WHERE job_id = $1::uuid AND status = 'queued' \
+            AND started_at - scheduled_for > interval '5 seconds'",
+    )
+    .bind(job_id)
+    .fetch_one(&cluster.db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn ticks_missed_while_no_scheduler_ran_follow_the_misfire_policy() {
+    let cluster = Cluster::start().await;
+    let (_, fire_once) = cluster
+        .timer_workflow(json!({"interval_seconds": 1, "misfire_policy": "fire_once"}))
+        .await;
+    let (_, skip) = cluster
+        .timer_workflow(json!({"interval_seconds": 1, "misfire_policy": "skip"}))
+        .await;
+    let (_, fire_all) = cluster
+        .timer_workflow(json!({"interval_seconds": 1, "misfire_policy": "fire_all"}))
+        .await;
+    // Nine seconds without a scheduler: about four ticks each are more than 5 s overdue when
+    // one starts.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let mut scheduler = spawn(&cluster.env).await;
+    for job in [&fire_once, &skip, &fire_all] {
+        cluster
+            .wait_for_ticks(job, 3, Duration::from_secs(60))
+            .await;
+    }
+    assert_eq!(
+        late_ticks(&cluster, &fire_once).await,
+        1,
+        "coalesced into one"
+    );
+    assert_eq!(late_ticks(&cluster, &skip).await, 0, "dropped");
+    assert!(late_ticks(&cluster, &fire_all).await >= 3, "each run");
+    // Whatever the policy, no tick twice and the grid kept.
+    for job in [&fire_once, &skip, &fire_all] {
+        let times = fire_times(&cluster.ticks_of(job).await);
+        let distinct: HashSet<_> = times.iter().collect();
+        assert_eq!(distinct.len(), times.len(), "{times:?}");
+        for time in &times {
+            assert_eq!(
+                times[0].timestamp_subsec_micros(),
+                time.timestamp_subsec_micros(),
+                "{times:?}"
+            );
+        }
+    }
+    let _ = scheduler.child.start_kill();
+    cluster.stop().await;
+}

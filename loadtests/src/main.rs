@@ -84,8 +84,11 @@ struct SchedulesArgs {
     #[arg(long, default_value = "60", value_parser = clap::value_parser!(u32).range(1..))]
     interval_seconds: u32,
     /// A cron expression for every schedule instead, e.g. `* * * * *`: all fire together.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "spread")]
     cron: Option<String>,
+    /// Each schedule once a minute at its own second (`i % 60`): an even count/60 ticks a second.
+    #[arg(long)]
+    spread: bool,
     /// How long to observe ticks once every schedule exists.
     #[arg(long, default_value = "180s", value_parser = parse_duration)]
     duration: Duration,
@@ -321,6 +324,7 @@ async fn run_schedules(args: SchedulesArgs) -> anyhow::Result<bool> {
         count: args.count,
         interval_seconds: args.interval_seconds,
         cron: args.cron,
+        spread: args.spread,
         duration: args.duration,
         concurrency: args.concurrency.max(1),
         scheduler_pid: args.scheduler_pid,

@@ -22,6 +22,9 @@ pub struct SchedulesOptions {
     pub interval_seconds: u32,
     /// A cron expression for every schedule instead (all fire at once: the burst case).
     pub cron: Option<String>,
+    /// Every schedule ticks once a minute, at second `i % 60` for the i-th: an even load of
+    /// `count / 60` ticks a second.
+    pub spread: bool,
     /// How long ticks are observed once every schedule exists.
     pub duration: Duration,
     /// API calls in flight while creating, reading and deleting.
@@ -58,28 +61,39 @@ pub struct ProcessUsage {
 pub async fn run(options: SchedulesOptions) -> anyhow::Result<SchedulesReport> {
     let api = Api::new(&options.api)?;
     let token = api.sign_up().await?;
-    let (kind, data, period) = match &options.cron {
-        Some(expression) => (
-            format!("cron {expression}"),
-            json!({"timer_type": "cron", "cron_expression": expression}),
-            None,
-        ),
-        None => (
+    let (kind, period) = match (&options.cron, options.spread) {
+        (Some(expression), _) => (format!("cron {expression}"), None),
+        (None, true) => ("once a minute, spread over its seconds".to_owned(), None),
+        (None, false) => (
             format!("every {} s", options.interval_seconds),
-            json!({"timer_type": "interval", "interval_seconds": options.interval_seconds}),
             Some(chrono::Duration::seconds(i64::from(
                 options.interval_seconds,
             ))),
         ),
     };
-    let workflow = json!({"name": "kai-loadtest schedule", "nodes": [
-        {"id": "timer", "type": "TimerStartNode", "data": data},
-        {"id": "end", "type": "EndNode"}
-    ], "edges": [{"source": "timer", "target": "end"}]});
+    let timer = |i: usize| match (&options.cron, options.spread) {
+        (Some(expression), _) => json!({"timer_type": "cron", "cron_expression": expression}),
+        (None, true) => {
+            json!({"timer_type": "cron", "cron_expression": format!("{} * * * * *", i % 60)})
+        }
+        (None, false) => {
+            json!({"timer_type": "interval", "interval_seconds": options.interval_seconds})
+        }
+    };
+    let workflow = |i: usize| {
+        json!({"name": "kai-loadtest schedule", "nodes": [
+            {"id": "timer", "type": "TimerStartNode", "data": timer(i)},
+            {"id": "end", "type": "EndNode"}
+        ], "edges": [{"source": "timer", "target": "end"}]})
+    };
 
     let started = Instant::now();
     let created: Vec<anyhow::Result<String>> = futures::stream::iter(0..options.count)
-        .map(|_| api.create_workflow(&token, &workflow))
+        .map(|i| {
+            let body = workflow(i);
+            let (api, token) = (&api, &token);
+            async move { api.create_workflow(token, &body).await }
+        })
         .buffer_unordered(options.concurrency)
         .collect()
         .await;

@@ -224,6 +224,7 @@ async fn the_schedules_scenario_reports_tick_lateness_and_the_scheduler_s_cost()
         count: 20,
         interval_seconds: 1,
         cron: None,
+        spread: false,
         duration: Duration::from_secs(4),
         concurrency: 8,
         // The scheduler runs in this process.

@@ -9,6 +9,7 @@ pub mod due;
 pub mod fire;
 pub mod plan;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +25,10 @@ use self::fire::{Fired, Firer};
 
 const CHANNEL: &str = "kai_scheduled_jobs";
 const RESYNC_EVERY: Duration = Duration::from_secs(60);
-/// Jobs fired at the same time; each holds a database connection while it publishes.
-const FIRE_CONCURRENCY: usize = 8;
+/// Jobs fired in one transaction (their round trips shared), and such transactions at once
+/// (each holds a database connection while it publishes).
+const FIRE_BATCH: usize = 256;
+const FIRE_CONCURRENCY: usize = 4;
 /// Wait before retrying a job whose firing failed.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Longest sleep without a look at the clock (guards against clock jumps).
@@ -117,34 +120,40 @@ impl Timers {
         if due.is_empty() {
             return;
         }
-        let results: Vec<(Uuid, Entry, Fired)> = futures::stream::iter(due)
-            .map(|(id, entry)| {
+        let entries: HashMap<Uuid, Entry> = due.iter().copied().collect();
+        let batches: Vec<Vec<(Uuid, DateTime<Utc>)>> = due
+            .chunks(FIRE_BATCH)
+            .map(|batch| batch.iter().map(|(id, e)| (*id, e.next_run_at)).collect())
+            .collect();
+        let results: Vec<HashMap<Uuid, Fired>> = futures::stream::iter(batches)
+            .map(|batch| {
                 let firer = self.firer.clone();
-                async move {
-                    let fired = firer.fire(id, entry.next_run_at, Utc::now()).await;
-                    (id, entry, fired)
-                }
+                async move { firer.fire(&batch, Utc::now()).await }
             })
             .buffer_unordered(FIRE_CONCURRENCY)
             .collect()
             .await;
-        for (id, entry, fired) in results {
+        let retry_at = Utc::now() + chrono::Duration::from_std(RETRY_AFTER).expect("a second");
+        let mut failure: Option<(usize, String)> = None;
+        for (id, fired) in results.into_iter().flatten() {
             match fired {
                 Fired::Next(next) => queue.set(id, next.map(self::entry)),
                 Fired::Retry(reason) => {
-                    tracing::warn!(job_id = %id, %reason, "could not fire a tick; retrying");
-                    metrics::counter!("kai_scheduler_fire_failures_total").increment(1);
-                    let retry_at =
-                        Utc::now() + chrono::Duration::from_std(RETRY_AFTER).expect("a second");
+                    let (count, _) = failure.get_or_insert((0, reason));
+                    *count += 1;
                     queue.set(
                         id,
                         Some(Entry {
                             wake_at: retry_at,
-                            next_run_at: entry.next_run_at,
+                            next_run_at: entries[&id].next_run_at,
                         }),
                     );
                 }
             }
+        }
+        if let Some((jobs, reason)) = failure {
+            tracing::warn!(jobs, %reason, "could not fire due ticks; retrying in a second");
+            metrics::counter!("kai_scheduler_fire_failures_total").increment(jobs as u64);
         }
         metrics::gauge!("kai_scheduler_schedules_loaded").set(queue.len() as f64);
     }

@@ -68,8 +68,9 @@ enum Scenario {
     Schedules(SchedulesArgs),
 }
 
+/// The deployment a scenario runs against.
 #[derive(Debug, Args)]
-struct SchedulesArgs {
+struct Target {
     /// Base URL of the deployment's API.
     #[arg(
         long,
@@ -77,6 +78,12 @@ struct SchedulesArgs {
         default_value = "http://127.0.0.1:8001"
     )]
     api: String,
+}
+
+#[derive(Debug, Args)]
+struct SchedulesArgs {
+    #[command(flatten)]
+    target: Target,
     /// Active schedules to create (deleted at the end unless --keep).
     #[arg(long, default_value = "10000")]
     count: usize,
@@ -108,13 +115,8 @@ struct SchedulesArgs {
 
 #[derive(Debug, Args)]
 struct SeedArgs {
-    /// Base URL of the deployment's API.
-    #[arg(
-        long,
-        env = "KAI_LOADTEST_API",
-        default_value = "http://127.0.0.1:8001"
-    )]
-    api: String,
+    #[command(flatten)]
+    target: Target,
     /// Longest the audit waits for every accepted request's execution.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     audit_timeout: Duration,
@@ -147,13 +149,8 @@ struct CeilingArgs {
 
 #[derive(Debug, Args)]
 struct WebhookArgs {
-    /// Base URL of the deployment's API.
-    #[arg(
-        long,
-        env = "KAI_LOADTEST_API",
-        default_value = "http://127.0.0.1:8001"
-    )]
-    api: String,
+    #[command(flatten)]
+    target: Target,
     /// Requests per second, due at even intervals whatever the answers (open loop); latency is
     /// measured from each request's intended send time.
     #[arg(long, conflicts_with = "connections")]
@@ -278,7 +275,7 @@ async fn run_webhook(args: WebhookArgs, scenario: &'static str) -> anyhow::Resul
     };
     let options = WebhookOptions {
         scenario,
-        api: args.api,
+        api: args.target.api,
         existing: args
             .webhook_url
             .zip(args.webhook_token)
@@ -320,7 +317,7 @@ async fn run_webhook(args: WebhookArgs, scenario: &'static str) -> anyhow::Resul
 
 async fn run_schedules(args: SchedulesArgs) -> anyhow::Result<bool> {
     let result = schedules::run(SchedulesOptions {
-        api: args.api,
+        api: args.target.api,
         count: args.count,
         interval_seconds: args.interval_seconds,
         cron: args.cron,
@@ -340,7 +337,7 @@ async fn run_schedules(args: SchedulesArgs) -> anyhow::Result<bool> {
 }
 
 async fn run_seed(args: SeedArgs) -> anyhow::Result<bool> {
-    let result = seed::run(&args.api, args.audit_timeout).await?;
+    let result = seed::run(&args.target.api, args.audit_timeout).await?;
     println!("\nkai-loadtest seed");
     for check in &result.checks {
         println!("  {:<32} {:<14} {}", check.name, check.result, check.detail);

@@ -30,6 +30,49 @@ impl JobMessage {
         }
     }
 
+    /// The same trigger as a new run, for replaying a dead letter: a fresh execution id, the
+    /// workflow's current version, nobody waiting for the result, and (for a timer tick) a
+    /// message id of its own rather than the tick's, which JetStream would take for a repeat.
+    pub fn replayed(self, execution_id: Uuid, workflow_version: i32) -> Self {
+        let now = Utc::now();
+        match self {
+            JobMessage::WebhookV1(job) => JobMessage::WebhookV1(WebhookJobV1 {
+                execution_id,
+                workflow_version,
+                enqueued_at: now,
+                reply_to: None,
+                idempotent: false,
+                ..job
+            }),
+            JobMessage::ManualV1(job) => JobMessage::ManualV1(ManualJobV1 {
+                execution_id,
+                workflow_version,
+                enqueued_at: now,
+                reply_to: None,
+                ..job
+            }),
+            JobMessage::TimerV1(job) => JobMessage::TimerV1(TimerJobV1 {
+                execution_id,
+                workflow_version,
+                enqueued_at: now,
+                event: TimerEvent {
+                    source: "replay".into(),
+                    ..job.event
+                },
+                ..job
+            }),
+        }
+    }
+
+    /// Who the job runs for: (user id, workflow id).
+    pub fn owner(&self) -> (Uuid, Uuid) {
+        match self {
+            JobMessage::WebhookV1(job) => (job.user_id, job.workflow_id),
+            JobMessage::ManualV1(job) => (job.user_id, job.workflow_id),
+            JobMessage::TimerV1(job) => (job.user_id, job.workflow_id),
+        }
+    }
+
     /// JetStream's `Nats-Msg-Id`: a second publish of the same job within the stream's
     /// duplicate window is dropped.
     pub fn message_id(&self) -> String {
@@ -114,7 +157,8 @@ pub struct TimerEvent {
     pub node_id: String,
     /// The tick this run is for (the trigger time for a manual trigger).
     pub scheduled_for: DateTime<Utc>,
-    /// `timer` for a tick, `manual` for `POST /api/v1/jobs/scheduled/{id}/trigger`.
+    /// `timer` for a tick, `manual` for `POST /api/v1/jobs/scheduled/{id}/trigger`, `replay`
+    /// for a dead letter run again.
     pub source: String,
     pub trigger_data: serde_json::Value,
 }

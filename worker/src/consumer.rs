@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::EventsMode;
+use crate::dead_letters::{self, DeadLetter};
 use crate::engine::{self, RunInput};
 use crate::events::{EventBus, RunEvents};
 use crate::persist::{self, FinishedRun, Written};
@@ -263,7 +264,8 @@ impl JobHandler {
         }
     }
 
-    /// Moves a job that can never succeed to the dead-letter stream, with its reason.
+    /// Moves a job that can never succeed to the dead-letter stream, with its reason, and
+    /// lists it in `dead_letters` for its owner. `false` when the stream did not take it.
     async fn dead_letter(&self, message: &jetstream::Message, reason: &str) -> bool {
         let kind = message.subject.rsplit('.').next().unwrap_or("unknown");
         let mut headers = async_nats::HeaderMap::new();
@@ -273,14 +275,36 @@ impl JobHandler {
             "{}.{kind}",
             self.names.dlq_wildcard().trim_end_matches(".>")
         );
-        match self
+        let stored = match self
             .js
             .publish_with_headers(subject, headers, message.payload.clone())
             .await
         {
-            Ok(ack) => ack.await.is_ok(),
-            Err(_) => false,
+            Ok(ack) => match ack.await {
+                Ok(ack) => ack.sequence,
+                Err(_) => return false,
+            },
+            Err(_) => return false,
+        };
+        let deliveries = message
+            .info()
+            .map(|i| i.delivered)
+            .unwrap_or(1)
+            .clamp(1, i32::MAX as i64) as i32;
+        let letter = DeadLetter {
+            subject: message.subject.as_str(),
+            payload: &message.payload,
+            reason,
+            deliveries,
+            stream_sequence: Some(stored),
+        };
+        if let Err(e) = dead_letters::record(&self.db, letter).await {
+            // The stream keeps it (14 days); only the owner's listing misses it.
+            tracing::error!(error = %e, "dead letter stored in the stream but not listed");
+            metrics::counter!("kai_worker_dead_letters_unlisted_total").increment(1);
         }
+        metrics::counter!("kai_worker_dead_letters_total").increment(1);
+        true
     }
 }
 

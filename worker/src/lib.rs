@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod consumer;
+pub mod dead_letters;
 pub mod durability;
 pub mod engine;
 pub mod events;

@@ -1,6 +1,7 @@
 //! The HTTP API: one file per resource, assembled into one OpenAPI service.
 
 pub mod auth;
+pub mod dead_letters;
 pub mod execution_events;
 pub mod executions;
 pub mod health;
@@ -48,7 +49,7 @@ pub type Apis = (
     auth::AuthApi,
     workflows::WorkflowsApi,
     workflow_nodes::WorkflowNodesApi,
-    executions::ExecutionsApi,
+    (executions::ExecutionsApi, dead_letters::DeadLettersApi),
     execution_events::ExecutionEventsApi,
     runs::RunsApi,
     nodes::NodesApi,
@@ -80,9 +81,14 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
             workflow_nodes::WorkflowNodesApi {
                 state: state.clone(),
             },
-            executions::ExecutionsApi {
-                state: state.clone(),
-            },
+            (
+                executions::ExecutionsApi {
+                    state: state.clone(),
+                },
+                dead_letters::DeadLettersApi {
+                    state: state.clone(),
+                },
+            ),
             execution_events::ExecutionEventsApi {
                 state: state.clone(),
             },

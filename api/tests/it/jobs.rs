@@ -162,6 +162,17 @@ async fn a_poison_message_is_dead_lettered_not_retried_forever() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(dead, 1);
+    // Listed for operators (no owner can be read from it), never for a user.
+    let (execution, owner, reason): (Option<Uuid>, Option<Uuid>, String) =
+        sqlx::query_as("SELECT execution_id, user_id, reason FROM dead_letters")
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!((execution, owner), (None, None));
+    assert!(reason.starts_with("undecodable job message"), "{reason}");
+    let token = app.user("poisoned@example.com").await;
+    let (_, listed) = app.get_json("/api/v1/dlq", &token).await;
+    assert_eq!(listed["total"], 0);
     app.stop().await;
 }
 
@@ -192,5 +203,19 @@ async fn a_job_that_keeps_failing_is_dead_lettered_on_its_last_delivery() {
         "the job must leave the queue for the dead-letter stream"
     );
     wait_until_drained(&app).await;
+    // Its owner finds it, with the reason and the deliveries made.
+    let (_, listed) = app.get_json("/api/v1/dlq", &token).await;
+    assert_eq!(listed["total"], 1, "{listed}");
+    let letter = &listed["items"][0];
+    assert_eq!(letter["execution_id"], job.execution_id().to_string());
+    assert_eq!(letter["kind"], "webhook");
+    assert_eq!(letter["deliveries"], 5);
+    assert!(
+        letter["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("gave up after 5 deliveries"),
+        "{letter}"
+    );
     app.stop().await;
 }

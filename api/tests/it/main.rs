@@ -2,6 +2,7 @@
 //! in-process worker; each test has its own database and NATS prefix.
 
 mod auth;
+mod dead_letters;
 mod helpers;
 mod jobs;
 mod openapi;

@@ -1,0 +1,169 @@
+//! Dead letters through the API: listed for their owner only, replayed once as a new execution
+//! of the workflow's current version, deleted with their stream copy.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use kai_common::jobs::{JobMessage, ManualJobV1};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::TestApp;
+
+async fn dead_letters(app: &TestApp, token: &str) -> Value {
+    let (status, page) = app.get_json("/api/v1/dlq", token).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_listed_for_its_owner_replayed_once_and_deleted() {
+    let app = TestApp::spawn().await;
+    let token = app.user("dlq@example.com").await;
+    let stranger = app.user("dlq-stranger@example.com").await;
+    let workflow = app
+        .create_workflow(
+            &token,
+            &json!({"name": "runs", "nodes": [
+            {"id": "start", "type": "StartNode"}, {"id": "end", "type": "EndNode"}
+        ], "edges": [{"source": "start", "target": "end"}]}),
+        )
+        .await;
+    let workflow_id: Uuid = workflow["id"].as_str().unwrap().parse().unwrap();
+    // A job for a version that does not exist dies on its first delivery.
+    let dead_id = Uuid::now_v7();
+    let job = JobMessage::ManualV1(ManualJobV1 {
+        execution_id: dead_id,
+        workflow_id,
+        workflow_version: 99,
+        user_id: app.state.tokens.verify(&token).unwrap().sub,
+        enqueued_at: Utc::now(),
+        inputs: json!({"n": 1}),
+        reply_to: None,
+    });
+    kai_common::nats::publish_job(&app.state.js, &app.state.names, &job)
+        .await
+        .unwrap();
+    let mut page = Value::Null;
+    for _ in 0..200 {
+        page = dead_letters(&app, &token).await;
+        if page["total"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(page["total"], 1, "{page}");
+    let letter = &page["items"][0];
+    assert_eq!(letter["execution_id"], dead_id.to_string());
+    assert_eq!(letter["workflow_id"], workflow_id.to_string());
+    assert_eq!(letter["kind"], "manual");
+    assert_eq!(letter["deliveries"], 1);
+    assert!(
+        letter["reason"].as_str().unwrap().contains("deleted"),
+        "{letter}"
+    );
+    assert_eq!(dead_letters(&app, &stranger).await["total"], 0);
+    let id = letter["id"].as_str().unwrap();
+
+    // Replayed: the same inputs run as a new execution of the current version.
+    let path = format!("/api/v1/dlq/{id}/replay");
+    let (status, _) = app.post_json(&path, &stranger, &json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, replayed) = app.post_json(&path, &token, &json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{replayed}");
+    assert_eq!(replayed["replay_of"], dead_id.to_string());
+    let new_id = replayed["execution_id"].as_str().unwrap();
+    let execution = app.wait_for_execution(&token, new_id).await;
+    assert_eq!(execution["status"], "completed", "{execution}");
+    assert_eq!(execution["workflow_version"], 1);
+    assert_eq!(execution["inputs"], json!({"n": 1}));
+    let (status, again) = app.post_json(&path, &token, &json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert!(again["message"].as_str().unwrap().contains(new_id));
+    let page = dead_letters(&app, &token).await;
+    assert_eq!(page["items"][0]["replayed_execution_id"], new_id);
+
+    // Deleted, with its copy in the stream.
+    let dlq = app.state.names.dlq_stream();
+    let stored = || async {
+        let mut stream = app.state.js.get_stream(dlq.clone()).await.unwrap();
+        stream.info().await.unwrap().state.messages
+    };
+    assert_eq!(stored().await, 1);
+    let letter_path = format!("/api/v1/dlq/{id}");
+    let response = app
+        .request(Method::DELETE, &letter_path, Some(&stranger))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = app
+        .request(Method::DELETE, &letter_path, Some(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(dead_letters(&app, &token).await["total"], 0);
+    assert_eq!(stored().await, 0);
+    let (status, _) = app.get_json("/api/v1/dlq?limit=0", &token).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_whose_workflow_is_gone_cannot_be_replayed() {
+    let app = TestApp::spawn().await;
+    let token = app.user("dlq-gone@example.com").await;
+    let workflow = app
+        .create_workflow(
+            &token,
+            &json!({"name": "gone", "nodes": [
+                {"id": "start", "type": "StartNode"}
+            ]}),
+        )
+        .await;
+    let workflow_id: Uuid = workflow["id"].as_str().unwrap().parse().unwrap();
+    let job = JobMessage::ManualV1(ManualJobV1 {
+        execution_id: Uuid::now_v7(),
+        workflow_id,
+        workflow_version: 99,
+        user_id: app.state.tokens.verify(&token).unwrap().sub,
+        enqueued_at: Utc::now(),
+        inputs: json!({}),
+        reply_to: None,
+    });
+    kai_common::nats::publish_job(&app.state.js, &app.state.names, &job)
+        .await
+        .unwrap();
+    let mut page = Value::Null;
+    for _ in 0..200 {
+        page = dead_letters(&app, &token).await;
+        if page["total"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = page["items"][0]["id"]
+        .as_str()
+        .expect("a dead letter")
+        .to_owned();
+    let response = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/workflows/{workflow_id}"),
+            Some(&token),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let (status, body) = app
+        .post_json(&format!("/api/v1/dlq/{id}/replay"), &token, &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("workflow"));
+    let page = dead_letters(&app, &token).await;
+    assert_eq!(page["items"][0]["replayed_execution_id"], Value::Null);
+    app.stop().await;
+}

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use kai_common::jobs::{ExecutionStatus, WebhookResponse};
+use kai_common::nodes::retry::retry_delay;
 use kai_common::nodes::{NodeContext, NodeError, NodeOutput, ProviderContext, Providers};
 use kai_common::workflow::Graph;
 use kai_common::workflow::template::TemplateScope;
@@ -293,7 +294,8 @@ struct Step<'a> {
 }
 
 /// Runs one node under its policy: each attempt bounded by the timeout, a retryable failure
-/// retried after a doubling backoff while attempts remain. Returns the outcome and the attempts.
+/// retried after a doubling, jittered backoff (or the service's `Retry-After` when longer)
+/// while attempts remain. Returns the outcome and the attempts.
 async fn run_with_policy(step: Step<'_>) -> (Result<NodeOutput, NodeError>, u32) {
     let Step {
         graph,
@@ -323,8 +325,12 @@ async fn run_with_policy(step: Step<'_>) -> (Result<NodeOutput, NodeError>, u32)
         };
         match outcome {
             Err(error) if error.is_retryable() && attempt < policy.max_attempts => {
-                tracing::info!(node_id = graph.node_id(index), attempt, %error, "retrying node");
-                tokio::time::sleep(policy.backoff * 2u32.saturating_pow(attempt - 1)).await;
+                let delay =
+                    retry_delay(policy.backoff, attempt, error.retry_after(), rand::random());
+                tracing::info!(node_id = graph.node_id(index), attempt, %error, ?delay, "retrying node");
+                metrics::counter!("kai_worker_node_retries_total", "kind" => error.kind())
+                    .increment(1);
+                tokio::time::sleep(delay).await;
             }
             outcome => return (outcome, attempt),
         }
@@ -590,9 +596,12 @@ mod tests {
         struct Slow;
         /// Fails with an error no retry can fix.
         struct Refused;
+        /// Rate limited once, asked to wait 300 ms.
+        struct Throttled;
 
         static FLAKY_CALLS: AtomicU32 = AtomicU32::new(0);
         static REFUSED_CALLS: AtomicU32 = AtomicU32::new(0);
+        static THROTTLED_CALLS: AtomicU32 = AtomicU32::new(0);
 
         fn probe_policy() -> RunPolicy {
             RunPolicy {
@@ -660,6 +669,18 @@ mod tests {
         }
         .boxed());
 
+        probe!(Throttled, "Throttled", |_| async move {
+            if THROTTLED_CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(NodeError::RateLimited(
+                    "429".into(),
+                    Some(Duration::from_millis(300)),
+                ))
+            } else {
+                Ok(NodeOutput::all(json!("served")))
+            }
+        }
+        .boxed());
+
         fn probe_graph(probe: &str) -> Graph {
             let flow = FlowData::from_body(&json!({"nodes": [
                 {"id": "start", "type": "StartNode"},
@@ -671,6 +692,7 @@ mod tests {
                 "Flaky" => Some(Arc::new(Flaky) as NodeType),
                 "Slow" => Some(Arc::new(Slow) as NodeType),
                 "Refused" => Some(Arc::new(Refused) as NodeType),
+                "Throttled" => Some(Arc::new(Throttled) as NodeType),
                 other => kai_common::nodes::find(other),
             })
             .unwrap()
@@ -691,6 +713,16 @@ mod tests {
             );
             assert_eq!(probe_run(&record).attempts, 3);
             assert_eq!(record.result, json!("finally"));
+        }
+
+        #[tokio::test]
+        async fn a_rate_limited_node_waits_as_long_as_the_service_asked() {
+            // The policy's own backoff is 1 ms; the service asked for 300 ms.
+            let started = std::time::Instant::now();
+            let record = run(&probe_graph("Throttled"), &RunInput { trigger: json!({}) }).await;
+            assert!(started.elapsed() >= Duration::from_millis(300));
+            assert_eq!(record.status, ExecutionStatus::Completed);
+            assert_eq!(probe_run(&record).attempts, 2);
         }
 
         #[tokio::test]

@@ -212,7 +212,11 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, NodeErr
 }
 
 /// What an endpoint's answer means: the output, or a failure classified by its status.
-fn classify(status: reqwest::StatusCode, body: &[u8]) -> Result<Value, NodeError> {
+fn classify(
+    status: reqwest::StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Result<Value, NodeError> {
     let code = status.as_u16();
     match code {
         200..=299 if body.iter().all(u8::is_ascii_whitespace) => Ok(Value::Null),
@@ -221,10 +225,15 @@ fn classify(status: reqwest::StatusCode, body: &[u8]) -> Result<Value, NodeError
                 "the endpoint answered {code} with a body that is not JSON: {e}"
             ))
         }),
-        429 => Err(NodeError::RateLimited(format!(
-            "the endpoint answered 429: {}",
-            quote(body)
-        ))),
+        // 429, or a 503 that says when to come back: wait as asked.
+        429 => Err(NodeError::RateLimited(
+            format!("the endpoint answered 429: {}", quote(body)),
+            retry_after,
+        )),
+        503 if retry_after.is_some() => Err(NodeError::RateLimited(
+            format!("the endpoint answered 503: {}", quote(body)),
+            retry_after,
+        )),
         401 | 403 => Err(NodeError::Credential(format!(
             "the endpoint answered {code}: {}",
             quote(body)
@@ -300,8 +309,13 @@ impl NodeDefinition for HttpNodeType {
                     NodeError::Network(format!("could not reach the endpoint: {}", e.without_url()))
                 })?;
             let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| super::retry::parse_retry_after(v, chrono::Utc::now()));
             let body = read_capped(response).await?;
-            classify(status, &body).map(NodeOutput::all)
+            classify(status, retry_after, &body).map(NodeOutput::all)
         }
         .boxed()
     }
@@ -322,23 +336,28 @@ mod tests {
 
     #[test]
     fn statuses_are_classified_for_the_retry_policy() {
-        let ok = classify(reqwest::StatusCode::OK, br#"{"a":1}"#).unwrap();
+        let ok = classify(reqwest::StatusCode::OK, None, br#"{"a":1}"#).unwrap();
         assert_eq!(ok, json!({"a": 1}));
         assert_eq!(
-            classify(reqwest::StatusCode::NO_CONTENT, b"").unwrap(),
+            classify(reqwest::StatusCode::NO_CONTENT, None, b"").unwrap(),
             Value::Null
         );
         let retryable = |code: u16| {
-            classify(reqwest::StatusCode::from_u16(code).unwrap(), b"nope")
+            classify(reqwest::StatusCode::from_u16(code).unwrap(), None, b"nope")
                 .unwrap_err()
                 .is_retryable()
         };
         assert!(retryable(503) && retryable(500) && retryable(429) && retryable(408));
         assert!(!retryable(400) && !retryable(401) && !retryable(404));
         assert!(matches!(
-            classify(reqwest::StatusCode::OK, b"<html>"),
+            classify(reqwest::StatusCode::OK, None, b"<html>"),
             Err(NodeError::Configuration(_))
         ));
+        let asked = Some(Duration::from_secs(7));
+        let busy = classify(reqwest::StatusCode::SERVICE_UNAVAILABLE, asked, b"busy");
+        assert_eq!(busy.unwrap_err().retry_after(), asked);
+        let limited = classify(reqwest::StatusCode::TOO_MANY_REQUESTS, asked, b"slow");
+        assert_eq!(limited.unwrap_err().retry_after(), asked);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod custom_store;
 mod end;
 mod registry;
 mod respond_to_webhook;
+pub mod retry;
 mod start;
 mod timer_start;
 mod webhook_start;
@@ -80,9 +81,9 @@ pub enum NodeError {
     /// A connection failed or a service answered 5xx.
     #[error("network error: {0}")]
     Network(String),
-    /// A service asked us to slow down.
+    /// A service asked us to slow down, perhaps saying for how long (`Retry-After`).
     #[error("rate limited: {0}")]
-    RateLimited(String),
+    RateLimited(String, Option<Duration>),
     /// The node did not finish within its timeout.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
@@ -98,7 +99,7 @@ impl NodeError {
             NodeError::Configuration(_) => "configuration",
             NodeError::Credential(_) => "credential",
             NodeError::Network(_) => "network",
-            NodeError::RateLimited(_) => "rate_limit",
+            NodeError::RateLimited(..) => "rate_limit",
             NodeError::Timeout(_) => "timeout",
             NodeError::VectorStore(_) => "vector_store",
         }
@@ -108,13 +109,22 @@ impl NodeError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            NodeError::Network(_) | NodeError::RateLimited(_) | NodeError::Timeout(_)
+            NodeError::Network(_) | NodeError::RateLimited(..) | NodeError::Timeout(_)
         )
+    }
+
+    /// How long the service asked us to wait before trying again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            NodeError::RateLimited(_, after) => *after,
+            _ => None,
+        }
     }
 }
 
 /// How the engine runs one node: how long an attempt may take, how many attempts a retryable
-/// failure gets, and the delay before the second attempt (doubling after each).
+/// failure gets, and the delay before the second attempt (doubling after each, jittered; see
+/// `retry`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunPolicy {
     pub timeout: Duration,

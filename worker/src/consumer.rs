@@ -19,6 +19,7 @@ use crate::config::EventsMode;
 use crate::dead_letters::{self, DeadLetter};
 use crate::engine::{self, RunInput};
 use crate::events::{EventBus, RunEvents};
+use crate::outage::DatabaseGate;
 use crate::persist::{self, FinishedRun, Written};
 use crate::request::RunRequest;
 use crate::versions::{VersionError, Versions};
@@ -65,6 +66,8 @@ pub struct JobHandler {
     max_deliver: i64,
     events: EventBus,
     events_mode: EventsMode,
+    /// Holds jobs through a database outage (see `outage`).
+    gate: DatabaseGate,
 }
 
 impl JobHandler {
@@ -79,6 +82,7 @@ impl JobHandler {
         let writer = RunWriter::start(db.clone(), WRITERS, MAX_BATCH);
         let events = EventBus::start(nats.clone(), names.clone());
         Self {
+            gate: DatabaseGate::new(db.clone()),
             db,
             nats,
             js,
@@ -336,6 +340,10 @@ impl Consumer {
         let capacity = Arc::new(Semaphore::new(self.concurrency));
         let tasks = TaskTracker::new();
         while !shutdown.is_cancelled() {
+            // Nothing new is taken while the database is down: it could not be recorded.
+            if self.handler.gate.is_down() && !self.handler.gate.wait_until_up(&shutdown).await {
+                break;
+            }
             let first = tokio::select! {
                 permit = capacity.clone().acquire_owned() => match permit {
                     Ok(permit) => permit,
@@ -380,9 +388,10 @@ impl Consumer {
                 };
                 let handler = self.handler.clone();
                 let ack_wait = self.ack_wait;
+                let shutdown = shutdown.clone();
                 tasks.spawn(async move {
                     metrics::gauge!("kai_worker_jobs_in_flight").increment(1.0);
-                    process(&handler, message, ack_wait).await;
+                    process(&handler, message, ack_wait, &shutdown).await;
                     metrics::gauge!("kai_worker_jobs_in_flight").decrement(1.0);
                     drop(permit);
                 });
@@ -399,7 +408,12 @@ impl Consumer {
 
 /// Runs one delivery and settles it with JetStream. A panic inside the job is caught by the
 /// task and the message is simply redelivered after `ack_wait`; the loop is never affected.
-async fn process(handler: &JobHandler, message: jetstream::Message, ack_wait: Duration) {
+async fn process(
+    handler: &JobHandler,
+    message: jetstream::Message,
+    ack_wait: Duration,
+    shutdown: &CancellationToken,
+) {
     let attempt = message
         .info()
         .map(|i| i.delivered)
@@ -415,17 +429,28 @@ async fn process(handler: &JobHandler, message: jetstream::Message, ack_wait: Du
     );
     kai_common::telemetry::adopt_trace_context(&span, message.headers.as_ref());
     async {
-        let work = handler.handle(&message.payload, attempt);
-        tokio::pin!(work);
-        // Long jobs tell JetStream they are alive, so they are not redelivered meanwhile.
-        let mut progress =
-            tokio::time::interval_at(tokio::time::Instant::now() + ack_wait / 3, ack_wait / 3);
         let outcome = loop {
-            tokio::select! {
-                outcome = &mut work => break outcome,
-                _ = progress.tick() => {
-                    let _ = message.ack_with(AckKind::Progress).await;
-                }
+            let outcome = with_progress(
+                &message,
+                ack_wait,
+                handler.handle(&message.payload, attempt),
+            )
+            .await;
+            let Outcome::Retry(reason) = outcome else {
+                break outcome;
+            };
+            if shutdown.is_cancelled() {
+                break Outcome::Retry(reason);
+            }
+            if handler.gate.probe().await {
+                // The database answers: a failure of this job's own (or a blip), handed back
+                // for a counted redelivery.
+                break Outcome::Retry(reason);
+            }
+            // An outage: held, then run again on the same delivery once the database is back.
+            if !with_progress(&message, ack_wait, handler.gate.wait_until_up(shutdown)).await {
+                // Shutting down during the outage: handed back for another worker.
+                break Outcome::Retry(reason);
             }
         };
         // The last delivery JetStream will make: a transient failure now would leave the job
@@ -441,6 +466,26 @@ async fn process(handler: &JobHandler, message: jetstream::Message, ack_wait: Du
     }
     .instrument(span)
     .await;
+}
+
+/// Runs `work` while telling JetStream the delivery is alive, so a long job (or one held through
+/// a database outage) is not redelivered meanwhile.
+async fn with_progress<F: Future>(
+    message: &jetstream::Message,
+    ack_wait: Duration,
+    work: F,
+) -> F::Output {
+    tokio::pin!(work);
+    let mut progress =
+        tokio::time::interval_at(tokio::time::Instant::now() + ack_wait / 3, ack_wait / 3);
+    loop {
+        tokio::select! {
+            output = &mut work => return output,
+            _ = progress.tick() => {
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
+        }
+    }
 }
 
 async fn settle(handler: &JobHandler, message: &jetstream::Message, outcome: Outcome) {

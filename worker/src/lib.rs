@@ -7,6 +7,7 @@ pub mod dead_letters;
 pub mod durability;
 pub mod engine;
 pub mod events;
+pub mod outage;
 pub mod persist;
 pub mod request;
 pub mod versions;

@@ -1,41 +1,14 @@
 //! Workers dying or draining while webhooks are accepted.
 
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use uuid::Uuid;
 
-use crate::harness::{Harness, fire};
+use crate::harness::{Harness, assert_exactly_once, fire};
 
 const ACK_WAIT_SECS: u64 = 2;
-
-/// Every accepted id has exactly one completed execution, and nothing else was recorded.
-fn assert_exactly_once(accepted: &[Uuid], recorded: &[(Uuid, String, i32)]) {
-    let unique: HashSet<Uuid> = accepted.iter().copied().collect();
-    assert_eq!(
-        unique.len(),
-        accepted.len(),
-        "the API handed out an execution id twice"
-    );
-    let mut by_id: HashMap<Uuid, Vec<&str>> = HashMap::new();
-    for (id, status, _) in recorded {
-        by_id.entry(*id).or_default().push(status);
-    }
-    for id in accepted {
-        assert_eq!(
-            by_id.get(id).map(Vec::as_slice),
-            Some(&["completed"][..]),
-            "execution {id}"
-        );
-    }
-    assert_eq!(
-        recorded.len(),
-        accepted.len(),
-        "executions recorded that were never accepted"
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_worker_loses_and_duplicates_nothing() {

@@ -1,5 +1,6 @@
 //! An in-process API on port 0 plus real `kai-worker` processes, isolated per test.
 
+use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,12 +87,18 @@ impl Harness {
     /// A `kai-worker` process in this test's environment; unacknowledged jobs of a dead worker
     /// are redelivered after `ack_wait_secs`.
     pub fn spawn_worker(&self, ack_wait_secs: u64) -> Child {
+        self.spawn_worker_with(ack_wait_secs, &[])
+    }
+
+    /// Like `spawn_worker`, with some variables set otherwise (e.g. a proxied `DATABASE_URL`).
+    pub fn spawn_worker_with(&self, ack_wait_secs: u64, vars: &[(&str, String)]) -> Child {
         Command::new(env!("CARGO_BIN_EXE_kai-worker"))
             .envs(self.env.env_vars())
             .env("KAI_WORKER_ADDR", "127.0.0.1:0")
             .env("KAI_WORKER_CONCURRENCY", "32")
             .env("KAI_JOB_ACK_WAIT_SECS", ack_wait_secs.to_string())
             .env("RUST_LOG", "warn")
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -156,4 +163,30 @@ pub async fn fire(
         .await;
     let refused = results.iter().filter(|r| r.is_none()).count();
     (results.into_iter().flatten().collect(), refused)
+}
+
+/// Every accepted id has exactly one completed execution, and nothing else was recorded.
+pub fn assert_exactly_once(accepted: &[Uuid], recorded: &[(Uuid, String, i32)]) {
+    let unique: HashSet<Uuid> = accepted.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        accepted.len(),
+        "the API handed out an execution id twice"
+    );
+    let mut by_id: HashMap<Uuid, Vec<&str>> = HashMap::new();
+    for (id, status, _) in recorded {
+        by_id.entry(*id).or_default().push(status);
+    }
+    for id in accepted {
+        assert_eq!(
+            by_id.get(id).map(Vec::as_slice),
+            Some(&["completed"][..]),
+            "execution {id}"
+        );
+    }
+    assert_eq!(
+        recorded.len(),
+        accepted.len(),
+        "executions recorded that were never accepted"
+    );
 }

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use uuid::Uuid;
 
 use crate::harness::{Harness, assert_exactly_once, fire};
 

@@ -38,6 +38,12 @@ pub struct WorkerConfig {
           default_value = "30", value_parser = parse_seconds)]
     pub ack_wait: Duration,
 
+    /// Seconds a stopping worker (SIGTERM) lets its running jobs finish before handing the rest
+    /// back to the queue and exiting; keep it under Kubernetes' `terminationGracePeriodSeconds`.
+    #[arg(long = "drain-secs", env = "KAI_WORKER_DRAIN_SECS", value_name = "KAI_WORKER_DRAIN_SECS",
+          default_value = "25", value_parser = parse_seconds)]
+    pub drain_grace: Duration,
+
     /// Deliveries of a job before it is dead-lettered.
     #[arg(long, env = "KAI_JOB_MAX_DELIVER", value_name = "KAI_JOB_MAX_DELIVER",
           default_value = "5", value_parser = parse_positive)]

@@ -318,6 +318,15 @@ pub struct Consumer {
     handler: Arc<JobHandler>,
     concurrency: usize,
     ack_wait: Duration,
+    drain_grace: Duration,
+}
+
+/// How a worker stops: `shutdown` ends pulling, `abandon` (after the drain's grace period)
+/// hands back what is still running.
+#[derive(Clone, Default)]
+struct Stopping {
+    shutdown: CancellationToken,
+    abandon: CancellationToken,
 }
 
 impl Consumer {
@@ -326,19 +335,26 @@ impl Consumer {
         handler: Arc<JobHandler>,
         concurrency: usize,
         ack_wait: Duration,
+        drain_grace: Duration,
     ) -> Self {
         Self {
             pull,
             handler,
             concurrency,
             ack_wait,
+            drain_grace,
         }
     }
 
-    /// Pulls and runs jobs until `shutdown`, then waits for the jobs in flight.
+    /// Pulls and runs jobs until `shutdown`, then waits for the jobs in flight, at most the
+    /// drain's grace period, after which the rest are handed back.
     pub async fn run(self, shutdown: CancellationToken) {
         let capacity = Arc::new(Semaphore::new(self.concurrency));
         let tasks = TaskTracker::new();
+        let stopping = Stopping {
+            shutdown: shutdown.clone(),
+            abandon: CancellationToken::new(),
+        };
         while !shutdown.is_cancelled() {
             // Nothing new is taken while the database is down: it could not be recorded.
             if self.handler.gate.is_down() && !self.handler.gate.wait_until_up(&shutdown).await {
@@ -388,10 +404,10 @@ impl Consumer {
                 };
                 let handler = self.handler.clone();
                 let ack_wait = self.ack_wait;
-                let shutdown = shutdown.clone();
+                let stopping = stopping.clone();
                 tasks.spawn(async move {
                     metrics::gauge!("kai_worker_jobs_in_flight").increment(1.0);
-                    process(&handler, message, ack_wait, &shutdown).await;
+                    process(&handler, message, ack_wait, &stopping).await;
                     metrics::gauge!("kai_worker_jobs_in_flight").decrement(1.0);
                     drop(permit);
                 });
@@ -402,7 +418,18 @@ impl Consumer {
             "stopped pulling; finishing jobs in flight"
         );
         tasks.close();
-        tasks.wait().await;
+        if tokio::time::timeout(self.drain_grace, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                still_running = tasks.len(),
+                grace = ?self.drain_grace,
+                "drain grace period over; handing the rest back"
+            );
+            stopping.abandon.cancel();
+            tasks.wait().await;
+        }
     }
 }
 
@@ -412,7 +439,7 @@ async fn process(
     handler: &JobHandler,
     message: jetstream::Message,
     ack_wait: Duration,
-    shutdown: &CancellationToken,
+    stopping: &Stopping,
 ) {
     let attempt = message
         .info()
@@ -429,28 +456,15 @@ async fn process(
     );
     kai_common::telemetry::adopt_trace_context(&span, message.headers.as_ref());
     async {
-        let outcome = loop {
-            let outcome = with_progress(
-                &message,
-                ack_wait,
-                handler.handle(&message.payload, attempt),
-            )
-            .await;
-            let Outcome::Retry(reason) = outcome else {
-                break outcome;
-            };
-            if shutdown.is_cancelled() {
-                break Outcome::Retry(reason);
-            }
-            if handler.gate.probe().await {
-                // The database answers: a failure of this job's own (or a blip), handed back
-                // for a counted redelivery.
-                break Outcome::Retry(reason);
-            }
-            // An outage: held, then run again on the same delivery once the database is back.
-            if !with_progress(&message, ack_wait, handler.gate.wait_until_up(shutdown)).await {
-                // Shutting down during the outage: handed back for another worker.
-                break Outcome::Retry(reason);
+        let outcome = tokio::select! {
+            outcome = run_delivery(handler, &message, attempt, ack_wait, &stopping.shutdown) => outcome,
+            _ = stopping.abandon.cancelled() => {
+                // The drain's grace period is over: hand the job back for another worker (a
+                // run already recorded is found there, not run twice).
+                tracing::warn!("drain grace period over; handing the job back");
+                let _ = message.ack_with(AckKind::Nak(None)).await;
+                metrics::counter!("kai_worker_jobs_handed_back_total").increment(1);
+                return;
             }
         };
         // The last delivery JetStream will make: a transient failure now would leave the job
@@ -466,6 +480,36 @@ async fn process(
     }
     .instrument(span)
     .await;
+}
+
+/// Runs one delivery to an outcome, holding it through a database outage.
+async fn run_delivery(
+    handler: &JobHandler,
+    message: &jetstream::Message,
+    attempt: i32,
+    ack_wait: Duration,
+    shutdown: &CancellationToken,
+) -> Outcome {
+    loop {
+        let outcome =
+            with_progress(message, ack_wait, handler.handle(&message.payload, attempt)).await;
+        let Outcome::Retry(reason) = outcome else {
+            return outcome;
+        };
+        if shutdown.is_cancelled() {
+            return Outcome::Retry(reason);
+        }
+        if handler.gate.probe().await {
+            // The database answers: a failure of this job's own (or a blip), handed back for a
+            // counted redelivery.
+            return Outcome::Retry(reason);
+        }
+        // An outage: held, then run again on the same delivery once the database is back.
+        if !with_progress(message, ack_wait, handler.gate.wait_until_up(shutdown)).await {
+            // Shutting down during the outage: handed back for another worker.
+            return Outcome::Retry(reason);
+        }
+    }
 }
 
 /// Runs `work` while telling JetStream the delivery is alive, so a long job (or one held through

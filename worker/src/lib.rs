@@ -66,7 +66,13 @@ pub async fn run(
         settings.max_deliver,
     )
     .with_events_mode(config.execution_events);
-    let consumer = Consumer::new(pull, Arc::new(handler), config.concurrency, config.ack_wait);
+    let consumer = Consumer::new(
+        pull,
+        Arc::new(handler),
+        config.concurrency,
+        config.ack_wait,
+        config.drain_grace,
+    );
     tracing::info!(concurrency = config.concurrency, "worker started");
     consumer.run(shutdown).await;
 

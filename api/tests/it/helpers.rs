@@ -67,6 +67,7 @@ impl TestApp {
             addr: listener.local_addr().unwrap(),
             concurrency: 8,
             ack_wait: Duration::from_secs(5),
+            drain_grace: Duration::from_secs(10),
             max_deliver: 5,
             execution_events: kai_worker::config::EventsMode::All,
         };

@@ -29,6 +29,7 @@ impl Cluster {
                 addr: listener.local_addr().unwrap(),
                 concurrency: 64,
                 ack_wait: Duration::from_secs(5),
+                drain_grace: Duration::from_secs(10),
                 max_deliver: 5,
                 execution_events: EventsMode::All,
             };

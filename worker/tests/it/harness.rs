@@ -47,16 +47,53 @@ impl Harness {
 
     /// A user with a webhook workflow.
     pub async fn hook(&self) -> Hook {
-        let token = kai_api::testing::access_token(&self.base, "crash@example.com").await;
+        let token = self.token("crash@example.com").await;
+        self.hook_for(&token, None).await
+    }
+
+    /// Signs up `email`; its access token.
+    pub async fn token(&self, email: &str) -> String {
+        kai_api::testing::access_token(&self.base, email).await
+    }
+
+    /// `POST path` on the API as the owner of `token`.
+    pub async fn post(&self, token: &str, path: &str, body: &Value) -> Value {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    }
+
+    /// A webhook workflow of `token`'s user: webhook → `middle` (when given) → end.
+    pub async fn hook_for(&self, token: &str, middle: Option<Value>) -> Hook {
+        let mut nodes = vec![
+            // Hundreds of calls in a few seconds: no rate limit.
+            json!({"id": "hook", "type": "WebhookStartNode", "data": {"rate_limit_per_minute": 0}}),
+            json!({"id": "end", "type": "EndNode"}),
+        ];
+        let edges = match middle {
+            Some(mut node) => {
+                node["id"] = json!("middle");
+                nodes.push(node);
+                json!([{"source": "hook", "target": "middle"}, {"source": "middle", "target": "end"}])
+            }
+            None => json!([{"source": "hook", "target": "end"}]),
+        };
         let workflow: Value = self
             .client
             .post(format!("{}/api/v1/workflows", self.base))
-            .bearer_auth(&token)
-            .json(&json!({"name": "crash", "nodes": [
-                // Hundreds of calls in a few seconds: no rate limit.
-                {"id": "hook", "type": "WebhookStartNode", "data": {"rate_limit_per_minute": 0}},
-                {"id": "end", "type": "EndNode"}
-            ], "edges": [{"source": "hook", "target": "end"}]}))
+            .bearer_auth(token)
+            .json(&json!({"name": "crash", "nodes": nodes, "edges": edges}))
             .send()
             .await
             .unwrap()
@@ -70,7 +107,7 @@ impl Harness {
                 "{}/api/v1/webhooks?workflow_id={workflow_id}",
                 self.base
             ))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .send()
             .await
             .unwrap()

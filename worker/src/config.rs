@@ -44,6 +44,17 @@ pub struct WorkerConfig {
           default_value = "25", value_parser = parse_seconds)]
     pub drain_grace: Duration,
 
+    /// Failures in a row (connection errors, timeouts, 5xx) after which calls to an external
+    /// host fail fast for a while (its circuit breaker opens).
+    #[arg(long, env = "KAI_BREAKER_FAILURES", value_name = "KAI_BREAKER_FAILURES",
+          default_value = "5", value_parser = parse_positive)]
+    pub breaker_failures: usize,
+
+    /// Seconds an open circuit breaker fails calls fast before letting one trial call through.
+    #[arg(long, env = "KAI_BREAKER_OPEN_SECS", value_name = "KAI_BREAKER_OPEN_SECS",
+          default_value = "30", value_parser = parse_seconds)]
+    pub breaker_open: Duration,
+
     /// Deliveries of a job before it is dead-lettered.
     #[arg(long, env = "KAI_JOB_MAX_DELIVER", value_name = "KAI_JOB_MAX_DELIVER",
           default_value = "5", value_parser = parse_positive)]

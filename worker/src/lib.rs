@@ -18,6 +18,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use kai_common::health::{self, Dependencies};
 use kai_common::nats::{self, ConsumerSettings, Names};
+use kai_common::nodes::breaker::BreakerSettings;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +33,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     kai_common::metrics::handle();
+    kai_common::nodes::breaker::breakers().configure(BreakerSettings {
+        failures: u32::try_from(config.breaker_failures).unwrap_or(u32::MAX),
+        open_for: config.breaker_open,
+    });
     let common = &config.common;
     let db = kai_common::db::connect(&common.database_url, common.database_max_connections as u32)
         .await

@@ -68,6 +68,8 @@ impl TestApp {
             concurrency: 8,
             ack_wait: Duration::from_secs(5),
             drain_grace: Duration::from_secs(10),
+            breaker_failures: 5,
+            breaker_open: Duration::from_secs(30),
             max_deliver: 5,
             execution_events: kai_worker::config::EventsMode::All,
         };

@@ -81,6 +81,7 @@ struct FakeNodeService {
     base: String,
     flaky_calls: Arc<AtomicU32>,
     slow_calls: Arc<AtomicU32>,
+    down_calls: Arc<AtomicU32>,
     /// Lets one call of `/gate` answer.
     gate: Arc<tokio::sync::Notify>,
 }
@@ -93,6 +94,13 @@ async fn rendezvous(
 ) -> PoemJson<Value> {
     barrier.wait().await;
     PoemJson(json!({"branch": request["node_id"]}))
+}
+
+/// A service that is down: 503 to every call.
+#[handler]
+fn down(calls: Data<&Arc<AtomicU32>>) -> poem::Response {
+    calls.fetch_add(1, Ordering::SeqCst);
+    (StatusCode::SERVICE_UNAVAILABLE, "down for maintenance").into_response()
 }
 
 #[handler]
@@ -133,6 +141,7 @@ impl FakeNodeService {
     async fn start() -> Self {
         let flaky_calls = Arc::new(AtomicU32::new(0));
         let slow_calls = Arc::new(AtomicU32::new(0));
+        let down_calls = Arc::new(AtomicU32::new(0));
         let gate_notify = Arc::new(tokio::sync::Notify::new());
         let routes = Route::new()
             .at("/gate", post(gate).data(gate_notify.clone()))
@@ -143,7 +152,8 @@ impl FakeNodeService {
             .at("/echo", post(echo))
             .at("/flaky", post(flaky).data(flaky_calls.clone()))
             .at("/slow", post(slow).data(slow_calls.clone()))
-            .at("/refuse", post(refuse));
+            .at("/refuse", post(refuse))
+            .at("/down", post(down).data(down_calls.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
@@ -152,6 +162,7 @@ impl FakeNodeService {
             base,
             flaky_calls,
             slow_calls,
+            down_calls,
             gate: gate_notify,
         }
     }
@@ -647,5 +658,49 @@ async fn independent_branches_run_concurrently_and_a_join_waits_for_both() {
     let join_started = at("join", "started_at");
     assert!(join_started >= at("left", "completed_at"));
     assert!(join_started >= at("right", "completed_at"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn calls_to_a_host_that_keeps_failing_fail_fast_once_its_circuit_opens() {
+    let app = TestApp::spawn().await;
+    let service = FakeNodeService::start().await;
+    let token = app.user("breaker@example.com").await;
+    let (status, _) = register(
+        &app,
+        &token,
+        json!({"node_type": "Maintenance", "endpoint_url": format!("{}/down", service.base),
+               "timeout_ms": 2000, "max_attempts": 1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let workflow = app
+        .create_workflow(&token, &through("Maintenance", json!({})))
+        .await;
+    // The breaker opens after 5 failures in a row (the default): those reach the service...
+    for _ in 0..5 {
+        let execution = run_to_the_end(&app, &token, &workflow, json!({})).await;
+        assert_eq!(execution["status"], "failed");
+        assert_eq!(execution["error_type"], "network", "{execution}");
+    }
+    assert_eq!(service.down_calls.load(Ordering::SeqCst), 5);
+    // ...later runs fail at once with a retryable error, without calling it.
+    for _ in 0..3 {
+        let execution = run_to_the_end(&app, &token, &workflow, json!({})).await;
+        assert_eq!(execution["status"], "failed");
+        assert_eq!(execution["error_type"], "network");
+        let error = execution["error"].as_str().unwrap();
+        assert!(error.contains("circuit open"), "{error}");
+    }
+    assert_eq!(service.down_calls.load(Ordering::SeqCst), 5);
+    let metrics = app
+        .request(Method::GET, "/metrics", None)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("kai_node_circuit_state"), "{metrics}");
     app.stop().await;
 }

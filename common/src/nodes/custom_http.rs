@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::breaker::breakers;
 use super::{
     ConfigError, NodeCategory, NodeContext, NodeDefinition, NodeError, NodeOutput, RunPolicy,
 };
@@ -211,6 +212,15 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, NodeErr
     Ok(body)
 }
 
+/// The breaker key of a URL: its host and port.
+fn host_of(url: &url::Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or("unknown"),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
+
 /// What an endpoint's answer means: the output, or a failure classified by its status.
 fn classify(
     status: reqwest::StatusCode,
@@ -299,6 +309,7 @@ impl NodeDefinition for HttpNodeType {
                 "config": config,
                 "inputs": ctx.input,
             });
+            let call = breakers().call(&host_of(&self.url))?;
             // The URL is not quoted in errors: it may carry credentials.
             let response = client()
                 .post(self.url.clone())
@@ -315,6 +326,9 @@ impl NodeDefinition for HttpNodeType {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| super::retry::parse_retry_after(v, chrono::Utc::now()));
             let body = read_capped(response).await?;
+            // The host is in trouble when it fails on its side; refusals and rate limits are
+            // answers.
+            call.finish(!status.is_server_error());
             classify(status, retry_after, &body).map(NodeOutput::all)
         }
         .boxed()

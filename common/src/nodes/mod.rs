@@ -1,6 +1,7 @@
 //! The node catalogue: what every node type declares (category, handles, config validation)
 //! and how it runs. Adding a node type means adding one file here and one line in `registry`.
 
+pub mod breaker;
 mod condition;
 pub mod custom_http;
 pub mod custom_store;

@@ -302,6 +302,12 @@ impl JobHandler {
             deliveries,
             stream_sequence: Some(stored),
         };
+        // The execution first: once the dead letter is listed, its execution says why.
+        if let Err(e) =
+            dead_letters::mark_failed(&self.db, &message.payload, reason, deliveries).await
+        {
+            tracing::warn!(error = %e, "could not mark the dead-lettered execution failed");
+        }
         if let Err(e) = dead_letters::record(&self.db, letter).await {
             // The stream keeps it (14 days); only the owner's listing misses it.
             tracing::error!(error = %e, "dead letter stored in the stream but not listed");

@@ -1,7 +1,10 @@
 //! Recording a dead-lettered job in `dead_letters`, beside its copy in the KAI_DLQ stream, with
-//! the owner and execution id read from the message when it can be decoded.
+//! the owner and execution id read from the message when it can be decoded; and marking its
+//! execution failed, so whoever holds the execution id finds why it never ran.
 
 use kai_common::jobs::JobMessage;
+
+use crate::request::RunRequest;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -43,6 +46,52 @@ pub async fn record(db: &PgPool, letter: DeadLetter<'_>) -> sqlx::Result<()> {
     .bind(letter.payload)
     .bind(letter.deliveries)
     .bind(letter.stream_sequence.and_then(|s| i64::try_from(s).ok()))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Records the job's execution as failed with `reason` (error type `dead_letter`), when its
+/// message can be decoded and its workflow still exists; an execution already recorded is left
+/// as it is.
+pub async fn mark_failed(
+    db: &PgPool,
+    payload: &[u8],
+    reason: &str,
+    deliveries: i32,
+) -> sqlx::Result<()> {
+    let Ok(job) = JobMessage::decode(payload) else {
+        return Ok(());
+    };
+    let run: RunRequest = match job {
+        JobMessage::WebhookV1(job) => job.into(),
+        JobMessage::ManualV1(job) => job.into(),
+        JobMessage::TimerV1(job) => job.into(),
+    };
+    let inputs = if kai_common::json::contains_nul(&run.trigger) {
+        serde_json::json!({})
+    } else {
+        run.trigger.clone()
+    };
+    sqlx::query(
+        "INSERT INTO workflow_executions (id, workflow_id, workflow_version, user_id, \
+            trigger_type, trigger_id, status, inputs, error, error_type, enqueued_at, started_at, \
+            completed_at, duration_ms, attempt) \
+         SELECT $1, w.id, $3, w.user_id, $4, $5, 'failed', $6, $7, 'dead_letter', $8, now(), \
+            now(), 0, $9 \
+         FROM workflows w WHERE w.id = $2 AND w.user_id = $10 \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(run.execution_id)
+    .bind(run.workflow_id)
+    .bind(run.workflow_version)
+    .bind(run.trigger_type)
+    .bind(run.trigger_id.as_deref())
+    .bind(&inputs)
+    .bind(reason)
+    .bind(run.enqueued_at)
+    .bind(deliveries)
+    .bind(run.user_id)
     .execute(db)
     .await?;
     Ok(())

@@ -65,6 +65,14 @@ async fn a_dead_letter_is_listed_for_its_owner_replayed_once_and_deleted() {
     );
     assert_eq!(dead_letters(&app, &stranger).await["total"], 0);
     let id = letter["id"].as_str().unwrap();
+    // Whoever holds the execution id finds why it never ran.
+    let (status, dead) = app
+        .get_json(&format!("/api/v1/executions/{dead_id}"), &token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{dead}");
+    assert_eq!(dead["status"], "failed");
+    assert_eq!(dead["error_type"], "dead_letter");
+    assert_eq!(dead["error"], letter["reason"]);
 
     // Replayed: the same inputs run as a new execution of the current version.
     let path = format!("/api/v1/dlq/{id}/replay");

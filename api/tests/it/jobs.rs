@@ -217,5 +217,13 @@ async fn a_job_that_keeps_failing_is_dead_lettered_on_its_last_delivery() {
             .starts_with("gave up after 5 deliveries"),
         "{letter}"
     );
+    let (_, execution) = app
+        .get_json(
+            &format!("/api/v1/executions/{}", job.execution_id()),
+            &token,
+        )
+        .await;
+    assert_eq!(execution["status"], "failed", "{execution}");
+    assert_eq!(execution["error_type"], "dead_letter");
     app.stop().await;
 }

@@ -18,11 +18,17 @@ pub async fn free_port() -> u16 {
 }
 
 pub async fn spawn(env: &TestEnv) -> Scheduler {
+    spawn_with(env, &[]).await
+}
+
+/// Like `spawn`, with some variables set otherwise (e.g. a proxied `NATS_URL`).
+pub async fn spawn_with(env: &TestEnv, vars: &[(&str, String)]) -> Scheduler {
     let port = free_port().await;
     let child = Command::new(env!("CARGO_BIN_EXE_kai-scheduler"))
         .envs(env.env_vars())
         .env("KAI_SCHEDULER_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()

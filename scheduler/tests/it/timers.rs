@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::harness::{Cluster, Scheduler, Tick, metrics_of, single_leader, spawn};
+use crate::harness::{Cluster, Scheduler, Tick, metrics_of, single_leader, spawn, spawn_with};
 
 fn fire_times(ticks: &[Tick]) -> Vec<DateTime<Utc>> {
     let mut times: Vec<_> = ticks.iter().map(|t| t.scheduled_for).collect();
@@ -314,6 +314,59 @@ async fn ticks_missed_while_no_scheduler_ran_follow_the_misfire_policy() {
                 "{times:?}"
             );
         }
+    }
+    let _ = scheduler.child.start_kill();
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn ticks_resume_without_duplicates_after_the_scheduler_loses_nats_for_a_while() {
+    let cluster = Cluster::start().await;
+    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let nats_url = url::Url::parse(&nats_url).unwrap();
+    let target = format!(
+        "{}:{}",
+        nats_url
+            .host_str()
+            .unwrap()
+            .replace("localhost", "127.0.0.1"),
+        nats_url.port().unwrap_or(4222)
+    );
+    let nats = kai_common::test_proxy::TcpProxy::start(target.parse().unwrap()).await;
+    let mut scheduler = spawn_with(
+        &cluster.env,
+        &[("NATS_URL", format!("nats://{}", nats.addr()))],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    single_leader(&client, &[&scheduler], Duration::from_secs(60)).await;
+    let (_, job_id) = cluster
+        .timer_workflow(json!({"interval_seconds": 1, "misfire_policy": "fire_all"}))
+        .await;
+    cluster
+        .wait_for_ticks(&job_id, 2, Duration::from_secs(10))
+        .await;
+    nats.cut();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    nats.restore();
+    let cut_at = Utc::now();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ticks = loop {
+        let ticks = cluster.ticks_of(&job_id).await;
+        if ticks
+            .iter()
+            .any(|t| t.scheduled_for > cut_at + chrono::Duration::seconds(2))
+        {
+            break ticks;
+        }
+        assert!(Instant::now() < deadline, "no ticks after NATS came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let times = fire_times(&ticks);
+    let distinct: HashSet<_> = times.iter().collect();
+    assert_eq!(distinct.len(), times.len(), "a tick twice: {times:?}");
+    for pair in times.windows(2) {
+        assert_eq!(pair[1] - pair[0], chrono::Duration::seconds(1), "{times:?}");
     }
     let _ = scheduler.child.start_kill();
     cluster.stop().await;

@@ -97,3 +97,42 @@ async fn jobs_wait_out_a_database_outage_instead_of_dying() {
     let _ = worker.start_kill();
     harness.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_reconnects_to_nats_by_itself_and_loses_nothing() {
+    let harness = Harness::start().await;
+    let hook = harness.hook().await;
+    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let nats_url = url::Url::parse(&nats_url).unwrap();
+    let target = format!(
+        "{}:{}",
+        nats_url
+            .host_str()
+            .unwrap()
+            .replace("localhost", "127.0.0.1"),
+        nats_url.port().unwrap_or(4222)
+    );
+    let nats = TcpProxy::start(target.parse().unwrap()).await;
+    let mut worker =
+        harness.spawn_worker_with(2, &[("NATS_URL", format!("nats://{}", nats.addr()))]);
+    let (mut accepted, refused) = fire(harness.client.clone(), &hook, 10, 5).await;
+    assert_eq!(refused, 0);
+    harness
+        .wait_for_executions(hook.workflow_id, 10, Duration::from_secs(60))
+        .await;
+
+    // The worker's connection drops; the API (connected directly) keeps accepting.
+    nats.cut();
+    let (during, refused) = fire(harness.client.clone(), &hook, 20, 10).await;
+    assert_eq!(refused, 0);
+    accepted.extend(during);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    nats.restore();
+
+    harness
+        .wait_for_executions(hook.workflow_id, accepted.len(), Duration::from_secs(60))
+        .await;
+    assert_exactly_once(&accepted, &harness.executions(hook.workflow_id).await);
+    let _ = worker.start_kill();
+    harness.stop().await;
+}

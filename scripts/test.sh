@@ -19,3 +19,7 @@ cargo run --quiet --locked -p kai-common --features testing --example purge-test
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast
+
+# The fault-injection suite, short: a private cluster under load through a worker kill loop, NATS,
+# PostgreSQL and Redis restarts and a scheduler leader kill; fails on any lost or duplicated run.
+bash scripts/fault-suite.sh --short

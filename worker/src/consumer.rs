@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
-use kai_common::jobs::{ExecutionReply, JobMessage};
+use kai_common::jobs::{ExecutionReply, ExecutionStatus, JobMessage};
 use kai_common::nats::Names;
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
@@ -41,6 +41,10 @@ pub enum Outcome {
     Retry(String),
     /// Cannot ever succeed (undecodable, workflow deleted): dead-lettered.
     Dead(String),
+    /// Ran and recorded as failed by a node whose failure a later run may not meet (network,
+    /// rate limit, timeout) after its last attempt: acknowledged and dead-lettered, so its
+    /// owner can replay it once the service is back.
+    FailedRetryable(String),
 }
 
 impl Outcome {
@@ -50,6 +54,7 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::Retry(_) => "retry",
             Outcome::Dead(_) => "dead",
+            Outcome::FailedRetryable(_) => "failed_retryable",
         }
     }
 }
@@ -114,7 +119,7 @@ impl JobHandler {
         let Some(event) = event else { return };
         let mut event = event.with_output(&reply.result);
         event.event = match reply.status {
-            kai_common::jobs::ExecutionStatus::Failed => EventKind::ExecutionFailed,
+            ExecutionStatus::Failed => EventKind::ExecutionFailed,
             _ => EventKind::ExecutionCompleted,
         };
         event.at = chrono::Utc::now();
@@ -205,6 +210,9 @@ impl JobHandler {
                 let duration = (run.record.completed_at - run.record.started_at).num_microseconds();
                 metrics::histogram!("kai_worker_execution_duration_seconds")
                     .record(duration.unwrap_or(0) as f64 / 1e6);
+                let replayable = (run.record.status == ExecutionStatus::Failed
+                    && run.record.error_type.is_some_and(is_retryable_kind))
+                .then(|| run.record.error.clone().unwrap_or_default());
                 let reply = ExecutionReply {
                     execution_id,
                     status: run.record.status,
@@ -216,9 +224,10 @@ impl JobHandler {
                 // The caller gets the result as soon as it is committed; the job is
                 // acknowledged only once the commit is on disk.
                 self.reply(reply_to.as_deref(), &reply).await;
-                match self.writer.durable().await {
-                    Ok(()) => Outcome::Completed,
-                    Err(e) => Outcome::Retry(e),
+                match (self.writer.durable().await, replayable) {
+                    (Ok(()), None) => Outcome::Completed,
+                    (Ok(()), Some(error)) => Outcome::FailedRetryable(error),
+                    (Err(e), _) => Outcome::Retry(e),
                 }
             }
             (Ok(_), _) => {
@@ -245,7 +254,7 @@ impl JobHandler {
     async fn reply_failed(&self, job: &RunRequest, error: &str) {
         let reply = ExecutionReply {
             execution_id: job.execution_id,
-            status: kai_common::jobs::ExecutionStatus::Failed,
+            status: ExecutionStatus::Failed,
             result: serde_json::Value::Null,
             error: Some(error.to_owned()),
             response: None,
@@ -488,6 +497,11 @@ async fn process(
     .await;
 }
 
+/// Whether a run that failed with this error type may succeed when run again later.
+fn is_retryable_kind(error_type: &str) -> bool {
+    matches!(error_type, "network" | "rate_limit" | "timeout")
+}
+
 /// Runs one delivery to an outcome, holding it through a database outage.
 async fn run_delivery(
     handler: &JobHandler,
@@ -552,6 +566,15 @@ async fn settle(handler: &JobHandler, message: &jetstream::Message, outcome: Out
             let _ = message
                 .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
                 .await;
+        }
+        Outcome::FailedRetryable(error) => {
+            // Recorded as failed already; the dead letter is for replaying it later. A failure
+            // to store it does not undo the run, so the job is acknowledged either way.
+            let reason = format!("failed after its last attempt: {error}");
+            if !handler.dead_letter(message, &reason).await {
+                tracing::warn!("a failed run's dead letter could not be stored");
+            }
+            let _ = message.double_ack().await;
         }
         Outcome::Dead(reason) => {
             tracing::error!(%reason, "job cannot run; dead-lettering it");

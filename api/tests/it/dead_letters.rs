@@ -1,6 +1,8 @@
 //! Dead letters through the API: listed for their owner only, replayed once as a new execution
 //! of the workflow's current version, deleted with their stream copy.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -173,5 +175,95 @@ async fn a_dead_letter_whose_workflow_is_gone_cannot_be_replayed() {
     assert!(body["message"].as_str().unwrap().contains("workflow"));
     let page = dead_letters(&app, &token).await;
     assert_eq!(page["items"][0]["replayed_execution_id"], Value::Null);
+    app.stop().await;
+}
+
+/// A service that answers 503 until it is switched up.
+#[poem::handler]
+fn maybe_down(up: poem::web::Data<&Arc<AtomicBool>>) -> poem::Response {
+    use poem::IntoResponse;
+    if up.load(Ordering::SeqCst) {
+        poem::web::Json(json!({"ok": true})).into_response()
+    } else {
+        (poem::http::StatusCode::SERVICE_UNAVAILABLE, "down").into_response()
+    }
+}
+
+#[tokio::test]
+async fn a_run_failing_on_a_service_outage_is_dead_lettered_and_replayed_when_it_is_back() {
+    use poem::EndpointExt;
+    let app = TestApp::spawn().await;
+    let token = app.user("dlq-outage@example.com").await;
+    let up = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+    let routes = poem::Route::new().at("/run", poem::post(maybe_down).data(up.clone()));
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(routes));
+    let (status, _) = app
+        .post_json(
+            "/api/v1/nodes/registry",
+            &token,
+            &json!({"node_type": "Upstream", "endpoint_url": format!("{base}/run"),
+                    "timeout_ms": 2000, "max_attempts": 2, "backoff_ms": 10}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let workflow = app
+        .create_workflow(
+            &token,
+            &json!({"name": "upstream", "nodes": [
+            {"id": "start", "type": "StartNode"},
+            {"id": "call", "type": "Upstream"},
+            {"id": "end", "type": "EndNode"}
+        ], "edges": [{"source": "start", "target": "call"}, {"source": "call", "target": "end"}]}),
+        )
+        .await;
+    let id = workflow["id"].as_str().unwrap();
+    let (_, queued) = app
+        .post_json(
+            &format!("/api/v1/workflows/{id}/execute"),
+            &token,
+            &json!({"inputs": {"order": 7}}),
+        )
+        .await;
+    let failed_id = queued["execution_id"].as_str().unwrap().to_owned();
+    let failed = app.wait_for_execution(&token, &failed_id).await;
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["error_type"], "network");
+
+    let mut page = Value::Null;
+    for _ in 0..100 {
+        page = dead_letters(&app, &token).await;
+        if page["total"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let letter = &page["items"][0];
+    assert_eq!(letter["execution_id"], failed_id.as_str(), "{page}");
+    assert!(
+        letter["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed after its last attempt"),
+        "{letter}"
+    );
+
+    // The service is back: the replay runs through.
+    up.store(true, Ordering::SeqCst);
+    let (status, replayed) = app
+        .post_json(
+            &format!("/api/v1/dlq/{}/replay", letter["id"].as_str().unwrap()),
+            &token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{replayed}");
+    let again = app
+        .wait_for_execution(&token, replayed["execution_id"].as_str().unwrap())
+        .await;
+    assert_eq!(again["status"], "completed", "{again}");
+    assert_eq!(again["inputs"], json!({"order": 7}));
     app.stop().await;
 }

@@ -295,7 +295,8 @@ struct Step<'a> {
 
 /// Runs one node under its policy: each attempt bounded by the timeout, a retryable failure
 /// retried after a doubling, jittered backoff (or the service's `Retry-After` when longer)
-/// while attempts remain. Returns the outcome and the attempts.
+/// while attempts remain, under the node's policy or the workflow's when that allows more.
+/// Returns the outcome and the attempts.
 async fn run_with_policy(step: Step<'_>) -> (Result<NodeOutput, NodeError>, u32) {
     let Step {
         graph,
@@ -306,7 +307,14 @@ async fn run_with_policy(step: Step<'_>) -> (Result<NodeOutput, NodeError>, u32)
         providers,
     } = step;
     let definition = graph.definition(index);
-    let policy = definition.policy(graph.node_config(index));
+    let mut policy = definition.policy(graph.node_config(index));
+    // The workflow's policy, where the node's own allows fewer attempts.
+    if let Some(retry) = graph.flow().retry
+        && retry.max_attempts > policy.max_attempts
+    {
+        policy.max_attempts = retry.max_attempts;
+        policy.backoff = std::time::Duration::from_millis(retry.backoff_ms);
+    }
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -598,10 +606,13 @@ mod tests {
         struct Refused;
         /// Rate limited once, asked to wait 300 ms.
         struct Throttled;
+        /// One attempt of its own; fails twice with a network error, then succeeds.
+        struct Fragile;
 
         static FLAKY_CALLS: AtomicU32 = AtomicU32::new(0);
         static REFUSED_CALLS: AtomicU32 = AtomicU32::new(0);
         static THROTTLED_CALLS: AtomicU32 = AtomicU32::new(0);
+        static FRAGILE_CALLS: AtomicU32 = AtomicU32::new(0);
 
         fn probe_policy() -> RunPolicy {
             RunPolicy {
@@ -613,6 +624,9 @@ mod tests {
 
         macro_rules! probe {
             ($ty:ty, $name:literal, $body:expr) => {
+                probe!($ty, $name, probe_policy(), $body);
+            };
+            ($ty:ty, $name:literal, $policy:expr, $body:expr) => {
                 impl NodeDefinition for $ty {
                     fn type_name(&self) -> &'static str {
                         $name
@@ -636,7 +650,7 @@ mod tests {
                         Ok(())
                     }
                     fn policy(&self, _: &Value) -> RunPolicy {
-                        probe_policy()
+                        $policy
                     }
                     fn execute<'a>(
                         &'a self,
@@ -681,18 +695,41 @@ mod tests {
         }
         .boxed());
 
+        probe!(
+            Fragile,
+            "Fragile",
+            RunPolicy {
+                max_attempts: 1,
+                ..probe_policy()
+            },
+            |_| async move {
+                if FRAGILE_CALLS.fetch_add(1, Ordering::SeqCst) < 2 {
+                    Err(NodeError::Network("connection reset".into()))
+                } else {
+                    Ok(NodeOutput::all(json!("held")))
+                }
+            }
+            .boxed()
+        );
+
         fn probe_graph(probe: &str) -> Graph {
+            probe_graph_with(probe, json!(null))
+        }
+
+        fn probe_graph_with(probe: &str, retry: Value) -> Graph {
             let flow = FlowData::from_body(&json!({"nodes": [
                 {"id": "start", "type": "StartNode"},
                 {"id": "probe", "type": probe},
                 {"id": "end", "type": "EndNode"}
-            ], "edges": [{"source": "start", "target": "probe"}, {"source": "probe", "target": "end"}]}))
+            ], "edges": [{"source": "start", "target": "probe"}, {"source": "probe", "target": "end"}],
+               "retry": retry}))
             .unwrap();
             Graph::with_node_types(flow, &|name| match name {
                 "Flaky" => Some(Arc::new(Flaky) as NodeType),
                 "Slow" => Some(Arc::new(Slow) as NodeType),
                 "Refused" => Some(Arc::new(Refused) as NodeType),
                 "Throttled" => Some(Arc::new(Throttled) as NodeType),
+                "Fragile" => Some(Arc::new(Fragile) as NodeType),
                 other => kai_common::nodes::find(other),
             })
             .unwrap()
@@ -713,6 +750,19 @@ mod tests {
             );
             assert_eq!(probe_run(&record).attempts, 3);
             assert_eq!(record.result, json!("finally"));
+        }
+
+        #[tokio::test]
+        async fn the_workflow_s_retry_policy_gives_a_node_more_attempts_than_its_own() {
+            let graph = probe_graph_with("Fragile", json!({"max_attempts": 3, "backoff_ms": 1}));
+            let record = run(&graph, &RunInput { trigger: json!({}) }).await;
+            assert_eq!(
+                record.status,
+                ExecutionStatus::Completed,
+                "{:?}",
+                record.error
+            );
+            assert_eq!(probe_run(&record).attempts, 3);
         }
 
         #[tokio::test]

@@ -31,6 +31,9 @@ pub struct WorkflowIn {
     pub description: Option<String>,
     pub nodes: Option<Vec<Value>>,
     pub edges: Option<Vec<Value>>,
+    /// The workflow's retry policy `{max_attempts (1–10), backoff_ms (≤ 60000, default 1000)}`,
+    /// for nodes whose own allows fewer attempts (also read inside `flow_data`).
+    pub retry: Option<Value>,
     pub flow_data: Option<Value>,
 }
 
@@ -44,6 +47,8 @@ pub struct WorkflowOut {
     pub is_active: bool,
     pub nodes: Vec<Value>,
     pub edges: Vec<Value>,
+    /// The workflow's retry policy, when it has one.
+    pub retry: Option<Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -70,6 +75,7 @@ impl From<WorkflowRow> for WorkflowOut {
             id: row.id,
             nodes: list("nodes"),
             edges: list("edges"),
+            retry: row.flow_data.get("retry").cloned(),
             name: row.name,
             description: row.description,
             version: row.current_version,
@@ -146,9 +152,11 @@ fn validate_description(description: Option<&str>) -> Result<(), ApiError> {
 async fn graph_of(db: &PgPool, owner: Uuid, body: &WorkflowIn) -> Result<Option<Graph>, ApiError> {
     let source = match (&body.flow_data, &body.nodes) {
         (Some(flow), _) => json!({ "flow_data": flow }),
-        (None, Some(nodes)) => {
-            json!({ "nodes": nodes, "edges": body.edges.clone().unwrap_or_default() })
-        }
+        (None, Some(nodes)) => json!({
+            "nodes": nodes,
+            "edges": body.edges.clone().unwrap_or_default(),
+            "retry": body.retry,
+        }),
         (None, None) => return Ok(None),
     };
     if kai_common::json::contains_nul(&source) {

@@ -548,3 +548,43 @@ async fn the_node_registry_lists_every_built_in_type_with_its_schema() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_workflow_retry_policy_is_stored_and_a_bad_one_refused() {
+    let app = TestApp::spawn_api_only().await;
+    let token = app.user("retry-policy@example.com").await;
+    let graph = |retry: Value| {
+        json!({"name": "retrying", "nodes": [{"id": "start", "type": "StartNode"}],
+               "retry": retry})
+    };
+    let (status, body) = post_workflow(&app, &token, graph(json!({"max_attempts": 0}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("retry.max_attempts")
+    );
+    let (_, listed) = app.get_json("/api/v1/workflows", &token).await;
+    assert_eq!(listed, json!([]), "nothing stored");
+
+    let (status, created) = post_workflow(
+        &app,
+        &token,
+        graph(json!({"max_attempts": 4, "backoff_ms": 250})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (_, stored) = app
+        .get_json(
+            &format!("/api/v1/workflows/{}", created["id"].as_str().unwrap()),
+            &token,
+        )
+        .await;
+    assert_eq!(
+        stored["retry"],
+        json!({"max_attempts": 4, "backoff_ms": 250}),
+        "{stored}"
+    );
+    app.stop().await;
+}

@@ -10,6 +10,46 @@ pub struct FlowData {
     pub nodes: Vec<Node>,
     #[serde(default)]
     pub edges: Vec<Edge>,
+    /// The workflow's retry policy, for nodes whose own allows fewer attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+}
+
+/// `"retry": {"max_attempts": 3, "backoff_ms": 500}` on a workflow: a node failing with a
+/// retryable error (network, rate limit, timeout) gets up to `max_attempts` attempts, waiting
+/// `backoff_ms` doubled after each (jittered, or longer when the service says `Retry-After`),
+/// unless its own policy allows more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    #[serde(default = "RetryPolicy::default_backoff_ms")]
+    pub backoff_ms: u64,
+}
+
+impl RetryPolicy {
+    pub const MAX_ATTEMPTS: u32 = 10;
+    pub const MAX_BACKOFF_MS: u64 = 60_000;
+
+    fn default_backoff_ms() -> u64 {
+        1000
+    }
+
+    fn check(&self) -> Result<(), FlowError> {
+        if !(1..=Self::MAX_ATTEMPTS).contains(&self.max_attempts) {
+            return Err(FlowError::Shape(format!(
+                "retry.max_attempts must be between 1 and {}",
+                Self::MAX_ATTEMPTS
+            )));
+        }
+        if self.backoff_ms > Self::MAX_BACKOFF_MS {
+            return Err(FlowError::Shape(format!(
+                "retry.backoff_ms must be at most {}",
+                Self::MAX_BACKOFF_MS
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,7 +107,12 @@ impl FlowData {
         {
             obj.remove("edges");
         }
-        serde_json::from_value(source).map_err(|e| FlowError::Shape(e.to_string()))
+        let flow: Self =
+            serde_json::from_value(source).map_err(|e| FlowError::Shape(e.to_string()))?;
+        if let Some(retry) = &flow.retry {
+            retry.check()?;
+        }
+        Ok(flow)
     }
 
     pub fn node(&self, id: &str) -> Option<&Node> {
@@ -79,6 +124,34 @@ impl FlowData {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_workflow_retry_policy_is_read_and_checked() {
+        let nodes = json!([{"id": "a", "type": "StartNode"}]);
+        let flow =
+            FlowData::from_body(&json!({"nodes": nodes, "retry": {"max_attempts": 4}})).unwrap();
+        assert_eq!(
+            flow.retry,
+            Some(RetryPolicy {
+                max_attempts: 4,
+                backoff_ms: 1000
+            })
+        );
+        for (retry, expected) in [
+            (json!({"max_attempts": 0}), "retry.max_attempts"),
+            (json!({"max_attempts": 11}), "retry.max_attempts"),
+            (
+                json!({"max_attempts": 2, "backoff_ms": 600000}),
+                "retry.backoff_ms",
+            ),
+            (json!({"max_attempts": 2, "jitter": true}), "jitter"),
+        ] {
+            let error = FlowData::from_body(&json!({"nodes": nodes, "retry": retry}))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{error}");
+        }
+    }
 
     #[test]
     fn reads_bare_and_wrapped_graphs() {

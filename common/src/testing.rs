@@ -107,3 +107,27 @@ impl Default for TestEnv {
         Self::new()
     }
 }
+
+/// The `host:port` of the service a URL variable names (`NATS_URL`, `REDIS_URL`), `default`
+/// when unset: what a test's `TcpProxy` forwards to.
+pub fn service_addr(variable: &str, default: &str) -> std::net::SocketAddr {
+    addr_of(&std::env::var(variable).unwrap_or_else(|_| default.to_owned()))
+}
+
+/// The `host:port` a service URL points at (`localhost` read as 127.0.0.1).
+pub fn addr_of(service_url: &str) -> std::net::SocketAddr {
+    let url = url::Url::parse(service_url).expect("a service URL");
+    let host = match url.host_str().expect("a host") {
+        "localhost" => "127.0.0.1",
+        host => host,
+    };
+    let port = url.port_or_known_default().unwrap_or(match url.scheme() {
+        "postgres" | "postgresql" => 5432,
+        "nats" => 4222,
+        "redis" => 6379,
+        _ => 0,
+    });
+    format!("{host}:{port}")
+        .parse()
+        .expect("a numeric host and port")
+}

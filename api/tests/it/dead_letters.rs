@@ -19,6 +19,34 @@ async fn dead_letters(app: &TestApp, token: &str) -> Value {
     page
 }
 
+/// Publishes a job for a version of `workflow_id` that does not exist (it dies on its first
+/// delivery) and waits until its owner lists one dead letter; its execution id and the page.
+async fn dead_job(app: &TestApp, token: &str, workflow_id: Uuid, inputs: Value) -> (Uuid, Value) {
+    let dead_id = Uuid::now_v7();
+    let job = JobMessage::ManualV1(ManualJobV1 {
+        execution_id: dead_id,
+        workflow_id,
+        workflow_version: 99,
+        user_id: app.state.tokens.verify(token).unwrap().sub,
+        enqueued_at: Utc::now(),
+        inputs,
+        reply_to: None,
+    });
+    kai_common::nats::publish_job(&app.state.js, &app.state.names, &job)
+        .await
+        .unwrap();
+    let mut page = Value::Null;
+    for _ in 0..200 {
+        page = dead_letters(app, token).await;
+        if page["total"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(page["total"], 1, "{page}");
+    (dead_id, page)
+}
+
 #[tokio::test]
 async fn a_dead_letter_is_listed_for_its_owner_replayed_once_and_deleted() {
     let app = TestApp::spawn().await;
@@ -34,28 +62,7 @@ async fn a_dead_letter_is_listed_for_its_owner_replayed_once_and_deleted() {
         .await;
     let workflow_id: Uuid = workflow["id"].as_str().unwrap().parse().unwrap();
     // A job for a version that does not exist dies on its first delivery.
-    let dead_id = Uuid::now_v7();
-    let job = JobMessage::ManualV1(ManualJobV1 {
-        execution_id: dead_id,
-        workflow_id,
-        workflow_version: 99,
-        user_id: app.state.tokens.verify(&token).unwrap().sub,
-        enqueued_at: Utc::now(),
-        inputs: json!({"n": 1}),
-        reply_to: None,
-    });
-    kai_common::nats::publish_job(&app.state.js, &app.state.names, &job)
-        .await
-        .unwrap();
-    let mut page = Value::Null;
-    for _ in 0..200 {
-        page = dead_letters(&app, &token).await;
-        if page["total"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(page["total"], 1, "{page}");
+    let (dead_id, page) = dead_job(&app, &token, workflow_id, json!({"n": 1})).await;
     let letter = &page["items"][0];
     assert_eq!(letter["execution_id"], dead_id.to_string());
     assert_eq!(letter["workflow_id"], workflow_id.to_string());
@@ -134,26 +141,7 @@ async fn a_dead_letter_whose_workflow_is_gone_cannot_be_replayed() {
         )
         .await;
     let workflow_id: Uuid = workflow["id"].as_str().unwrap().parse().unwrap();
-    let job = JobMessage::ManualV1(ManualJobV1 {
-        execution_id: Uuid::now_v7(),
-        workflow_id,
-        workflow_version: 99,
-        user_id: app.state.tokens.verify(&token).unwrap().sub,
-        enqueued_at: Utc::now(),
-        inputs: json!({}),
-        reply_to: None,
-    });
-    kai_common::nats::publish_job(&app.state.js, &app.state.names, &job)
-        .await
-        .unwrap();
-    let mut page = Value::Null;
-    for _ in 0..200 {
-        page = dead_letters(&app, &token).await;
-        if page["total"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (_, page) = dead_job(&app, &token, workflow_id, json!({})).await;
     let id = page["items"][0]["id"]
         .as_str()
         .expect("a dead letter")

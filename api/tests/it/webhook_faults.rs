@@ -2,10 +2,10 @@
 //! through Redis, Redis lost mid-test (local limits), NATS lost (503 in bounded time, then
 //! recovery without a restart) and a full job queue (503).
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use kai_common::test_proxy::TcpProxy;
+use kai_common::testing::service_addr;
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::json;
@@ -42,18 +42,6 @@ async fn metrics_of(app: &TestApp, base: &str) -> String {
         .text()
         .await
         .unwrap()
-}
-
-fn service_addr(variable: &str, default: &str) -> SocketAddr {
-    let url = std::env::var(variable).unwrap_or_else(|_| default.to_owned());
-    let url = url::Url::parse(&url).unwrap();
-    let host = url.host_str().unwrap();
-    let host = if host == "localhost" {
-        "127.0.0.1"
-    } else {
-        host
-    };
-    format!("{host}:{}", url.port().unwrap()).parse().unwrap()
 }
 
 /// A `kai-api` process in the test's environment; killed when dropped.

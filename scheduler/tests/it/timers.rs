@@ -322,17 +322,11 @@ async fn ticks_missed_while_no_scheduler_ran_follow_the_misfire_policy() {
 #[tokio::test]
 async fn ticks_resume_without_duplicates_after_the_scheduler_loses_nats_for_a_while() {
     let cluster = Cluster::start().await;
-    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let nats_url = url::Url::parse(&nats_url).unwrap();
-    let target = format!(
-        "{}:{}",
-        nats_url
-            .host_str()
-            .unwrap()
-            .replace("localhost", "127.0.0.1"),
-        nats_url.port().unwrap_or(4222)
-    );
-    let nats = kai_common::test_proxy::TcpProxy::start(target.parse().unwrap()).await;
+    let nats = kai_common::test_proxy::TcpProxy::start(kai_common::testing::service_addr(
+        "NATS_URL",
+        "nats://127.0.0.1:4222",
+    ))
+    .await;
     let mut scheduler = spawn_with(
         &cluster.env,
         &[("NATS_URL", format!("nats://{}", nats.addr()))],

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use kai_common::test_proxy::TcpProxy;
+use kai_common::testing::{addr_of, service_addr};
 
 use crate::harness::{Harness, assert_exactly_once, fire};
 
@@ -32,15 +33,7 @@ async fn jobs_wait_out_a_database_outage_instead_of_dying() {
     let harness = Harness::start().await;
     let hook = harness.hook().await;
     let database = url::Url::parse(&harness.env.database_url()).unwrap();
-    let target = format!(
-        "{}:{}",
-        database
-            .host_str()
-            .unwrap()
-            .replace("localhost", "127.0.0.1"),
-        database.port().unwrap_or(5432)
-    );
-    let postgres = TcpProxy::start(target.parse().unwrap()).await;
+    let postgres = TcpProxy::start(addr_of(database.as_str())).await;
     let mut through_proxy = database.clone();
     through_proxy.set_host(Some("127.0.0.1")).unwrap();
     through_proxy
@@ -80,7 +73,7 @@ async fn jobs_wait_out_a_database_outage_instead_of_dying() {
     postgres.restore();
 
     harness
-        .wait_for_executions(hook.workflow_id, accepted.len(), Duration::from_secs(60))
+        .wait_for_executions(hook.workflow_id, accepted.len(), Duration::from_secs(180))
         .await;
     assert_exactly_once(&accepted, &harness.executions(hook.workflow_id).await);
     assert_eq!(
@@ -102,17 +95,7 @@ async fn jobs_wait_out_a_database_outage_instead_of_dying() {
 async fn the_worker_reconnects_to_nats_by_itself_and_loses_nothing() {
     let harness = Harness::start().await;
     let hook = harness.hook().await;
-    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let nats_url = url::Url::parse(&nats_url).unwrap();
-    let target = format!(
-        "{}:{}",
-        nats_url
-            .host_str()
-            .unwrap()
-            .replace("localhost", "127.0.0.1"),
-        nats_url.port().unwrap_or(4222)
-    );
-    let nats = TcpProxy::start(target.parse().unwrap()).await;
+    let nats = TcpProxy::start(service_addr("NATS_URL", "nats://127.0.0.1:4222")).await;
     let mut worker =
         harness.spawn_worker_with(2, &[("NATS_URL", format!("nats://{}", nats.addr()))]);
     let (mut accepted, refused) = fire(harness.client.clone(), &hook, 10, 5).await;
@@ -130,7 +113,7 @@ async fn the_worker_reconnects_to_nats_by_itself_and_loses_nothing() {
     nats.restore();
 
     harness
-        .wait_for_executions(hook.workflow_id, accepted.len(), Duration::from_secs(60))
+        .wait_for_executions(hook.workflow_id, accepted.len(), Duration::from_secs(180))
         .await;
     assert_exactly_once(&accepted, &harness.executions(hook.workflow_id).await);
     let _ = worker.start_kill();

@@ -130,9 +130,7 @@ impl JobHandler {
     /// Handles the payload of delivery number `attempt`.
     pub async fn handle(&self, payload: &[u8], attempt: i32) -> Outcome {
         match JobMessage::decode(payload) {
-            Ok(JobMessage::WebhookV1(job)) => self.run_job(job.into(), attempt).await,
-            Ok(JobMessage::ManualV1(job)) => self.run_job(job.into(), attempt).await,
-            Ok(JobMessage::TimerV1(job)) => self.run_job(job.into(), attempt).await,
+            Ok(job) => self.run_job(job.into(), attempt).await,
             Err(e) => Outcome::Dead(format!("undecodable job message: {e}")),
         }
     }

@@ -63,11 +63,7 @@ pub async fn mark_failed(
     let Ok(job) = JobMessage::decode(payload) else {
         return Ok(());
     };
-    let run: RunRequest = match job {
-        JobMessage::WebhookV1(job) => job.into(),
-        JobMessage::ManualV1(job) => job.into(),
-        JobMessage::TimerV1(job) => job.into(),
-    };
+    let run = RunRequest::from(job);
     let inputs = if kai_common::json::contains_nul(&run.trigger) {
         serde_json::json!({})
     } else {

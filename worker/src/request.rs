@@ -2,7 +2,7 @@
 //! shape, so running, recording and replying do not care where a job came from.
 
 use chrono::{DateTime, Utc};
-use kai_common::jobs::{ManualJobV1, TimerJobV1, WebhookEvent, WebhookJobV1};
+use kai_common::jobs::{JobMessage, ManualJobV1, TimerJobV1, WebhookEvent, WebhookJobV1};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -79,6 +79,16 @@ impl From<TimerJobV1> for RunRequest {
             // The id is derived from the tick: a tick emitted again after JetStream's
             // duplicate window (a leader that stalled that long) must find the recorded run.
             idempotent: true,
+        }
+    }
+}
+
+impl From<JobMessage> for RunRequest {
+    fn from(job: JobMessage) -> Self {
+        match job {
+            JobMessage::WebhookV1(job) => job.into(),
+            JobMessage::ManualV1(job) => job.into(),
+            JobMessage::TimerV1(job) => job.into(),
         }
     }
 }

@@ -196,6 +196,15 @@ async fn invalid_timer_settings_are_refused_naming_what_is_wrong_and_change_noth
             "unknown setting",
         ),
         (json!({"timer_config": [1]}), "must be an object"),
+        (
+            json!({"timer_config": {"trigger_data": {"x": "a\u{0}b"}}}),
+            "trigger_data",
+        ),
+        (
+            json!({"timer_config": {"timer_type": "cron",
+                "cron_expression": format!("0 0 1 1 {}2", "1,".repeat(60))}}),
+            "at most 100",
+        ),
     ];
     for (body, expected) in cases {
         let (status, answer) = app

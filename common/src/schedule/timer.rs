@@ -88,6 +88,8 @@ impl OverlapPolicy {
 
 /// The most missed ticks `fire_all` runs after an outage.
 pub const MAX_CATCH_UP: usize = 100;
+/// The longest cron expression stored (`scheduled_jobs.cron_expression`).
+const MAX_CRON_CHARS: usize = 100;
 /// KAI-Fusion's default interval.
 const DEFAULT_INTERVAL_SECONDS: i64 = 3600;
 /// Longer intervals or delays are surely mistakes (and would overflow time arithmetic).
@@ -126,6 +128,12 @@ impl TimerConfig {
             })?,
         };
         let cron = match text(map, "cron_expression")? {
+            Some(expression) if expression.chars().count() > MAX_CRON_CHARS => {
+                return Err(ConfigError::new(
+                    "cron_expression",
+                    format!("must be at most {MAX_CRON_CHARS} characters"),
+                ));
+            }
             Some(expression) if timer_type == TimerType::Cron => Some(
                 CronExpression::parse(expression)
                     .map_err(|e| ConfigError::new("cron_expression", e.to_string()))?,
@@ -188,6 +196,13 @@ impl TimerConfig {
         };
         let trigger_data = match map.get("trigger_data") {
             None | Some(Value::Null) => Value::Object(Map::new()),
+            // PostgreSQL cannot store it: refused here rather than failing the write.
+            Some(value) if crate::json::contains_nul(value) => {
+                return Err(ConfigError::new(
+                    "trigger_data",
+                    "must not contain a NUL character (\\u0000)",
+                ));
+            }
             Some(value) => value.clone(),
         };
         let misfire_policy = match text(map, "misfire_policy")? {
@@ -450,6 +465,11 @@ mod tests {
             (json!({"misfire_policy": "sometimes"}), "misfire_policy"),
             (json!({"overlap_policy": "queue"}), "overlap_policy"),
             (json!({"enabled": "yes"}), "enabled"),
+            (
+                json!({"timer_type": "cron", "cron_expression": format!("0 0 1 1 {}", "1,".repeat(60) + "2")}),
+                "cron_expression",
+            ),
+            (json!({"trigger_data": {"note": "a\u{0}b"}}), "trigger_data"),
         ];
         for (config, field) in cases {
             let error = TimerConfig::from_json(&config).unwrap_err();

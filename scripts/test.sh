@@ -18,6 +18,10 @@ cargo run --quiet --locked -p kai-common --features testing --example purge-test
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# The Dockerfile, compose file and Helm chart, offline (installs Helm and the validators first;
+# the Rust tests below render the chart with the same Helm).
+bash scripts/check-deploy.sh
 cargo nextest run --workspace --locked --no-fail-fast
 
 # The fault-injection suite, short: a private cluster under load through a worker kill loop, NATS,

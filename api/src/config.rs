@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use kai_common::config::{CommonConfig, SecretsConfig, parse_seconds};
+use kai_common::healthcheck::HealthcheckArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,12 +20,14 @@ pub struct Cli {
     pub config: ApiConfig,
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Serve the API (the default).
     Serve,
-    /// Apply database migrations and exit.
+    /// Apply database migrations and exit (needs only `DATABASE_URL`).
     Migrate,
+    /// Ask a running API (by default this one's `KAI_API_ADDR`) whether it is ready; exit 0 if so.
+    Healthcheck(HealthcheckArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -88,15 +88,55 @@ impl Dependencies {
         )
     }
 
-    /// All three checks, concurrently. Returns whether all are healthy and their report.
-    pub async fn check_all(&self) -> (bool, Value) {
+    /// All three checks, concurrently. Returns the overall status and each check's report.
+    pub async fn check_all(&self) -> (Status, Value) {
         let (database, nats, redis) =
             tokio::join!(self.check_database(), self.check_nats(), self.check_redis());
-        let healthy = database.healthy() && nats.healthy() && redis.healthy();
+        let status = if !(database.healthy() && nats.healthy()) {
+            Status::Unhealthy
+        } else if !redis.healthy() {
+            Status::Degraded
+        } else {
+            Status::Healthy
+        };
         (
-            healthy,
+            status,
             json!({ "database": database, "nats": nats, "redis": redis }),
         )
+    }
+}
+
+/// A process's readiness. Redis holds only rate-limit counters and caches (every process
+/// carries on without it), so its loss degrades a process but leaves it ready: otherwise one
+/// Redis restart would take every API replica out of its load balancer at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+impl Status {
+    /// Whether the process should receive traffic (`/health/detailed` answers 200).
+    pub fn ready(self) -> bool {
+        self != Status::Unhealthy
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Healthy => "healthy",
+            Status::Degraded => "degraded",
+            Status::Unhealthy => "unhealthy",
+        }
+    }
+
+    /// 200 while ready, 503 otherwise.
+    pub fn http_status(self) -> StatusCode {
+        if self.ready() {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     }
 }
 
@@ -112,8 +152,8 @@ struct HealthState {
 /// `/health`, `/health/detailed` and `/metrics` for a process that has no other HTTP API.
 pub fn routes(deps: Dependencies, extra: ExtraFacts) -> impl poem::Endpoint {
     Route::new()
-        .at("/health", get(liveness))
-        .at("/health/detailed", get(readiness))
+        .at(crate::healthcheck::LIVENESS_PATH, get(liveness))
+        .at(crate::healthcheck::READINESS_PATH, get(readiness))
         .at("/metrics", get(metrics_text))
         .data(HealthState { deps, extra })
 }
@@ -128,21 +168,13 @@ fn liveness(state: Data<&HealthState>) -> Json<Value> {
 
 #[handler]
 async fn readiness(state: Data<&HealthState>) -> Response {
-    let (healthy, checks) = state.deps.check_all().await;
+    let (status, checks) = state.deps.check_all().await;
     let mut body = (state.extra)();
-    body.insert(
-        "status".into(),
-        json!(if healthy { "healthy" } else { "unhealthy" }),
-    );
+    body.insert("status".into(), json!(status.as_str()));
     body.insert("checks".into(), checks);
     body.insert("timestamp".into(), json!(Utc::now()));
-    let status = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
     Json(Value::Object(body))
-        .with_status(status)
+        .with_status(status.http_status())
         .into_response()
 }
 

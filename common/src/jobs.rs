@@ -100,7 +100,22 @@ impl JobMessage {
     pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
+
+    /// The `kind` of a message that did not decode because this release does not know its kind
+    /// (a newer release's message, met during a rolling upgrade), as opposed to a malformed
+    /// message. Such a message is left for a worker that knows it.
+    pub fn unknown_kind(bytes: &[u8]) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Tagged {
+            kind: String,
+        }
+        let Tagged { kind } = serde_json::from_slice(bytes).ok()?;
+        (!KNOWN_KINDS.contains(&kind.as_str())).then_some(kind)
+    }
 }
+
+/// The `kind` tags of `JobMessage`'s variants.
+const KNOWN_KINDS: &[&str] = &["WebhookV1", "ManualV1", "TimerV1"];
 
 /// A webhook call accepted by the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -297,6 +312,31 @@ mod tests {
         let text = std::str::from_utf8(&bytes).unwrap();
         assert!(text.starts_with(r#"{"kind":"WebhookV1""#), "{text}");
         assert_eq!(JobMessage::decode(&bytes).unwrap(), job);
+        assert_eq!(JobMessage::unknown_kind(&bytes), None);
+    }
+
+    #[test]
+    fn a_newer_kind_is_told_apart_from_a_malformed_message() {
+        let newer = br#"{"kind":"WebhookV2","execution_id":"x"}"#;
+        assert!(JobMessage::decode(newer).is_err());
+        assert_eq!(
+            JobMessage::unknown_kind(newer).as_deref(),
+            Some("WebhookV2")
+        );
+        for known in KNOWN_KINDS {
+            // Known but incomplete: malformed, not newer.
+            let incomplete = format!(r#"{{"kind":"{known}"}}"#);
+            assert!(JobMessage::decode(incomplete.as_bytes()).is_err());
+            assert_eq!(JobMessage::unknown_kind(incomplete.as_bytes()), None);
+        }
+        for malformed in [
+            &b"{not json"[..],
+            br#"{"no_kind":1}"#,
+            br#"{"kind":7}"#,
+            b"[]",
+        ] {
+            assert_eq!(JobMessage::unknown_kind(malformed), None);
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod config;
 pub mod db;
 pub mod events;
 pub mod health;
+pub mod healthcheck;
 pub mod jobs;
 pub mod json;
 pub mod metrics;

@@ -1,6 +1,8 @@
 //! Integration-test isolation: each test gets its own database and NATS prefix on the real
 //! PostgreSQL and NATS servers, so tests run in parallel without seeing each other.
 
+pub mod deployment;
+
 use secrecy::SecretString;
 use uuid::Uuid;
 

@@ -2,15 +2,32 @@
 
 use std::net::SocketAddr;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use kai_common::config::CommonConfig;
+use kai_common::healthcheck::HealthcheckArgs;
 
+/// The command line: a subcommand, or none to run.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "kai-scheduler",
     version,
     about = "Leader-elected KAI-Fusion scheduler"
 )]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: SchedulerConfig,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Ask a running kai-scheduler (by default this one's address) whether it is ready; exit 0 if so.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Everything the process reads from its environment (each also a flag).
+#[derive(Debug, Clone, Parser)]
 pub struct SchedulerConfig {
     #[command(flatten)]
     pub common: CommonConfig,

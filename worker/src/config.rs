@@ -3,15 +3,32 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use kai_common::config::{CommonConfig, parse_positive, parse_seconds};
+use kai_common::healthcheck::HealthcheckArgs;
 
+/// The command line: a subcommand, or none to run.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "kai-worker",
     version,
     about = "Runs KAI-Fusion workflow jobs from JetStream"
 )]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: WorkerConfig,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Ask a running kai-worker (by default this one's address) whether it is ready; exit 0 if so.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Everything the process reads from its environment (each also a flag).
+#[derive(Debug, Clone, Parser)]
 pub struct WorkerConfig {
     #[command(flatten)]
     pub common: CommonConfig,

@@ -131,6 +131,13 @@ impl JobHandler {
     pub async fn handle(&self, payload: &[u8], attempt: i32) -> Outcome {
         match JobMessage::decode(payload) {
             Ok(job) => self.run_job(job.into(), attempt).await,
+            // During a rolling upgrade a newer API may publish a kind this worker predates:
+            // handed back for a newer worker (dead-lettered only if none takes it in time).
+            Err(_) if let Some(kind) = JobMessage::unknown_kind(payload) => {
+                Outcome::Retry(format!(
+                    "job kind {kind} is unknown to this worker (an older release): left for a newer one"
+                ))
+            }
             Err(e) => Outcome::Dead(format!("undecodable job message: {e}")),
         }
     }

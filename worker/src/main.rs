@@ -5,12 +5,15 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
-use kai_worker::config::WorkerConfig;
+use kai_worker::config::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     kai_common::tls::install_crypto_provider();
-    let config = WorkerConfig::parse();
+    let Cli { command, config } = Cli::parse();
+    if let Some(Command::Healthcheck(args)) = &command {
+        return kai_common::healthcheck::run(args, config.addr).await;
+    }
     let _telemetry = kai_common::telemetry::init("kai-worker")?;
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     kai_worker::run(config, listener, kai_common::shutdown::on_signal()).await

@@ -1,4 +1,5 @@
-//! `/health` (liveness), `/health/detailed` (readiness: database, NATS, Redis) and `/metrics`.
+//! `/health` (liveness), `/health/detailed` (readiness: database and NATS; Redis reported) and
+//! `/metrics`.
 
 use std::sync::Arc;
 
@@ -17,10 +18,11 @@ pub struct HealthApi {
 
 #[derive(ApiResponse)]
 pub enum Readiness {
-    /// Every dependency answers.
+    /// PostgreSQL and NATS answer (`status` is `degraded` when only Redis does not: rate limits
+    /// then fall back to per-replica limits).
     #[oai(status = 200)]
-    Healthy(Json<Value>),
-    /// At least one dependency does not answer.
+    Ready(Json<Value>),
+    /// PostgreSQL or NATS does not answer.
     #[oai(status = 503)]
     Unhealthy(Json<Value>),
 }
@@ -45,18 +47,18 @@ impl HealthApi {
             nats: self.state.nats.clone(),
             redis: self.state.redis.clone(),
         };
-        let ((healthy, checks), depth) = tokio::join!(
+        let ((status, checks), depth) = tokio::join!(
             deps.check_all(),
             kai_common::nats::queue_depth(&self.state.js, &self.state.names)
         );
         let body = json!({
-            "status": if healthy { "healthy" } else { "unhealthy" },
+            "status": status.as_str(),
             "checks": checks,
             "queue_depth": depth,
             "timestamp": Utc::now(),
         });
-        if healthy {
-            Readiness::Healthy(Json(body))
+        if status.ready() {
+            Readiness::Ready(Json(body))
         } else {
             Readiness::Unhealthy(Json(body))
         }

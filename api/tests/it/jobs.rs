@@ -147,7 +147,7 @@ async fn a_poison_message_is_dead_lettered_not_retried_forever() {
     let subject = app.state.names.job_subject("webhook");
     app.state
         .js
-        .publish(subject, "{\"kind\":\"NoSuchJobV9\"}".into())
+        .publish(subject, "{\"kind\":\"WebhookV1\",\"not\":\"a job\"}".into())
         .await
         .unwrap()
         .await
@@ -173,6 +173,50 @@ async fn a_poison_message_is_dead_lettered_not_retried_forever() {
     let token = app.user("poisoned@example.com").await;
     let (_, listed) = app.get_json("/api/v1/dlq", &token).await;
     assert_eq!(listed["total"], 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_kind_newer_than_the_worker_is_handed_back_until_its_last_delivery() {
+    let app = TestApp::spawn().await;
+    let subject = app.state.names.job_subject("webhook");
+    // What a newer API could publish during a rolling upgrade.
+    let newer = json!({"kind": "WebhookV9", "execution_id": Uuid::now_v7()});
+    app.state
+        .js
+        .publish(subject, newer.to_string().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Not dead-lettered as a poison message: still queued for a worker that knows the kind.
+    assert_eq!(
+        stream_messages(&app.state.js, app.state.names.dlq_stream()).await,
+        0
+    );
+    assert_eq!(
+        stream_messages(&app.state.js, app.state.names.jobs_stream()).await,
+        1
+    );
+    let mut listed = None;
+    for _ in 0..400 {
+        listed = sqlx::query_as::<_, (i32, String)>("SELECT deliveries, reason FROM dead_letters")
+            .fetch_optional(&app.state.db)
+            .await
+            .unwrap();
+        if listed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // No newer worker came: kept for operators once every delivery was spent.
+    let (deliveries, reason) = listed.expect("dead-lettered after its last delivery");
+    assert_eq!(deliveries, 5);
+    assert!(
+        reason.contains("job kind WebhookV9 is unknown to this worker"),
+        "{reason}"
+    );
     app.stop().await;
 }
 

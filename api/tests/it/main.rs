@@ -3,6 +3,7 @@
 
 mod auth;
 mod dead_letters;
+mod deployment;
 mod helpers;
 mod jobs;
 mod openapi;

@@ -2,10 +2,11 @@
 
 use std::process::Command;
 
-fn run_api(vars: &[(&str, &str)]) -> (bool, String) {
+/// Runs `kai-api` with `args` (`migrate`, or nothing to serve) and `vars`.
+fn run_api(args: &[&str], vars: &[(&str, &str)]) -> (bool, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kai-api"));
     command
-        .arg("migrate")
+        .args(args)
         .env_remove("KAI_JWT_SECRET")
         .env_remove("KAI_ENV");
     for (key, value) in vars {
@@ -32,7 +33,7 @@ fn an_invalid_variable_stops_the_process_naming_it() {
         ("KAI_TRUSTED_PROXIES", "10.0.0.0/8, not-a-network"),
         ("KAI_JOBS_MAX_MESSAGES", "0"),
     ] {
-        let (ok, output) = run_api(&[(variable, value)]);
+        let (ok, output) = run_api(&["migrate"], &[(variable, value)]);
         assert!(!ok, "{variable}={value} must be refused");
         assert!(
             output.contains(variable),
@@ -42,13 +43,21 @@ fn an_invalid_variable_stops_the_process_naming_it() {
 }
 
 #[test]
-fn production_requires_its_secrets() {
-    let (ok, output) = run_api(&[("KAI_ENV", "production")]);
+fn production_requires_its_secrets_to_serve() {
+    // Serving (the default command); nothing listens on the database port, so even a binary
+    // that wrongly went on would stop at once instead of serving.
+    let serve = [
+        ("KAI_ENV", "production"),
+        ("KAI_API_ADDR", "127.0.0.1:0"),
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/kai"),
+    ];
+    let (ok, output) = run_api(&[], &serve);
     assert!(!ok);
     assert!(output.contains("KAI_JWT_SECRET"), "{output}");
     // The secret's value is never printed.
     let secret = "a-very-secret-value-of-at-least-32-chars";
-    let (ok, output) = run_api(&[("KAI_ENV", "production"), ("KAI_JWT_SECRET", secret)]);
+    let with_one = [&serve[..], &[("KAI_JWT_SECRET", secret)]].concat();
+    let (ok, output) = run_api(&[], &with_one);
     assert!(!ok);
     assert!(output.contains("KAI_ENCRYPTION_KEY"), "{output}");
     assert!(!output.contains(secret));

@@ -2,6 +2,7 @@
 //! and NATS JetStream, schedules created through the real API; each test has its own database
 //! and NATS prefix.
 
+mod deployment;
 mod harness;
 mod housekeeping;
 mod leadership;

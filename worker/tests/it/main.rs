@@ -2,6 +2,7 @@
 //! webhooks pour in, nothing accepted is lost or run twice.
 
 mod crash;
+mod deployment;
 mod drain;
 mod harness;
 mod outage;

@@ -297,3 +297,81 @@ fn values_the_chart_cannot_deploy_are_refused_naming_them() {
         assert!(refused.contains(named), "{set}: {refused}");
     }
 }
+
+#[test]
+fn network_policies_let_in_the_callers_the_scrapers_and_helm_test() {
+    let manifests = files::render(Some("networkpolicy-values.yaml"), &[]);
+    let test_pod_labels = &manifests.get("Pod", "kai-fusion-test-health")["metadata"]["labels"];
+    let admits_test_pod = |from: &serde_json::Value| {
+        from.as_array().unwrap().iter().any(|peer| {
+            peer["podSelector"]["matchLabels"]
+                .as_object()
+                .is_some_and(|labels| labels.iter().all(|(k, v)| &test_pod_labels[k] == v))
+        })
+    };
+    for (component, port, allowed_namespace) in [
+        ("api", 8001, "ingress-nginx"),
+        ("worker", 9101, "monitoring"),
+        ("scheduler", 9102, "monitoring"),
+    ] {
+        let name = format!("kai-fusion-{component}");
+        let policy = &manifests.get("NetworkPolicy", &name)["spec"];
+        let pod_labels =
+            &manifests.get("Deployment", &name)["spec"]["template"]["metadata"]["labels"];
+        let selected = policy["podSelector"]["matchLabels"].as_object().unwrap();
+        assert!(selected.iter().all(|(k, v)| &pod_labels[k] == v), "{name}");
+        let rule = &policy["ingress"][0];
+        assert_eq!(rule["ports"][0]["port"], port, "{name}");
+        let from = &rule["from"];
+        let namespaces: Vec<&str> = from
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|peer| {
+                peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"].as_str()
+            })
+            .collect();
+        assert_eq!(namespaces, [allowed_namespace], "{name}");
+        assert!(admits_test_pod(from), "helm test cannot reach {name}");
+        assert_eq!(
+            policy["policyTypes"],
+            serde_json::json!(["Ingress", "Egress"])
+        );
+    }
+    // Without peers listed, anyone may call the API and egress stays open.
+    let open = files::render(Some("everything-values.yaml"), &[]);
+    let api = &open.get("NetworkPolicy", "kai-fusion-api")["spec"];
+    assert!(api["ingress"][0]["from"].is_null(), "{api}");
+    assert_eq!(api["policyTypes"], serde_json::json!(["Ingress"]));
+}
+
+#[test]
+fn the_service_monitor_scrapes_the_metrics_of_every_component() {
+    let manifests = files::render(Some("servicemonitor-values.yaml"), &[]);
+    let monitor = &manifests.get("ServiceMonitor", "kai-fusion")["spec"];
+    assert_eq!(monitor["endpoints"][0]["path"], "/metrics");
+    assert_eq!(monitor["endpoints"][0]["interval"], "15s");
+    let port_name = monitor["endpoints"][0]["port"].as_str().unwrap();
+    let match_labels = monitor["selector"]["matchLabels"].as_object().unwrap();
+    let components = &monitor["selector"]["matchExpressions"][0];
+    assert_eq!(components["key"], "app.kubernetes.io/component");
+    for component in ["api", "worker", "scheduler"] {
+        let service = manifests.get("Service", &format!("kai-fusion-{component}"));
+        let labels = &service["metadata"]["labels"];
+        assert!(
+            match_labels.iter().all(|(k, v)| &labels[k] == v),
+            "{component}"
+        );
+        let listed = components["values"].as_array().unwrap();
+        assert!(
+            listed.contains(&labels["app.kubernetes.io/component"]),
+            "{component}"
+        );
+        assert_eq!(
+            service["spec"]["ports"][0]["name"], port_name,
+            "{component}"
+        );
+    }
+    let labels = &manifests.get("ServiceMonitor", "kai-fusion")["metadata"]["labels"];
+    assert_eq!(labels["release"], "prometheus");
+}

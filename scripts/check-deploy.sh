@@ -3,10 +3,10 @@
 #   Dockerfile          hadolint
 #   docker-compose.yml  the Compose specification's schema, yamllint
 #   helm/kai-fusion     values.schema.json against its metaschema; for the default values and
-#                       every helm/kai-fusion/ci/*-values.yaml: helm lint --strict, helm template,
-#                       the output against the Kubernetes schemas of the oldest and newest
-#                       supported versions (strict: unknown fields fail), KEDA and Prometheus
-#                       Operator resources against their CRD schemas.
+#                       every helm/kai-fusion/ci/*-values.yaml: helm lint --strict; helm template
+#                       for the oldest and a recent supported Kubernetes version, each output
+#                       validated against that version's schemas (strict: unknown fields fail);
+#                       KEDA and Prometheus Operator resources against their CRD schemas.
 # Tools: scripts/setup-deploy-tools.sh (run first, idempotent). What the rendered output must
 # contain (probes, security context, the KEDA trigger, the migration hook) is asserted by the
 # Rust tests in each crate's tests/it/deployment.rs.
@@ -40,21 +40,22 @@ for values in default "$CHART"/ci/*-values.yaml; do
   [ "$values" = default ] || args=(-f "$values")
   log "chart: $name"
   "$HELM" lint --strict "${args[@]}" "$CHART" >"$OUT/$name.lint" || { cat "$OUT/$name.lint"; exit 1; }
-  "$HELM" template kai-fusion "$CHART" --namespace kai "${args[@]}" >"$OUT/$name.yaml"
-  # Rendered output: duplicate keys (which YAML parsers silently resolve) and syntax only.
-  "$BIN/yamllint" -d '{rules: {key-duplicates: enable}}' "$OUT/$name.yaml"
   for version in $KUBERNETES_VERSIONS; do
-    report=$("$BIN/kubernetes-validate" --strict --kubernetes-version "$version" --quiet "$OUT/$name.yaml" 2>&1) ||
+    rendered=$OUT/$name-$version.yaml
+    "$HELM" template kai-fusion "$CHART" --namespace kai --kube-version "$version" "${args[@]}" >"$rendered"
+    # Rendered output: duplicate keys (which YAML parsers silently resolve) and syntax only.
+    "$BIN/yamllint" -d '{rules: {key-duplicates: enable}}' "$rendered"
+    report=$("$BIN/kubernetes-validate" --strict --kubernetes-version "$version" --quiet "$rendered" 2>&1) ||
       { echo "$report"; exit 1; }
     # Only the custom resources validated below may lack a Kubernetes schema.
     unknown=$(printf '%s\n' "$report" | grep "Couldn't find schema" |
       grep -v -e "kind ScaledObject with api version keda.sh/v1alpha1" \
               -e "kind ServiceMonitor with api version monitoring.coreos.com/v1" || true)
     [ -z "$unknown" ] || { echo "$unknown"; exit 1; }
-  done
-  "$BIN/python" -c 'import json, sys, yaml
+    "$BIN/python" -c 'import json, sys, yaml
 json.dump([d for d in yaml.safe_load_all(open(sys.argv[1])) if d], open(sys.argv[2], "w"))' \
-    "$OUT/$name.yaml" "$OUT/$name.json"
-  node scripts/validate-custom-resources.mjs "$TOOLS/node" "$OUT/$name.json" >"$OUT/$name.crds"
+      "$rendered" "${rendered%.yaml}.json"
+    node scripts/validate-custom-resources.mjs "$TOOLS/node" "${rendered%.yaml}.json" >"${rendered%.yaml}.crds"
+  done
 done
-log "all deployment checks passed ($(ls "$OUT"/*.yaml | wc -l) chart configurations)"
+log "all deployment checks passed ($(ls "$OUT"/*.yaml | wc -l) renders: configurations × Kubernetes versions)"

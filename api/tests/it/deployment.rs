@@ -122,6 +122,39 @@ fn the_api_is_served_by_its_service_and_ingress_and_autoscaled_on_cpu() {
 }
 
 #[test]
+fn a_stopping_api_keeps_serving_while_load_balancers_let_it_go() {
+    let api = api();
+    let sleep_of = |manifests: &Manifests| {
+        manifests.container(&api)["lifecycle"]["preStop"]["sleep"]["seconds"].as_u64()
+    };
+    let current = files::render_on("1.30.0", None, &[]);
+    assert_eq!(sleep_of(&current), Some(5));
+    let pod = &current.get("Deployment", "kai-fusion-api")["spec"]["template"]["spec"];
+    assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() > 5);
+    // Clusters before 1.30 have no sleep action: left out rather than refused by the API server.
+    assert_eq!(sleep_of(&files::render_on("1.29.0", None, &[])), None);
+    assert_eq!(
+        sleep_of(&files::render(None, &["api.preStopSleepSeconds=0"])),
+        None
+    );
+    // Workers take no traffic; they drain instead.
+    let worker = &current.get("Deployment", "kai-fusion-worker")["spec"]["template"]["spec"];
+    assert!(worker["containers"][0]["lifecycle"].is_null());
+    let refused = files::try_render(
+        None,
+        &[
+            "api.preStopSleepSeconds=30",
+            "api.terminationGracePeriodSeconds=30",
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        refused.contains("api.terminationGracePeriodSeconds"),
+        "{refused}"
+    );
+}
+
+#[test]
 fn the_migration_hook_runs_kai_api_migrate_before_install_and_upgrade() {
     for (configuration, secret, key) in [
         (None, "kai-fusion", "DATABASE_URL"),

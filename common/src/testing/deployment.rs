@@ -144,12 +144,29 @@ pub fn render(values_file: Option<&str>, sets: &[&str]) -> Manifests {
 
 /// Like `render`, returning Helm's error message when it refuses the values.
 pub fn try_render(values_file: Option<&str>, sets: &[&str]) -> Result<Manifests, String> {
+    try_render_on(None, values_file, sets)
+}
+
+/// Like `render`, for a cluster of the given Kubernetes version (Helm's default otherwise).
+pub fn render_on(kubernetes: &str, values_file: Option<&str>, sets: &[&str]) -> Manifests {
+    try_render_on(Some(kubernetes), values_file, sets)
+        .unwrap_or_else(|message| panic!("helm template failed: {message}"))
+}
+
+fn try_render_on(
+    kubernetes: Option<&str>,
+    values_file: Option<&str>,
+    sets: &[&str],
+) -> Result<Manifests, String> {
     let chart = repo_root().join("helm/kai-fusion");
     let mut command = Command::new(helm());
     command
         .args(["template", RELEASE])
         .arg(&chart)
         .args(["--namespace", "kai"]);
+    if let Some(version) = kubernetes {
+        command.args(["--kube-version", version]);
+    }
     if let Some(file) = values_file {
         command.arg("-f").arg(chart.join("ci").join(file));
     }

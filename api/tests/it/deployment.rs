@@ -101,6 +101,27 @@ fn the_api_is_served_by_its_service_and_ingress_and_autoscaled_on_cpu() {
     assert_eq!(backend["name"], "kai-fusion-api");
     assert_eq!(backend["port"]["name"], service["spec"]["ports"][0]["name"]);
     assert_eq!(ingress["spec"]["tls"][0]["hosts"][0], "kai.example.com");
+    // Webhooks, the management API and the docs are public; health and metrics are not.
+    for configuration in [Some("ingress-values.yaml"), Some("everything-values.yaml")] {
+        let rendered = files::render(configuration, &[]);
+        let ingress = rendered.get("Ingress", "kai-fusion-api");
+        let routed = |path: &str| {
+            ingress["spec"]["rules"][0]["http"]["paths"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|rule| match rule["pathType"].as_str().unwrap() {
+                    "Exact" => rule["path"] == path,
+                    _ => path.starts_with(rule["path"].as_str().unwrap()),
+                })
+        };
+        for public in ["/api/webhooks/wh_0123", "/api/v1/workflows", "/docs"] {
+            assert!(routed(public), "{configuration:?}: {public} is not routed");
+        }
+        for private in ["/metrics", "/health/detailed"] {
+            assert!(!routed(private), "{configuration:?}: {private} is public");
+        }
+    }
 
     let hpa = manifests.get("HorizontalPodAutoscaler", "kai-fusion-api");
     assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "kai-fusion-api");

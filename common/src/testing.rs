@@ -133,3 +133,11 @@ pub fn addr_of(service_url: &str) -> std::net::SocketAddr {
         .parse()
         .expect("a numeric host and port")
 }
+
+/// A free port on loopback for a process a test spawns.
+pub async fn free_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
+    listener.local_addr().expect("local address").port()
+}

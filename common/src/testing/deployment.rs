@@ -526,11 +526,3 @@ pub async fn wait_until_ready(url: &str, limit: std::time::Duration) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
-
-/// A free port on loopback for a spawned process.
-pub async fn free_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    listener.local_addr().expect("local address").port()
-}

@@ -12,18 +12,13 @@ pub struct Scheduler {
     pub health: String,
 }
 
-pub async fn free_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 pub async fn spawn(env: &TestEnv) -> Scheduler {
     spawn_with(env, &[]).await
 }
 
 /// Like `spawn`, with some variables set otherwise (e.g. a proxied `NATS_URL`).
 pub async fn spawn_with(env: &TestEnv, vars: &[(&str, String)]) -> Scheduler {
-    let port = free_port().await;
+    let port = kai_common::testing::free_port().await;
     let child = Command::new(env!("CARGO_BIN_EXE_kai-scheduler"))
         .envs(env.env_vars())
         .env("KAI_SCHEDULER_ADDR", format!("127.0.0.1:{port}"))

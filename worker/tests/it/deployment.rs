@@ -117,7 +117,7 @@ async fn keda_watches_the_stream_and_consumer_a_running_worker_pulls_from() {
     let harness = Harness::start().await;
     // A prefix with a '-' and lower case, which the names map to upper case and '_'.
     let prefix = format!("{}-x", harness.env.prefix);
-    let port = files::free_port().await;
+    let port = kai_common::testing::free_port().await;
     let mut process = harness.spawn_worker_with(
         30,
         &[
@@ -182,7 +182,7 @@ async fn the_probe_paths_answer_on_a_running_worker_and_its_healthcheck_sees_it_
     let worker = worker();
     let container = files::render(None, &[]).container(&worker).clone();
     let harness = Harness::start().await;
-    let port = files::free_port().await;
+    let port = kai_common::testing::free_port().await;
     let addr = format!("127.0.0.1:{port}");
     let mut child = harness.spawn_worker_with(30, &[("KAI_WORKER_ADDR", addr.clone())]);
     let base = format!("http://{addr}");

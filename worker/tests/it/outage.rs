@@ -4,14 +4,9 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use kai_common::test_proxy::TcpProxy;
-use kai_common::testing::{addr_of, service_addr};
+use kai_common::testing::{addr_of, free_port, service_addr};
 
 use crate::harness::{Harness, assert_exactly_once, fire};
-
-async fn free_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 async fn stream_messages(js: &jetstream::Context, name: String) -> u64 {
     let mut stream = js.get_stream(name).await.unwrap();

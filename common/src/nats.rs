@@ -75,7 +75,8 @@ impl Names {
 pub struct ConsumerSettings {
     /// A job not acknowledged (nor marked in progress) within this time is redelivered.
     pub ack_wait: Duration,
-    /// Deliveries before a job is dead-lettered.
+    /// Deliveries after which the worker dead-letters a job that still fails. The worker counts
+    /// them itself: JetStream's own limit is off (see `ensure_workers_consumer`).
     pub max_deliver: i64,
 }
 
@@ -207,31 +208,98 @@ impl From<&crate::config::CommonConfig> for JobsLimits {
     }
 }
 
-/// The durable pull consumer all workers share.
+/// The durable pull consumer all workers share, created or brought up to date.
+///
+/// JetStream's delivery limit is off (`max_deliver` -1): a job that reached such a limit without
+/// being acknowledged (its acks lost, its worker killed each time) would stay in the work-queue
+/// stream for ever, delivered to nobody and in nobody's dead letters. Instead JetStream always
+/// redelivers, and the worker, which sees each delivery's count, dead-letters a job once its
+/// own limit (`ConsumerSettings::max_deliver`) is reached, acknowledging it only after the dead
+/// letter is stored.
 pub async fn ensure_workers_consumer(
     jobs: &stream::Stream,
     names: &Names,
     settings: ConsumerSettings,
-) -> Result<consumer::Consumer<consumer::pull::Config>, NatsError> {
+) -> Result<WorkersConsumer, NatsError> {
     let name = names.workers_consumer();
-    jobs.get_or_create_consumer(
-        &name,
-        consumer::pull::Config {
-            durable_name: Some(name.clone()),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: settings.ack_wait,
-            max_deliver: settings.max_deliver,
-            filter_subject: names.jobs_wildcard(),
-            // Enough outstanding jobs for many workers; each worker bounds its own share.
-            max_ack_pending: 20_000,
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(|e| NatsError::Consumer {
-        consumer: name,
-        source: Box::new(e),
+    let error = |e: Box<dyn std::error::Error + Send + Sync>| NatsError::Consumer {
+        consumer: name.clone(),
+        source: e,
+    };
+    let previous_limit = match jobs.consumer_info(&name).await {
+        Ok(info) => Some(info.config.max_deliver),
+        Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => None,
+        Err(e) => return Err(error(Box::new(e))),
+    };
+    let config = workers_consumer_config(names, settings);
+    let consumer = jobs
+        .create_consumer(config.clone())
+        .await
+        .map_err(|e| error(Box::new(e)))?;
+    Ok(WorkersConsumer {
+        consumer,
+        // Created by an older release with a delivery limit: jobs may be stranded behind it.
+        had_delivery_limit: previous_limit.is_some_and(|limit| limit > 0),
     })
+}
+
+/// The shared consumer's configuration.
+fn workers_consumer_config(names: &Names, settings: ConsumerSettings) -> consumer::pull::Config {
+    let name = names.workers_consumer();
+    consumer::pull::Config {
+        durable_name: Some(name),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: settings.ack_wait,
+        max_deliver: -1,
+        filter_subject: names.jobs_wildcard(),
+        // Enough outstanding jobs for many workers; each worker bounds its own share.
+        max_ack_pending: 20_000,
+        ..Default::default()
+    }
+}
+
+/// The shared consumer, and whether it was found with a delivery limit (made by an older
+/// release), in which case jobs may sit in the stream that it will never deliver again.
+pub struct WorkersConsumer {
+    pub consumer: consumer::PullConsumer,
+    pub had_delivery_limit: bool,
+}
+
+/// Jobs in the stream that the consumer will never deliver (they reached a delivery limit
+/// without an ack): messages neither waiting for a first delivery nor awaiting an ack. An
+/// estimate while jobs are being acknowledged; exact on a quiet queue.
+pub async fn stranded_jobs(
+    jobs: &stream::Stream,
+    names: &Names,
+) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+    // The consumer first: a job acknowledged between the two reads then lowers the estimate
+    // instead of raising it.
+    let consumer = jobs.consumer_info(names.workers_consumer()).await?;
+    let held = consumer.num_pending + consumer.num_ack_pending as u64;
+    let mut jobs = jobs.clone();
+    let messages = jobs.info().await?.state.messages;
+    Ok(messages.saturating_sub(held))
+}
+
+/// Makes the consumer deliver again every job still in the stream, stranded ones included:
+/// deletes it and creates it anew. Jobs held by workers at that moment are delivered once more;
+/// their runs are recorded once (the writes are keyed by execution id).
+pub async fn recreate_workers_consumer(
+    jobs: &stream::Stream,
+    names: &Names,
+    settings: ConsumerSettings,
+) -> Result<consumer::PullConsumer, NatsError> {
+    let name = names.workers_consumer();
+    let error = |e: Box<dyn std::error::Error + Send + Sync>| NatsError::Consumer {
+        consumer: name.clone(),
+        source: e,
+    };
+    jobs.delete_consumer(&name)
+        .await
+        .map_err(|e| error(Box::new(e)))?;
+    jobs.create_consumer(workers_consumer_config(names, settings))
+        .await
+        .map_err(|e| error(Box::new(e)))
 }
 
 /// Publishes `job` and waits for JetStream's acknowledgement: when this returns `Ok`, the job

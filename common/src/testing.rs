@@ -16,7 +16,8 @@ fn base_database_url() -> String {
 
 const TEST_POOL: usize = 6;
 
-fn nats_url() -> String {
+/// The NATS server the tests use (`NATS_URL`, else the local one).
+pub fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
 

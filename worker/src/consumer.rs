@@ -67,7 +67,8 @@ pub struct JobHandler {
     names: Names,
     versions: Versions,
     writer: RunWriter,
-    /// Deliveries JetStream makes of a job (the consumer's `max_deliver`).
+    /// Deliveries after which a job that still fails is dead-lettered (the worker's own limit:
+    /// JetStream redelivers without one, so that no job is ever left undelivered).
     max_deliver: i64,
     events: EventBus,
     events_mode: EventsMode,
@@ -166,6 +167,13 @@ impl JobHandler {
                 Ok(None) => {}
                 Err(e) => return Outcome::Retry(format!("database: {e}")),
             }
+            if i64::from(attempt) > self.abandon_after() {
+                // Every earlier delivery vanished without an outcome: its worker died (a job
+                // that kills its worker would otherwise do so for ever) or lost it.
+                return Outcome::Dead(format!(
+                    "delivered {attempt} times without finishing; a worker may have died running it"
+                ));
+            }
         }
 
         let record = match self
@@ -254,6 +262,12 @@ impl JobHandler {
             }
             (Err(WriteFailure::Retry(reason)), _) => Outcome::Retry(reason),
         }
+    }
+
+    /// Deliveries after which a job none of whose deliveries ended is no longer run: twice the
+    /// limit, so that deliveries lost to a crash or a lost ack still leave it a fair attempt.
+    fn abandon_after(&self) -> i64 {
+        self.max_deliver.saturating_mul(2).max(self.max_deliver + 2)
     }
 
     async fn reply_failed(&self, job: &RunRequest, error: &str) {
@@ -453,8 +467,8 @@ impl Consumer {
     }
 }
 
-/// Runs one delivery and settles it with JetStream. A panic inside the job is caught by the
-/// task and the message is simply redelivered after `ack_wait`; the loop is never affected.
+/// Runs one delivery and settles it with JetStream. A panic inside the run dead-letters the
+/// job with the panic's message; the loop is never affected.
 async fn process(
     handler: &JobHandler,
     message: jetstream::Message,
@@ -516,8 +530,7 @@ async fn run_delivery(
     shutdown: &CancellationToken,
 ) -> Outcome {
     loop {
-        let outcome =
-            with_progress(message, ack_wait, handler.handle(&message.payload, attempt)).await;
+        let outcome = with_progress(message, ack_wait, guarded(handler, message, attempt)).await;
         let Outcome::Retry(reason) = outcome else {
             return outcome;
         };
@@ -533,6 +546,27 @@ async fn run_delivery(
         if !with_progress(message, ack_wait, handler.gate.wait_until_up(shutdown)).await {
             // Shutting down during the outage: handed back for another worker.
             return Outcome::Retry(reason);
+        }
+    }
+}
+
+/// Handles a delivery, turning a panic in the run into a dead letter rather than a delivery
+/// that vanishes (and comes back, and panics again).
+async fn guarded(handler: &JobHandler, message: &jetstream::Message, attempt: i32) -> Outcome {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(handler.handle(&message.payload, attempt))
+        .catch_unwind()
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            metrics::counter!("kai_worker_job_panics_total").increment(1);
+            Outcome::Dead(format!("the worker failed running this job: {what}"))
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod events;
 pub mod outage;
 pub mod persist;
 pub mod request;
+pub mod stranded;
 pub mod versions;
 pub mod writer;
 
@@ -53,7 +54,12 @@ pub async fn run(
         ack_wait: config.ack_wait,
         max_deliver: config.max_deliver as i64,
     };
-    let pull = nats::ensure_workers_consumer(&stream, &names, settings).await?;
+    let workers = nats::ensure_workers_consumer(&stream, &names, settings).await?;
+    let pull = if workers.had_delivery_limit {
+        stranded::repair(&db, &stream, &names, settings, workers.consumer).await?
+    } else {
+        workers.consumer
+    };
 
     let deps = Dependencies {
         db: db.clone(),

@@ -6,4 +6,5 @@ mod deployment;
 mod drain;
 mod harness;
 mod outage;
+mod stranded;
 mod writer;

@@ -49,6 +49,14 @@ pub struct WorkerConfig {
           default_value = "256", value_parser = parse_positive)]
     pub concurrency: usize,
 
+    /// Bytes of job messages this worker holds at once (payloads of the jobs it runs); further
+    /// jobs wait in the queue until there is room. A run holds a few times its payload in
+    /// memory (docs/DEPLOYMENT.md sizes the pod from it). Raised to NATS's largest message
+    /// when set below it.
+    #[arg(long, env = "KAI_WORKER_MAX_INFLIGHT_BYTES", value_name = "KAI_WORKER_MAX_INFLIGHT_BYTES",
+          default_value = "67108864", value_parser = parse_positive)]
+    pub max_inflight_bytes: usize,
+
     /// Seconds before an unacknowledged job is redelivered to another worker (long jobs send
     /// progress acks, so this bounds how long a dead worker's jobs wait).
     #[arg(long, env = "KAI_JOB_ACK_WAIT_SECS", value_name = "KAI_JOB_ACK_WAIT_SECS",

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::budget::{self, ByteBudget};
 use crate::config::EventsMode;
 use crate::dead_letters::{self, DeadLetter};
 use crate::engine::{self, RunInput};
@@ -26,9 +27,11 @@ use crate::versions::{VersionError, Versions};
 use crate::writer::{RunWriter, WriteFailure};
 use kai_common::events::{EventKind, ExecutionEvent};
 
-/// Concurrent write transactions, and runs per transaction at most.
+/// Concurrent write transactions, and runs per transaction at most, and their job messages'
+/// bytes at most (past which a batch takes no further run).
 const WRITERS: usize = 4;
 const MAX_BATCH: usize = 128;
+const MAX_BATCH_BYTES: usize = 8 << 20;
 
 /// What became of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +88,7 @@ impl JobHandler {
         max_deliver: i64,
     ) -> Self {
         let versions = Versions::new(db.clone());
-        let writer = RunWriter::start(db.clone(), WRITERS, MAX_BATCH);
+        let writer = RunWriter::start(db.clone(), WRITERS, MAX_BATCH, MAX_BATCH_BYTES);
         let events = EventBus::start(nats.clone(), names.clone());
         Self {
             gate: DatabaseGate::new(db.clone()),
@@ -131,7 +134,11 @@ impl JobHandler {
     /// Handles the payload of delivery number `attempt`.
     pub async fn handle(&self, payload: &[u8], attempt: i32) -> Outcome {
         match JobMessage::decode(payload) {
-            Ok(job) => self.run_job(job.into(), attempt).await,
+            Ok(job) => {
+                let mut job = RunRequest::from(job);
+                job.message_bytes = payload.len();
+                self.run_job(job, attempt).await
+            }
             // During a rolling upgrade a newer API may publish a kind this worker predates:
             // handed back for a newer worker (dead-lettered only if none takes it in time).
             Err(_) if let Some(kind) = JobMessage::unknown_kind(payload) => {
@@ -351,6 +358,7 @@ pub struct Consumer {
     pull: PullConsumer,
     handler: Arc<JobHandler>,
     concurrency: usize,
+    bytes: ByteBudget,
     ack_wait: Duration,
     drain_grace: Duration,
 }
@@ -368,6 +376,7 @@ impl Consumer {
         pull: PullConsumer,
         handler: Arc<JobHandler>,
         concurrency: usize,
+        bytes: ByteBudget,
         ack_wait: Duration,
         drain_grace: Duration,
     ) -> Self {
@@ -375,6 +384,7 @@ impl Consumer {
             pull,
             handler,
             concurrency,
+            bytes,
             ack_wait,
             drain_grace,
         }
@@ -401,6 +411,11 @@ impl Consumer {
                 },
                 _ = shutdown.cancelled() => break,
             };
+            // Bytes as well as jobs: a burst of large payloads waits in the stream.
+            let room = tokio::select! {
+                room = self.bytes.room() => room,
+                _ = shutdown.cancelled() => break,
+            };
             // Only this loop takes permits, so everything available now stays available until
             // the batch is handed out: we never hold a job we have no capacity to run.
             let wanted = 1 + capacity.available_permits();
@@ -408,6 +423,7 @@ impl Consumer {
                 .pull
                 .batch()
                 .max_messages(wanted)
+                .max_bytes(room)
                 .expires(Duration::from_secs(1))
                 .messages()
                 .await;
@@ -424,6 +440,9 @@ impl Consumer {
             while let Some(message) = messages.next().await {
                 let message = match message {
                     Ok(message) => message,
+                    // The pull asked for the bytes free; JetStream ends it (status 409) when the
+                    // next job would not fit: the batch is simply over.
+                    Err(e) if e.to_string().contains("MaxBytes") => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "error while pulling jobs");
                         break;
@@ -436,6 +455,9 @@ impl Consumer {
                         Err(_) => break,
                     },
                 };
+                let Some(held) = self.bytes.hold(budget::message_bytes(&message)).await else {
+                    break;
+                };
                 let handler = self.handler.clone();
                 let ack_wait = self.ack_wait;
                 let stopping = stopping.clone();
@@ -443,7 +465,7 @@ impl Consumer {
                     metrics::gauge!("kai_worker_jobs_in_flight").increment(1.0);
                     process(&handler, message, ack_wait, &stopping).await;
                     metrics::gauge!("kai_worker_jobs_in_flight").decrement(1.0);
-                    drop(permit);
+                    drop((permit, held));
                 });
             }
         }

@@ -1,6 +1,7 @@
 //! The KAI-Fusion worker: pulls jobs from the shared JetStream consumer, runs workflow graphs
 //! and records their executions, idempotently.
 
+pub mod budget;
 pub mod config;
 pub mod consumer;
 pub mod dead_letters;
@@ -77,14 +78,21 @@ pub async fn run(
         settings.max_deliver,
     )
     .with_events_mode(config.execution_events);
+    let max_payload = nats_client.server_info().max_payload;
+    let bytes = budget::ByteBudget::new(config.max_inflight_bytes, max_payload);
     let consumer = Consumer::new(
         pull,
         Arc::new(handler),
         config.concurrency,
+        bytes,
         config.ack_wait,
         config.drain_grace,
     );
-    tracing::info!(concurrency = config.concurrency, "worker started");
+    tracing::info!(
+        concurrency = config.concurrency,
+        max_inflight_bytes = config.max_inflight_bytes,
+        "worker started"
+    );
     consumer.run(shutdown).await;
 
     health_shutdown.cancel();

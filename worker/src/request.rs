@@ -25,6 +25,8 @@ pub struct RunRequest {
     pub event: Option<WebhookEvent>,
     /// A retry of this run may already be recorded (see `WebhookJobV1::idempotent`).
     pub idempotent: bool,
+    /// Size of the job message it came in: what its run weighs in a write batch.
+    pub message_bytes: usize,
 }
 
 impl From<WebhookJobV1> for RunRequest {
@@ -41,6 +43,7 @@ impl From<WebhookJobV1> for RunRequest {
             trigger: serde_json::to_value(&job.event).unwrap_or(Value::Null),
             event: Some(job.event),
             idempotent: job.idempotent,
+            message_bytes: 0,
         }
     }
 }
@@ -59,6 +62,7 @@ impl From<ManualJobV1> for RunRequest {
             trigger: job.inputs,
             event: None,
             idempotent: false,
+            message_bytes: 0,
         }
     }
 }
@@ -79,6 +83,7 @@ impl From<TimerJobV1> for RunRequest {
             // The id is derived from the tick: a tick emitted again after JetStream's
             // duplicate window (a leader that stalled that long) must find the recorded run.
             idempotent: true,
+            message_bytes: 0,
         }
     }
 }

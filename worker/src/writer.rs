@@ -32,11 +32,13 @@ pub struct RunWriter {
 }
 
 impl RunWriter {
-    /// Starts `writers` tasks writing batches of at most `max_batch` runs. They stop when every
+    /// Starts `writers` tasks writing batches of at most `max_batch` runs, and of runs whose job
+    /// messages come to `max_batch_bytes` (a batch stops taking runs once past it, so a batch
+    /// of large payloads stays one statement of bounded size). They stop when every
     /// clone of the returned writer is dropped, after writing what was handed to them.
     /// The writers use `writers` connections of their own, with asynchronous commits; `db`
     /// (synchronous commits) makes their writes durable.
-    pub fn start(db: PgPool, writers: usize, max_batch: usize) -> Self {
+    pub fn start(db: PgPool, writers: usize, max_batch: usize, max_batch_bytes: usize) -> Self {
         let (sender, receiver) = mpsc::channel(writers * max_batch);
         let receiver = Arc::new(Mutex::new(receiver));
         let async_commits = async_commit_pool(&db, writers);
@@ -45,6 +47,7 @@ impl RunWriter {
                 async_commits.clone(),
                 receiver.clone(),
                 max_batch,
+                max_batch_bytes,
             ));
         }
         Self {
@@ -96,6 +99,7 @@ async fn write_batches(
     db: PgPool,
     receiver: Arc<Mutex<mpsc::Receiver<(FinishedRun, Done)>>>,
     max_batch: usize,
+    max_batch_bytes: usize,
 ) {
     loop {
         let batch = {
@@ -103,18 +107,34 @@ async fn write_batches(
             let Some(first) = receiver.recv().await else {
                 return;
             };
-            let mut batch = vec![first];
-            while batch.len() < max_batch {
-                match receiver.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
-            batch
+            take_batch(first, &mut receiver, max_batch, max_batch_bytes)
         };
         metrics::histogram!("kai_worker_write_batch_size").record(batch.len() as f64);
         write_batch(&db, batch).await;
     }
+}
+
+/// `first` and the runs waiting after it, up to `max_batch` of them and until their job
+/// messages come to `max_batch_bytes` (the run that crosses it is the last taken).
+fn take_batch(
+    first: (FinishedRun, Done),
+    receiver: &mut mpsc::Receiver<(FinishedRun, Done)>,
+    max_batch: usize,
+    max_batch_bytes: usize,
+) -> Vec<(FinishedRun, Done)> {
+    let mut bytes = first.0.job.message_bytes;
+    let mut batch = vec![first];
+    while batch.len() < max_batch && bytes < max_batch_bytes {
+        match receiver.try_recv() {
+            Ok(next) => {
+                bytes += next.0.job.message_bytes;
+                batch.push(next);
+            }
+            Err(_) => break,
+        }
+    }
+    metrics::histogram!("kai_worker_write_batch_bytes").record(bytes as f64);
+    batch
 }
 
 async fn write_batch(db: &PgPool, batch: Vec<(FinishedRun, Done)>) {
@@ -150,5 +170,50 @@ fn failure(err: PersistError) -> WriteFailure {
     match err {
         PersistError::OwnerGone => WriteFailure::OwnerGone,
         PersistError::Database(e) => WriteFailure::Retry(format!("database: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kai_common::jobs::ManualJobV1;
+
+    fn run_of(bytes: usize) -> (FinishedRun, Done) {
+        let mut job = crate::request::RunRequest::from(ManualJobV1 {
+            execution_id: uuid::Uuid::now_v7(),
+            workflow_id: uuid::Uuid::nil(),
+            workflow_version: 1,
+            user_id: uuid::Uuid::nil(),
+            enqueued_at: chrono::Utc::now(),
+            inputs: serde_json::Value::Null,
+            reply_to: None,
+        });
+        job.message_bytes = bytes;
+        let run = FinishedRun {
+            job,
+            record: crate::engine::failed("not run".into(), "test"),
+            attempt: 1,
+        };
+        (run, oneshot::channel().0)
+    }
+
+    #[tokio::test]
+    async fn a_batch_stops_at_its_byte_bound_as_well_as_its_count() {
+        let (sender, mut receiver) = mpsc::channel(32);
+        let sizes = |receiver: &mut mpsc::Receiver<_>, max_batch| {
+            let first = receiver.try_recv().unwrap();
+            take_batch(first, receiver, max_batch, 8 << 20).len()
+        };
+        for _ in 0..10 {
+            sender.send(run_of(3 << 20)).await.unwrap();
+        }
+        // 3 + 3 + 3 MiB crosses 8 MiB: three runs a batch, not ten.
+        let large: Vec<usize> = (0..4).map(|_| sizes(&mut receiver, 128)).collect();
+        assert_eq!(large, [3, 3, 3, 1]);
+        for _ in 0..10 {
+            sender.send(run_of(100)).await.unwrap();
+        }
+        let small: Vec<usize> = (0..2).map(|_| sizes(&mut receiver, 6)).collect();
+        assert_eq!(small, [6, 4]);
     }
 }

@@ -71,6 +71,7 @@ impl TestApp {
             breaker_failures: 5,
             breaker_open: Duration::from_secs(30),
             max_deliver: 5,
+            max_inflight_bytes: 64 << 20,
             execution_events: kai_worker::config::EventsMode::All,
         };
         let shutdown = self.shutdown.clone();

@@ -33,6 +33,7 @@ impl Cluster {
                 breaker_failures: 5,
                 breaker_open: Duration::from_secs(30),
                 max_deliver: 5,
+                max_inflight_bytes: 64 << 20,
                 execution_events: EventsMode::All,
             };
             let stop = shutdown.clone();

@@ -5,6 +5,7 @@ mod crash;
 mod deployment;
 mod drain;
 mod harness;
+mod inflight;
 mod outage;
 mod stranded;
 mod writer;

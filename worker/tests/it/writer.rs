@@ -57,7 +57,7 @@ async fn a_batch_with_a_deleted_workflow_writes_the_others() {
     let harness = Harness::start().await;
     let hook = harness.hook().await;
     let (user_id, webhook_id) = owner_and_webhook(&harness, hook.workflow_id).await;
-    let writer = RunWriter::start(harness.state.db.clone(), 1, 16);
+    let writer = RunWriter::start(harness.state.db.clone(), 1, 16, 8 << 20);
 
     let good = [
         run_for(hook.workflow_id, user_id, &webhook_id),
@@ -119,7 +119,7 @@ async fn runs_are_on_disk_once_durable_returns() {
     let harness = Harness::start().await;
     let hook = harness.hook().await;
     let (user_id, webhook_id) = owner_and_webhook(&harness, hook.workflow_id).await;
-    let writer = RunWriter::start(harness.state.db.clone(), 2, 16);
+    let writer = RunWriter::start(harness.state.db.clone(), 2, 16, 8 << 20);
     for _ in 0..5 {
         let run = run_for(hook.workflow_id, user_id, &webhook_id);
         assert_eq!(writer.write(run).await.1, Ok(Written::New));

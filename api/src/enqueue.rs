@@ -19,6 +19,13 @@ pub enum EnqueueError {
     Refused,
     #[error("the job queue did not answer; retry later")]
     TimedOut,
+    /// The job (the body with the call's details) is larger than NATS carries: retrying
+    /// cannot help.
+    #[error(
+        "the body is too large for the job queue: the job would be {size} bytes, and the queue \
+         carries at most {max} bytes (NATS max_payload)"
+    )]
+    TooLarge { size: usize, max: usize },
 }
 
 impl EnqueueError {
@@ -27,13 +34,17 @@ impl EnqueueError {
         match self {
             EnqueueError::Refused => "queue_unavailable",
             EnqueueError::TimedOut => "queue_timeout",
+            EnqueueError::TooLarge { .. } => "too_large",
         }
     }
 }
 
 impl From<EnqueueError> for ApiError {
     fn from(error: EnqueueError) -> Self {
-        ApiError::unavailable(error.to_string(), 1)
+        match error {
+            EnqueueError::TooLarge { .. } => ApiError::payload_too_large(error.to_string()),
+            _ => ApiError::unavailable(error.to_string(), 1),
+        }
     }
 }
 
@@ -48,6 +59,9 @@ pub async fn publish(state: &AppState, job: &JobMessage) -> Result<Stored, Enque
     metrics::histogram!("kai_jetstream_publish_seconds").record(started.elapsed().as_secs_f64());
     match published {
         Ok(Ok(stored)) => Ok(stored),
+        Ok(Err(kai_common::nats::NatsError::TooLarge { size, max })) => {
+            Err(EnqueueError::TooLarge { size, max })
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, kind = job.subject_kind(), "JetStream refused a job");
             Err(EnqueueError::Refused)

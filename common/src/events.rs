@@ -98,10 +98,30 @@ impl ExecutionEvent {
 
     /// Sets `output`, or leaves it out when it is too large to carry in an event.
     pub fn with_output(mut self, output: &Value) -> Self {
-        let fits = serde_json::to_vec(output).is_ok_and(|b| b.len() <= MAX_EVENT_OUTPUT_BYTES);
-        self.output = fits.then(|| output.clone());
+        self.output = encodes_within(output, MAX_EVENT_OUTPUT_BYTES).then(|| output.clone());
         self
     }
+}
+
+/// Whether `value` encodes to at most `limit` bytes of JSON, found without encoding more than
+/// that (a megabyte payload is not written out to learn that it is too large).
+fn encodes_within(value: &Value, limit: usize) -> bool {
+    struct Counter {
+        left: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.left = self
+                .left
+                .checked_sub(bytes.len())
+                .ok_or_else(|| std::io::Error::other("over the limit"))?;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(&mut Counter { left: limit }, value).is_ok()
 }
 
 #[cfg(test)]
@@ -124,7 +144,10 @@ mod tests {
             event
         );
         let big = Value::String("x".repeat(MAX_EVENT_OUTPUT_BYTES + 1));
-        assert!(event.with_output(&big).output.is_none());
+        assert!(event.clone().with_output(&big).output.is_none());
+        // Exactly at the limit still fits (two bytes are the quotes).
+        let edge = Value::String("x".repeat(MAX_EVENT_OUTPUT_BYTES - 2));
+        assert!(event.with_output(&edge).output.is_some());
         assert!(EventKind::ExecutionFailed.is_final() && !EventKind::NodeFailed.is_final());
     }
 }

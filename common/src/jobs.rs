@@ -245,7 +245,7 @@ impl ExecutionStatus {
 pub struct ExecutionReply {
     pub execution_id: Uuid,
     pub status: ExecutionStatus,
-    pub result: serde_json::Value,
+    pub result: crate::json::SharedValue,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Set by a `RespondToWebhook` node: the answer the waiting caller gets instead of the

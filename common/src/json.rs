@@ -1,7 +1,12 @@
-//! JSON that PostgreSQL can store: `jsonb` refuses the NUL character (`\u0000`) in any string or
-//! key, so a value carrying one must be refused where it enters, not fail later in a worker.
+//! JSON values as runs share them, and JSON that PostgreSQL can store: `jsonb` refuses the NUL
+//! character (`\u0000`) in any string or key, so a value carrying one must be refused where it
+//! enters, not fail later in a worker.
 
 use serde_json::Value;
+
+/// A JSON value passed along a run without being copied: a webhook's payload is the trigger's
+/// output, the next node's input, the end node's output and the run's result, all one value.
+pub type SharedValue = std::sync::Arc<Value>;
 
 /// Whether any string or key in `value` contains a NUL character.
 pub fn contains_nul(value: &Value) -> bool {

@@ -107,6 +107,8 @@ pub enum NatsError {
     Encode(#[from] serde_json::Error),
     #[error("JetStream did not accept the job: {0}")]
     Publish(#[from] jetstream::context::PublishError),
+    #[error("the job is {size} bytes, more than NATS carries ({max} bytes)")]
+    TooLarge { size: usize, max: usize },
 }
 
 /// Connects to NATS, retrying the initial connection in the background of the client.
@@ -310,6 +312,15 @@ pub async fn publish_job(
     job: &JobMessage,
 ) -> Result<Stored, NatsError> {
     let payload = job.encode()?;
+    // Checked here rather than left to the client's own check, so that the caller can be told
+    // it is the job's size (413), not an unavailable queue (503, retried for ever).
+    let max = js.client().server_info().max_payload;
+    if payload.len() + HEADERS_ALLOWANCE > max {
+        return Err(NatsError::TooLarge {
+            size: payload.len(),
+            max,
+        });
+    }
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", job.message_id().as_str());
     crate::telemetry::inject_trace_context(&mut headers);
@@ -325,6 +336,9 @@ pub async fn publish_job(
         duplicate: ack.duplicate,
     })
 }
+
+/// Room kept in a job message for its headers (message id, trace context).
+const HEADERS_ALLOWANCE: usize = 512;
 
 /// What JetStream said when it stored a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,9 +2,11 @@
 //! answered but what became of every accepted request (the audit).
 
 pub mod audit;
+pub mod bursts;
 pub mod ceiling;
 pub mod html;
 pub mod pacing;
+pub mod process;
 pub mod recorder;
 pub mod report;
 pub mod schedules;

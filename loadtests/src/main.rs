@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use kai_loadtest::bursts::{self, BurstsOptions};
 use kai_loadtest::ceiling::{self, CeilingOptions};
 use kai_loadtest::report;
 use kai_loadtest::schedules::{self, SchedulesOptions};
@@ -43,6 +44,11 @@ use kai_loadtest::webhook::{self, Load, WebhookOptions};
   kai-loadtest schedules --count 10000 --interval-seconds 60 --duration 180s \\
       --scheduler-pid $(pgrep -f kai-scheduler | head -1)
 
+  # 4 rounds of 200 concurrent 1 MiB webhooks; the worker's and API's memory at each peak and
+  # after each quiet spell, every call audited:
+  kai-loadtest bursts --body-size 1MiB --requests 200 --rounds 4 --settle 30s \\
+      --watch worker=$(pgrep -f kai-worker | head -1) --watch api=$(pgrep -f kai-api | head -1)
+
   # Gate a deployment pipeline: fail unless p99 < 50 ms, 99.9 % accepted and nothing lost:
   kai-loadtest webhook --api https://kai.example.com --rate 500 --duration 60s \\
       --max-p99-ms 50 --min-success-rate 0.999 --max-lost 0 --json result.json"
@@ -66,6 +72,47 @@ enum Scenario {
     /// Many active scheduled jobs: how late their ticks are emitted, none missed or doubled,
     /// and the scheduler's CPU and memory meanwhile.
     Schedules(SchedulesArgs),
+    /// Rounds of concurrent large asynchronous webhooks: the watched processes' memory at the
+    /// peak of each round and after a quiet spell, and every call audited by execution id.
+    Bursts(BurstsArgs),
+}
+
+#[derive(Debug, Args)]
+struct BurstsArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Size of each JSON body: bytes, or with a unit (`512KiB`, `1MiB`, `1MB`).
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    body_size: usize,
+    /// Calls each round makes, all asynchronous.
+    #[arg(long, default_value = "200")]
+    requests: usize,
+    /// Calls in flight at once (default: all of a round's).
+    #[arg(long)]
+    connections: Option<usize>,
+    #[arg(long, default_value = "4")]
+    rounds: usize,
+    /// Quiet time after each round's queue has drained, before memory is read again.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    settle: Duration,
+    /// Longest a round's queue may take to drain.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+    /// A process of this machine to watch, as `name=pid` (repeatable), e.g. `worker=1234`.
+    #[arg(long, value_parser = parse_watch)]
+    watch: Vec<(String, u32)>,
+    /// Fail when a watched process peaks above this, as `name=MiB` (repeatable).
+    #[arg(long, value_parser = parse_limit)]
+    max_peak_mib: Vec<(String, f64)>,
+    /// Fail when a watched process is above this after a quiet spell, as `name=MiB`.
+    #[arg(long, value_parser = parse_limit)]
+    max_settled_mib: Vec<(String, f64)>,
+    /// Longest the audit waits for every accepted call's execution.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    audit_timeout: Duration,
+    /// Write the result as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// The deployment a scenario runs against.
@@ -168,8 +215,8 @@ struct WebhookArgs {
     /// Wait for each execution's result instead of `Prefer: respond-async`.
     #[arg(long)]
     sync: bool,
-    /// Approximate size of each JSON body in bytes.
-    #[arg(long, default_value = "64")]
+    /// Approximate size of each JSON body: bytes, or with a unit (`512KiB`, `1MiB`).
+    #[arg(long, alias = "body-size", default_value = "64", value_parser = parse_size)]
     payload_bytes: usize,
     /// Per-request timeout.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -230,6 +277,60 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// A size in bytes: a number, optionally with a unit (B, KB, MB, KiB, MiB, GiB).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let at = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(at);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 1048576, 512KiB or 1MiB"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "`{text}`: unknown unit `{other}` (B, KB, MB, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    let bytes = value * scale;
+    if !(bytes >= 1.0 && bytes.is_finite()) {
+        return Err(format!("`{text}` must be at least one byte"));
+    }
+    Ok(bytes as usize)
+}
+
+/// `name=pid`.
+fn parse_watch(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: expected name=pid, e.g. worker=1234"))?;
+    let pid = pid
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}`: the pid must be a number"))?;
+    Ok((name.trim().to_owned(), pid))
+}
+
+/// `name=MiB`.
+fn parse_limit(text: &str) -> Result<(String, f64), String> {
+    let (name, mib) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: expected name=MiB, e.g. worker=300"))?;
+    let mib: f64 = mib
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}`: the limit must be a number of MiB"))?;
+    Ok((name.trim().to_owned(), mib))
+}
+
 fn parse_fraction(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
@@ -246,6 +347,7 @@ async fn main() -> ExitCode {
         Scenario::Seed(args) => run_seed(args).await,
         Scenario::Ceiling(args) => run_ceiling(args).await,
         Scenario::Schedules(args) => run_schedules(args).await,
+        Scenario::Bursts(args) => run_bursts(args).await,
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -336,6 +438,60 @@ async fn run_schedules(args: SchedulesArgs) -> anyhow::Result<bool> {
     Ok(result.gaps == 0 && result.duplicates == 0)
 }
 
+async fn run_bursts(args: BurstsArgs) -> anyhow::Result<bool> {
+    for (name, _) in args.max_peak_mib.iter().chain(&args.max_settled_mib) {
+        if !args.watch.iter().any(|(watched, _)| watched == name) {
+            anyhow::bail!("a memory limit names `{name}`, which no --watch gives a pid for");
+        }
+    }
+    let result = bursts::run(BurstsOptions {
+        api: args.target.api,
+        requests: args.requests.max(1),
+        connections: args.connections.unwrap_or(args.requests).max(1),
+        rounds: args.rounds.max(1),
+        body_bytes: args.body_size,
+        settle: args.settle,
+        drain_timeout: args.drain_timeout,
+        watch: args.watch,
+        audit_timeout: args.audit_timeout,
+    })
+    .await?;
+    println!("{}", bursts::summary(&result));
+    if let Some(path) = &args.json {
+        report::write_json(path, &result)?;
+    }
+    let mut failed = Vec::new();
+    if !result.audit.is_clean() {
+        failed.push(format!(
+            "{} accepted calls missing, {} unfinished",
+            result.audit.missing.len(),
+            result.audit.unfinished
+        ));
+    }
+    for round in &result.rounds {
+        for (name, limit) in &args.max_peak_mib {
+            if let Some(peak) = round.peak_mib.get(name).filter(|peak| *peak > limit) {
+                failed.push(format!(
+                    "round {}: {name} peaked at {peak:.0} MiB, above {limit} MiB",
+                    round.round
+                ));
+            }
+        }
+        for (name, limit) in &args.max_settled_mib {
+            if let Some(settled) = round.settled_mib.get(name).filter(|mib| *mib > limit) {
+                failed.push(format!(
+                    "round {}: {name} held {settled:.0} MiB after the quiet spell, above {limit} MiB",
+                    round.round
+                ));
+            }
+        }
+    }
+    for failure in &failed {
+        println!("FAILED: {failure}");
+    }
+    Ok(failed.is_empty())
+}
+
 async fn run_seed(args: SeedArgs) -> anyhow::Result<bool> {
     let result = seed::run(&args.target.api, args.audit_timeout).await?;
     println!("\nkai-loadtest seed");
@@ -394,6 +550,15 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("3 days").unwrap_err().contains("unit"));
         assert!(parse_fraction("0.99").is_ok());
+        assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_size("512KiB").unwrap(), 512 << 10);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert_eq!(parse_size("1 MB").unwrap(), 1_000_000);
+        assert!(parse_size("1 parsec").unwrap_err().contains("unit"));
+        assert!(parse_size("0").is_err());
+        assert_eq!(parse_watch("worker=12").unwrap(), ("worker".to_owned(), 12));
+        assert!(parse_watch("worker").is_err());
+        assert_eq!(parse_limit("api=150").unwrap(), ("api".to_owned(), 150.0));
         assert!(parse_fraction("99").is_err());
     }
 }

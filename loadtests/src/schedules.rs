@@ -11,6 +11,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::process;
 use crate::recorder::{Percentiles, new_histogram};
 use crate::target::Api;
 
@@ -190,26 +191,10 @@ fn instant(value: &Value) -> anyhow::Result<DateTime<Utc>> {
         .with_context(|| format!("not an instant: {value}"))
 }
 
-/// Linux reports process CPU time in ticks of 1/100 s (`USER_HZ`) on every platform we run on.
-const TICKS_PER_SECOND: f64 = 100.0;
-
 /// Samples `/proc/<pid>` every second for `duration`: average CPU and resident memory.
 async fn sample_process(pid: u32, duration: Duration) -> anyhow::Result<ProcessUsage> {
     let read = move || -> anyhow::Result<(f64, f64)> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .with_context(|| format!("reading /proc/{pid}/stat (is the scheduler's pid right?)"))?;
-        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-        let after_name = stat.rsplit_once(')').context("odd /proc stat")?.1;
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let cpu_ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let rss_kib: f64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kib| kib.parse().ok())
-            .unwrap_or(0.0);
-        Ok((cpu_ticks / TICKS_PER_SECOND, rss_kib / 1024.0))
+        Ok((process::cpu_seconds(pid)?, process::rss_mib(pid)?))
     };
     let (cpu_start, mut rss) = read()?;
     let started = Instant::now();

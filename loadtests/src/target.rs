@@ -208,6 +208,26 @@ impl Api {
         }
     }
 
+    /// The status of execution `id` (`completed`, `failed`, `running`), or `None` when it is
+    /// not recorded (404).
+    pub async fn execution_status(&self, token: &str, id: Uuid) -> anyhow::Result<Option<String>> {
+        let response = self
+            .client
+            .get(format!("{}/api/v1/executions/{id}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .context("reading an execution")?;
+        match response.status() {
+            reqwest::StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => {
+                let body: Value = response.json().await.context("reading an execution")?;
+                Ok(body["status"].as_str().map(str::to_owned))
+            }
+            status => bail!("reading execution {id}: {status}"),
+        }
+    }
+
     /// Jobs waiting in the queue, from the API's readiness report.
     pub async fn queue_depth(&self) -> Option<u64> {
         let response = self

@@ -100,7 +100,7 @@ fn bench(c: &mut Criterion) {
     let templated = graph(true);
     assert_eq!(workflow.len(), 50);
     let input = RunInput {
-        trigger: json!({"data": {"hello": "world"}}),
+        trigger: json!({"data": {"hello": "world"}}).into(),
     };
 
     c.bench_function("engine: plan a 50-node graph", |b| b.iter(|| graph(false)));

@@ -281,7 +281,7 @@ impl JobHandler {
         let reply = ExecutionReply {
             execution_id: job.execution_id,
             status: ExecutionStatus::Failed,
-            result: serde_json::Value::Null,
+            result: serde_json::Value::Null.into(),
             error: Some(error.to_owned()),
             response: None,
         };

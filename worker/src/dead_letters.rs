@@ -64,10 +64,11 @@ pub async fn mark_failed(
         return Ok(());
     };
     let run = RunRequest::from(job);
+    let empty = serde_json::json!({});
     let inputs = if kai_common::json::contains_nul(&run.trigger) {
-        serde_json::json!({})
+        &empty
     } else {
-        run.trigger.clone()
+        &*run.trigger
     };
     sqlx::query(
         "INSERT INTO workflow_executions (id, workflow_id, workflow_version, user_id, \
@@ -83,7 +84,7 @@ pub async fn mark_failed(
     .bind(run.workflow_version)
     .bind(run.trigger_type)
     .bind(run.trigger_id.as_deref())
-    .bind(&inputs)
+    .bind(inputs)
     .bind(reason)
     .bind(run.enqueued_at)
     .bind(deliveries)

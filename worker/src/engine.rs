@@ -11,6 +11,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use kai_common::jobs::{ExecutionStatus, WebhookResponse};
+use kai_common::json::SharedValue;
 use kai_common::nodes::retry::retry_delay;
 use kai_common::nodes::{NodeContext, NodeError, NodeOutput, ProviderContext, Providers};
 use kai_common::workflow::Graph;
@@ -21,7 +22,7 @@ use serde_json::{Map, Value, json};
 #[derive(Debug, Clone)]
 pub struct RunInput {
     /// The trigger's event (for a webhook: KAI-Fusion's webhook event object).
-    pub trigger: Value,
+    pub trigger: SharedValue,
 }
 
 /// One node's recorded run.
@@ -30,8 +31,10 @@ pub struct NodeRun {
     pub node_id: String,
     pub node_type: Arc<str>,
     pub status: &'static str,
-    pub inputs: Value,
-    pub outputs: Value,
+    /// Shared with the run's other records where they are the same value (a pass-through
+    /// node's input and output, the trigger's output and the run's input).
+    pub inputs: SharedValue,
+    pub outputs: SharedValue,
     pub error: Option<String>,
     /// Attempts made (0 for a skipped node).
     pub attempts: u32,
@@ -43,7 +46,7 @@ pub struct NodeRun {
 #[derive(Debug, Clone)]
 pub struct RunRecord {
     pub status: ExecutionStatus,
-    pub result: Value,
+    pub result: SharedValue,
     pub error: Option<String>,
     pub error_type: Option<&'static str>,
     pub nodes: Vec<NodeRun>,
@@ -66,13 +69,12 @@ static EMPTY_SCOPE: std::sync::LazyLock<TemplateScope> =
 const RESERVED_NAMES: &[&str] = &["input", "webhook_data", "webhook_trigger"];
 
 /// The scope every template of the run starts from.
-fn base_scope(trigger: &Value) -> TemplateScope {
+fn base_scope(trigger: &SharedValue) -> TemplateScope {
     let mut scope = TemplateScope::default();
     scope.set("webhook_data", trigger);
-    scope.set(
-        "webhook_trigger",
-        trigger.get("data").unwrap_or(&Value::Null),
-    );
+    // The payload is a small part of the trigger's shape, copied only for this name.
+    let payload = trigger.get("data").cloned().unwrap_or(Value::Null);
+    scope.set("webhook_trigger", &SharedValue::new(payload));
     scope
 }
 
@@ -121,8 +123,8 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                         node_id: graph.node_id(index).to_owned(),
                         node_type: graph.type_name(index).clone(),
                         status: "skipped",
-                        inputs: Value::Null,
-                        outputs: Value::Null,
+                        inputs: null(),
+                        outputs: null(),
                         error: None,
                         attempts: 0,
                         started_at: now,
@@ -198,7 +200,7 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                     node_type: graph.type_name(index).clone(),
                     status: "failed",
                     inputs: node_input,
-                    outputs: Value::Null,
+                    outputs: null(),
                     error: Some(message.clone()),
                     attempts,
                     started_at: started,
@@ -216,7 +218,9 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
     match failure {
         Some((error, error_type)) => RunRecord {
             status: ExecutionStatus::Failed,
-            result: json!({"success": false, "error": error, "error_type": error_type}),
+            result: SharedValue::new(
+                json!({"success": false, "error": error, "error_type": error_type}),
+            ),
             error: Some(error),
             error_type: Some(error_type),
             nodes,
@@ -287,8 +291,8 @@ fn build_providers<'a>(
 struct Step<'a> {
     graph: &'a Graph,
     index: usize,
-    input: &'a Value,
-    trigger: &'a Value,
+    input: &'a SharedValue,
+    trigger: &'a SharedValue,
     scope: &'a TemplateScope,
     providers: &'a Providers,
 }
@@ -375,12 +379,12 @@ fn release(graph: &Graph, index: usize, waiting: &mut [usize], ready: &mut Vec<u
 /// The value a node runs on, or `None` when it must be skipped: its incoming edges that carry a
 /// value (from a completed source, through a handle the source routed to). One such edge gives
 /// its value; several give an object by source node id. An entry node gets null.
-fn node_input(graph: &Graph, index: usize, settled: &[Option<Settled>]) -> Option<Value> {
+fn node_input(graph: &Graph, index: usize, settled: &[Option<Settled>]) -> Option<SharedValue> {
     let incoming = graph.incoming(index);
     if incoming.is_empty() {
-        return Some(Value::Null);
+        return Some(null());
     }
-    let active: Vec<(usize, &Value)> = incoming
+    let active: Vec<(usize, &SharedValue)> = incoming
         .iter()
         .filter_map(|edge| match &settled[edge.source] {
             Some(Settled::Done(output))
@@ -393,19 +397,20 @@ fn node_input(graph: &Graph, index: usize, settled: &[Option<Settled>]) -> Optio
         .collect();
     match active.as_slice() {
         [] => None,
-        [(_, value)] => Some((*value).clone()),
-        many => Some(Value::Object(
+        [(_, value)] => Some(SharedValue::clone(value)),
+        // A join builds a new object of copies of its inputs.
+        many => Some(SharedValue::new(Value::Object(
             many.iter()
-                .map(|(source, value)| (graph.node_id(*source).to_owned(), (*value).clone()))
+                .map(|(source, value)| (graph.node_id(*source).to_owned(), Value::clone(value)))
                 .collect::<Map<_, _>>(),
-        )),
+        ))),
     }
 }
 
 /// The run's result: the output of its result node, or an object of them by node id; skipped
 /// result nodes do not count.
-fn collect_result(graph: &Graph, settled: &[Option<Settled>]) -> Value {
-    let done: Vec<(usize, &Value)> = graph
+fn collect_result(graph: &Graph, settled: &[Option<Settled>]) -> SharedValue {
+    let done: Vec<(usize, &SharedValue)> = graph
         .result_nodes()
         .into_iter()
         .filter_map(|i| match &settled[i] {
@@ -414,14 +419,18 @@ fn collect_result(graph: &Graph, settled: &[Option<Settled>]) -> Value {
         })
         .collect();
     match done.as_slice() {
-        [] => Value::Null,
-        [(_, value)] => (*value).clone(),
-        many => Value::Object(
+        [] => null(),
+        [(_, value)] => SharedValue::clone(value),
+        many => SharedValue::new(Value::Object(
             many.iter()
-                .map(|(i, value)| (graph.node_id(*i).to_owned(), (*value).clone()))
+                .map(|(i, value)| (graph.node_id(*i).to_owned(), Value::clone(value)))
                 .collect(),
-        ),
+        )),
     }
+}
+
+fn null() -> SharedValue {
+    SharedValue::new(Value::Null)
 }
 
 /// The record of a run that could not start (e.g. its workflow version is gone).
@@ -429,7 +438,9 @@ pub fn failed(error: String, error_type: &'static str) -> RunRecord {
     let now = Utc::now();
     RunRecord {
         status: ExecutionStatus::Failed,
-        result: json!({"success": false, "error": error, "error_type": error_type}),
+        result: SharedValue::new(
+            json!({"success": false, "error": error, "error_type": error_type}),
+        ),
         error: Some(error),
         error_type: Some(error_type),
         nodes: Vec::new(),
@@ -465,14 +476,14 @@ mod tests {
         let record = run(
             &g,
             &RunInput {
-                trigger: json!({"data": {"a": 1}}),
+                trigger: json!({"data": {"a": 1}}).into(),
             },
         )
         .await;
         assert_eq!(record.status, ExecutionStatus::Completed);
-        assert_eq!(record.result, json!({"data": {"a": 1}}));
+        assert_eq!(*record.result, json!({"data": {"a": 1}}));
         assert_eq!(record.nodes.len(), 2);
-        assert_eq!(record.nodes[1].inputs, json!({"data": {"a": 1}}));
+        assert_eq!(*record.nodes[1].inputs, json!({"data": {"a": 1}}));
     }
 
     #[tokio::test]
@@ -481,8 +492,14 @@ mod tests {
             {"id": "s", "type": "StartNode", "data": {"initial_input": "hi"}},
             {"id": "w", "type": "WebhookStartNode"}
         ]}));
-        let record = run(&g, &RunInput { trigger: json!(1) }).await;
-        assert_eq!(record.result, json!({"s": "hi", "w": 1}));
+        let record = run(
+            &g,
+            &RunInput {
+                trigger: json!(1).into(),
+            },
+        )
+        .await;
+        assert_eq!(*record.result, json!({"s": "hi", "w": 1}));
     }
 
     fn branching(operation: &str) -> Graph {
@@ -505,7 +522,7 @@ mod tests {
         let record = run(
             &branching("equal"),
             &RunInput {
-                trigger: trigger.clone(),
+                trigger: trigger.clone().into(),
             },
         )
         .await;
@@ -513,11 +530,17 @@ mod tests {
         assert_eq!(status_of(&record, "yes"), "completed");
         assert_eq!(status_of(&record, "no"), "skipped");
         assert_eq!(
-            record.result, trigger,
+            *record.result, trigger,
             "only the branch taken gives the result"
         );
 
-        let record = run(&branching("not_equal"), &RunInput { trigger }).await;
+        let record = run(
+            &branching("not_equal"),
+            &RunInput {
+                trigger: trigger.into(),
+            },
+        )
+        .await;
         assert_eq!(status_of(&record, "yes"), "skipped");
         assert_eq!(status_of(&record, "no"), "completed");
     }
@@ -537,13 +560,13 @@ mod tests {
         let record = run(
             &g,
             &RunInput {
-                trigger: Value::Null,
+                trigger: Value::Null.into(),
             },
         )
         .await;
         assert_eq!(status_of(&record, "join"), "completed");
         assert_eq!(
-            record.result,
+            *record.result,
             json!("from a"),
             "the routed-away input does not count"
         );
@@ -567,7 +590,7 @@ mod tests {
         let record = run(
             &g,
             &RunInput {
-                trigger: json!({"data": {}}),
+                trigger: json!({"data": {}}).into(),
             },
         )
         .await;
@@ -741,7 +764,13 @@ mod tests {
 
         #[tokio::test]
         async fn a_retryable_failure_is_retried_until_it_succeeds() {
-            let record = run(&probe_graph("Flaky"), &RunInput { trigger: json!({}) }).await;
+            let record = run(
+                &probe_graph("Flaky"),
+                &RunInput {
+                    trigger: json!({}).into(),
+                },
+            )
+            .await;
             assert_eq!(
                 record.status,
                 ExecutionStatus::Completed,
@@ -749,13 +778,19 @@ mod tests {
                 record.error
             );
             assert_eq!(probe_run(&record).attempts, 3);
-            assert_eq!(record.result, json!("finally"));
+            assert_eq!(*record.result, json!("finally"));
         }
 
         #[tokio::test]
         async fn the_workflow_s_retry_policy_gives_a_node_more_attempts_than_its_own() {
             let graph = probe_graph_with("Fragile", json!({"max_attempts": 3, "backoff_ms": 1}));
-            let record = run(&graph, &RunInput { trigger: json!({}) }).await;
+            let record = run(
+                &graph,
+                &RunInput {
+                    trigger: json!({}).into(),
+                },
+            )
+            .await;
             assert_eq!(
                 record.status,
                 ExecutionStatus::Completed,
@@ -769,7 +804,13 @@ mod tests {
         async fn a_rate_limited_node_waits_as_long_as_the_service_asked() {
             // The policy's own backoff is 1 ms; the service asked for 300 ms.
             let started = std::time::Instant::now();
-            let record = run(&probe_graph("Throttled"), &RunInput { trigger: json!({}) }).await;
+            let record = run(
+                &probe_graph("Throttled"),
+                &RunInput {
+                    trigger: json!({}).into(),
+                },
+            )
+            .await;
             assert!(started.elapsed() >= Duration::from_millis(300));
             assert_eq!(record.status, ExecutionStatus::Completed);
             assert_eq!(probe_run(&record).attempts, 2);
@@ -778,7 +819,13 @@ mod tests {
         #[tokio::test]
         async fn a_node_over_its_timeout_fails_the_run_after_its_attempts() {
             let started = std::time::Instant::now();
-            let record = run(&probe_graph("Slow"), &RunInput { trigger: json!({}) }).await;
+            let record = run(
+                &probe_graph("Slow"),
+                &RunInput {
+                    trigger: json!({}).into(),
+                },
+            )
+            .await;
             assert!(
                 started.elapsed() < Duration::from_secs(2),
                 "the timeout cut each attempt"
@@ -791,7 +838,13 @@ mod tests {
 
         #[tokio::test]
         async fn a_non_retryable_failure_stops_the_run_at_once_naming_the_node() {
-            let record = run(&probe_graph("Refused"), &RunInput { trigger: json!({}) }).await;
+            let record = run(
+                &probe_graph("Refused"),
+                &RunInput {
+                    trigger: json!({}).into(),
+                },
+            )
+            .await;
             assert_eq!(record.status, ExecutionStatus::Failed);
             assert_eq!(record.error_type, Some("credential"));
             assert_eq!(probe_run(&record).attempts, 1);
@@ -872,7 +925,7 @@ mod tests {
             ) -> BoxFuture<'a, Result<Provided, NodeError>> {
                 async move {
                     let text = ctx.config["text"].as_str().unwrap_or_default();
-                    let text = template::render(text, ctx.scope, &Value::Null)
+                    let text = template::render(text, ctx.scope, &Value::Null.into())
                         .map_err(NodeError::Configuration)?;
                     let inner = ctx
                         .providers
@@ -965,7 +1018,7 @@ mod tests {
             let record = run(
                 &g,
                 &RunInput {
-                    trigger: json!({"data": {"mood": "Cheerfully"}}),
+                    trigger: json!({"data": {"mood": "Cheerfully"}}).into(),
                 },
             )
             .await;
@@ -975,7 +1028,7 @@ mod tests {
                 "{:?}",
                 record.error
             );
-            assert_eq!(record.result, json!("Cheerfully Hello, world"));
+            assert_eq!(*record.result, json!("Cheerfully Hello, world"));
             let steps: Vec<&str> = record.nodes.iter().map(|n| n.node_id.as_str()).collect();
             assert_eq!(
                 steps,
@@ -994,7 +1047,7 @@ mod tests {
             let record = run(
                 &g,
                 &RunInput {
-                    trigger: Value::Null,
+                    trigger: Value::Null.into(),
                 },
             )
             .await;

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use kai_common::jobs::{ExecutionReply, ExecutionStatus};
+use kai_common::json::SharedValue;
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -56,17 +57,19 @@ pub async fn recorded_reply(
     db: &PgPool,
     execution_id: Uuid,
 ) -> Result<Option<ExecutionReply>, sqlx::Error> {
-    let row: Option<(String, Option<Value>, Option<String>)> =
-        sqlx::query_as("SELECT status, outputs, error FROM workflow_executions WHERE id = $1")
-            .bind(execution_id)
-            .fetch_optional(db)
-            .await?;
+    let row: Option<(String, Option<Value>, Option<String>)> = sqlx::query_as(
+        "SELECT status, CASE WHEN outputs_are_inputs THEN inputs ELSE outputs END, error \
+             FROM workflow_executions WHERE id = $1",
+    )
+    .bind(execution_id)
+    .fetch_optional(db)
+    .await?;
     Ok(row.and_then(|(status, outputs, error)| {
         let status = ExecutionStatus::parse(&status)?;
         (status != ExecutionStatus::Running).then(|| ExecutionReply {
             execution_id,
             status,
-            result: outputs.unwrap_or(Value::Null),
+            result: outputs.unwrap_or(Value::Null).into(),
             error,
             response: None,
         })
@@ -132,6 +135,9 @@ pub async fn write_runs(db: &PgPool, runs: &[FinishedRun]) -> Result<Vec<Written
         .bind(&events.failed)
         .bind(&nodes.attempts)
         .bind(&executions.trigger_types)
+        .bind(&executions.outputs_are_inputs)
+        .bind(&nodes.inputs_are_trigger)
+        .bind(&nodes.outputs_are_trigger)
         .fetch_all(db)
         .await
         .map_err(PersistError::classify)?;
@@ -158,28 +164,30 @@ WITH runs AS (
         $7::jsonb[], $8::jsonb[], $9::text[], $10::text[], $11::timestamptz[],
         $12::timestamptz[], $13::timestamptz[], $14::int4[], $15::int4[],
         $26::text[], $27::jsonb[], $28::uuid[], $29::text[], $30::text[], $31::text[],
-        $32::jsonb[], $33::int4[], $34::timestamptz[], $35::bool[], $37::text[])
+        $32::jsonb[], $33::int4[], $34::timestamptz[], $35::bool[], $37::text[], $38::bool[])
     AS r(id, workflow_id, version, user_id, webhook_id, status, inputs, outputs, error,
          error_type, enqueued_at, started_at, completed_at, duration_ms, attempt,
          event_type, payload, correlation_id, ip, agent, method, headers, response_status,
-         received_at, failed, trigger_type)
+         received_at, failed, trigger_type, outputs_are_inputs)
 ), inserted AS (
     INSERT INTO workflow_executions (id, workflow_id, workflow_version, user_id, trigger_type,
         trigger_id, status, inputs, outputs, error, error_type, enqueued_at, started_at,
-        completed_at, duration_ms, attempt)
+        completed_at, duration_ms, attempt, outputs_are_inputs)
     SELECT id, workflow_id, version, user_id, trigger_type, webhook_id, status, inputs, outputs,
-        error, error_type, enqueued_at, started_at, completed_at, duration_ms, attempt
+        error, error_type, enqueued_at, started_at, completed_at, duration_ms, attempt,
+        outputs_are_inputs
     FROM runs
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), nodes AS (
     INSERT INTO node_executions (execution_id, node_id, node_type, status, inputs, outputs,
-        error, started_at, completed_at, duration_ms, attempts)
+        error, started_at, completed_at, duration_ms, attempts, inputs_are_trigger,
+        outputs_are_trigger)
     SELECT n.* FROM UNNEST($16::uuid[], $17::text[], $18::text[], $19::text[], $20::jsonb[],
         $21::jsonb[], $22::text[], $23::timestamptz[], $24::timestamptz[], $25::int4[],
-        $36::int4[])
+        $36::int4[], $39::bool[], $40::bool[])
         AS n(execution_id, node_id, node_type, status, inputs, outputs, error, started_at,
-             completed_at, duration_ms, attempts)
+             completed_at, duration_ms, attempts, inputs_are_trigger, outputs_are_trigger)
     WHERE n.execution_id IN (SELECT id FROM inserted)
     ON CONFLICT DO NOTHING
 ), events AS (
@@ -208,7 +216,9 @@ struct ExecutionColumns<'a> {
     trigger_ids: Vec<Option<&'a str>>,
     statuses: Vec<&'a str>,
     inputs: Vec<&'a Value>,
-    outputs: Vec<&'a Value>,
+    /// NULL where the result is the run's input (`outputs_are_inputs`): stored once.
+    outputs: Vec<Option<&'a Value>>,
+    outputs_are_inputs: Vec<bool>,
     errors: Vec<Option<&'a str>>,
     error_types: Vec<Option<&'a str>>,
     enqueued: Vec<DateTime<Utc>>,
@@ -228,8 +238,15 @@ impl<'a> ExecutionColumns<'a> {
             trigger_types: runs.iter().map(|r| r.job.trigger_type).collect(),
             trigger_ids: runs.iter().map(|r| r.job.trigger_id.as_deref()).collect(),
             statuses: runs.iter().map(|r| r.record.status.as_str()).collect(),
-            inputs: runs.iter().map(|r| &r.job.trigger).collect(),
-            outputs: runs.iter().map(|r| &r.record.result).collect(),
+            inputs: runs.iter().map(|r| &*r.job.trigger).collect(),
+            outputs: runs
+                .iter()
+                .map(|r| unless_trigger(&r.record.result, &r.job.trigger))
+                .collect(),
+            outputs_are_inputs: runs
+                .iter()
+                .map(|r| SharedValue::ptr_eq(&r.record.result, &r.job.trigger))
+                .collect(),
             errors: runs.iter().map(|r| r.record.error.as_deref()).collect(),
             error_types: runs.iter().map(|r| r.record.error_type).collect(),
             enqueued: runs.iter().map(|r| r.job.enqueued_at).collect(),
@@ -250,8 +267,11 @@ struct NodeColumns<'a> {
     ids: Vec<&'a str>,
     types: Vec<&'a str>,
     statuses: Vec<&'a str>,
-    inputs: Vec<&'a Value>,
-    outputs: Vec<&'a Value>,
+    /// NULL where the value is the run's input (flagged beside): stored once.
+    inputs: Vec<Option<&'a Value>>,
+    outputs: Vec<Option<&'a Value>>,
+    inputs_are_trigger: Vec<bool>,
+    outputs_are_trigger: Vec<bool>,
     errors: Vec<Option<&'a str>>,
     starts: Vec<DateTime<Utc>>,
     ends: Vec<DateTime<Utc>>,
@@ -270,8 +290,18 @@ impl<'a> NodeColumns<'a> {
             ids: nodes().map(|(_, n)| n.node_id.as_str()).collect(),
             types: nodes().map(|(_, n)| &*n.node_type).collect(),
             statuses: nodes().map(|(_, n)| n.status).collect(),
-            inputs: nodes().map(|(_, n)| &n.inputs).collect(),
-            outputs: nodes().map(|(_, n)| &n.outputs).collect(),
+            inputs: nodes()
+                .map(|(r, n)| unless_trigger(&n.inputs, &r.job.trigger))
+                .collect(),
+            outputs: nodes()
+                .map(|(r, n)| unless_trigger(&n.outputs, &r.job.trigger))
+                .collect(),
+            inputs_are_trigger: nodes()
+                .map(|(r, n)| SharedValue::ptr_eq(&n.inputs, &r.job.trigger))
+                .collect(),
+            outputs_are_trigger: nodes()
+                .map(|(r, n)| SharedValue::ptr_eq(&n.outputs, &r.job.trigger))
+                .collect(),
             errors: nodes().map(|(_, n)| n.error.as_deref()).collect(),
             starts: nodes().map(|(_, n)| n.started_at).collect(),
             ends: nodes().map(|(_, n)| n.completed_at).collect(),
@@ -308,7 +338,13 @@ impl<'a> EventColumns<'a> {
             types: events()
                 .map(|e| e.map_or("", |e| e.event_type.as_str()))
                 .collect(),
-            payloads: events().map(|e| e.map_or(&NULL, |e| &e.data)).collect(),
+            payloads: runs
+                .iter()
+                .map(|r| match r.job.event {
+                    Some(_) => r.job.webhook_payload(),
+                    None => &NULL,
+                })
+                .collect(),
             correlations: events()
                 .map(|e| e.map_or(Uuid::nil(), |e| e.correlation_id))
                 .collect(),
@@ -344,6 +380,12 @@ impl<'a> EventColumns<'a> {
                 .collect(),
         }
     }
+}
+
+/// `value`, or `None` when it is the run's trigger itself (stored once, as the execution's
+/// inputs).
+fn unless_trigger<'a>(value: &'a SharedValue, trigger: &SharedValue) -> Option<&'a Value> {
+    (!SharedValue::ptr_eq(value, trigger)).then_some(&**value)
 }
 
 fn millis_between(start: DateTime<Utc>, end: DateTime<Utc>) -> i32 {

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use kai_common::jobs::{JobMessage, ManualJobV1, TimerJobV1, WebhookEvent, WebhookJobV1};
+use kai_common::json::SharedValue;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -20,8 +21,9 @@ pub struct RunRequest {
     /// The webhook id for a webhook run, the scheduled job id for a timer run.
     pub trigger_id: Option<String>,
     /// What the entry nodes receive, recorded as the execution's inputs.
-    pub trigger: Value,
-    /// The webhook call, recorded in `webhook_events`.
+    pub trigger: SharedValue,
+    /// The webhook call, recorded in `webhook_events`; its payload (`data`) is not here but in
+    /// `trigger`, so that it is held once (see `webhook_payload`).
     pub event: Option<WebhookEvent>,
     /// A retry of this run may already be recorded (see `WebhookJobV1::idempotent`).
     pub idempotent: bool,
@@ -29,8 +31,21 @@ pub struct RunRequest {
     pub message_bytes: usize,
 }
 
+impl RunRequest {
+    /// The webhook call's payload, which the trigger holds.
+    pub fn webhook_payload(&self) -> &Value {
+        self.trigger.get("data").unwrap_or(&Value::Null)
+    }
+}
+
 impl From<WebhookJobV1> for RunRequest {
-    fn from(job: WebhookJobV1) -> Self {
+    fn from(mut job: WebhookJobV1) -> Self {
+        // KAI-Fusion's webhook event object, with the payload moved in rather than copied.
+        let data = std::mem::take(&mut job.event.data);
+        let mut trigger = serde_json::to_value(&job.event).unwrap_or(Value::Null);
+        if let Some(fields) = trigger.as_object_mut() {
+            fields.insert("data".to_owned(), data);
+        }
         Self {
             execution_id: job.execution_id,
             workflow_id: job.workflow_id,
@@ -40,7 +55,7 @@ impl From<WebhookJobV1> for RunRequest {
             reply_to: job.reply_to,
             trigger_type: "webhook",
             trigger_id: Some(job.event.webhook_id.clone()),
-            trigger: serde_json::to_value(&job.event).unwrap_or(Value::Null),
+            trigger: SharedValue::new(trigger),
             event: Some(job.event),
             idempotent: job.idempotent,
             message_bytes: 0,
@@ -59,7 +74,7 @@ impl From<ManualJobV1> for RunRequest {
             reply_to: job.reply_to,
             trigger_type: "manual",
             trigger_id: None,
-            trigger: job.inputs,
+            trigger: SharedValue::new(job.inputs),
             event: None,
             idempotent: false,
             message_bytes: 0,
@@ -78,7 +93,7 @@ impl From<TimerJobV1> for RunRequest {
             reply_to: None,
             trigger_type: "timer",
             trigger_id: Some(job.event.job_id.to_string()),
-            trigger: serde_json::to_value(&job.event).unwrap_or(Value::Null),
+            trigger: SharedValue::new(serde_json::to_value(&job.event).unwrap_or(Value::Null)),
             event: None,
             // The id is derived from the tick: a tick emitted again after JetStream's
             // duplicate window (a leader that stalled that long) must find the recorded run.

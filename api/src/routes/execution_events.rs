@@ -72,7 +72,8 @@ impl ExecutionEventsApi {
     )]
     async fn events(&self, auth: UserAuth, id: Path<Uuid>) -> Result<Events, ApiError> {
         let recorded: Option<RecordedExecution> = sqlx::query_as(
-            "SELECT user_id, workflow_id, status, started_at, completed_at, outputs, error, \
+            "SELECT user_id, workflow_id, status, started_at, completed_at, \
+                CASE WHEN outputs_are_inputs THEN inputs ELSE outputs END AS outputs, error, \
                 attempt FROM workflow_executions WHERE id = $1",
         )
         .bind(id.0)
@@ -108,9 +109,11 @@ impl ExecutionEventsApi {
         execution: RecordedExecution,
     ) -> Result<Vec<ExecutionEvent>, ApiError> {
         let nodes: Vec<RecordedNode> = sqlx::query_as(
-            "SELECT node_id, node_type, status, outputs, error, started_at, completed_at, \
-                duration_ms, attempts \
-             FROM node_executions WHERE execution_id = $1 ORDER BY started_at, node_id",
+            "SELECT n.node_id, n.node_type, n.status, \
+                CASE WHEN n.outputs_are_trigger THEN e.inputs ELSE n.outputs END AS outputs, \
+                n.error, n.started_at, n.completed_at, n.duration_ms, n.attempts \
+             FROM node_executions n JOIN workflow_executions e ON e.id = n.execution_id \
+             WHERE n.execution_id = $1 ORDER BY n.started_at, n.node_id",
         )
         .bind(execution_id)
         .fetch_all(&self.state.db)

@@ -75,8 +75,8 @@ pub struct ExecutionDetail {
 macro_rules! execution_columns {
     () => {
         "id, workflow_id, workflow_version, status, trigger_type, \
-    trigger_id, inputs, outputs, error, error_type, enqueued_at, started_at, completed_at, \
-    duration_ms, attempt"
+    trigger_id, inputs, CASE WHEN outputs_are_inputs THEN inputs ELSE outputs END AS outputs, \
+    error, error_type, enqueued_at, started_at, completed_at, duration_ms, attempt"
     };
 }
 
@@ -150,9 +150,12 @@ impl ExecutionsApi {
         .await?;
         let execution = execution.ok_or_else(|| ApiError::not_found("execution"))?;
         let node_executions: Vec<NodeExecutionOut> = sqlx::query_as(
-            "SELECT node_id, node_type, status, inputs, outputs, error, started_at, completed_at, \
-                duration_ms, attempts \
-             FROM node_executions WHERE execution_id = $1 ORDER BY started_at, node_id",
+            "SELECT n.node_id, n.node_type, n.status, \
+                CASE WHEN n.inputs_are_trigger THEN e.inputs ELSE n.inputs END AS inputs, \
+                CASE WHEN n.outputs_are_trigger THEN e.inputs ELSE n.outputs END AS outputs, \
+                n.error, n.started_at, n.completed_at, n.duration_ms, n.attempts \
+             FROM node_executions n JOIN workflow_executions e ON e.id = n.execution_id \
+             WHERE n.execution_id = $1 ORDER BY n.started_at, n.node_id",
         )
         .bind(id.0)
         .fetch_all(&self.state.db)

@@ -470,6 +470,11 @@ impl IngressApi {
         let waiting = (!wants_async).then(|| self.state.waiters.register(execution_id));
         let stored = match enqueue::publish(&self.state, &job).await {
             Ok(stored) => stored,
+            // The caller's body: refused like any other too large one, and logged as such.
+            Err(e @ enqueue::EnqueueError::TooLarge { .. }) => {
+                let message = e.to_string();
+                return Err(self.refuse(call, 413, "too_large", e.into(), &message));
+            }
             Err(e) => {
                 reject(e.reason());
                 return Err(e.into());
@@ -497,7 +502,7 @@ impl IngressApi {
                 Ok(Answer::Finished(ExecutionResult {
                     execution_id,
                     status: status.to_owned(),
-                    result: reply.result,
+                    result: std::sync::Arc::unwrap_or_clone(reply.result),
                     error: reply.error,
                 }))
             }

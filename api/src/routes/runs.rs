@@ -151,7 +151,7 @@ impl RunsApi {
                     _ => "completed",
                 }
                 .to_owned(),
-                result: reply.result,
+                result: std::sync::Arc::unwrap_or_clone(reply.result),
                 error: reply.error,
             }))),
             // Still running (or this instance lost the reply): it is stored and will finish.

@@ -701,3 +701,53 @@ async fn concurrent_changes_of_different_keys_all_land() {
     }
     app.stop().await;
 }
+
+/// A body within the webhook's own limit whose job NATS cannot carry is refused with 413 naming
+/// the queue's limit (not a 503 the caller would retry for ever), logged, and not enqueued.
+#[tokio::test]
+async fn a_body_too_large_for_the_queue_is_413_naming_its_limit() {
+    let app = TestApp::spawn().await;
+    let hook = hook(&app, "queue-limit@example.com").await;
+    configure(&app, &hook, json!({"config": {"max_payload_size": 10240}})).await;
+    let max = app.state.js.client().server_info().max_payload;
+    let post = |padding: usize| {
+        app.request(Method::POST, &hook.url, Some(&hook.secret))
+            .header("Prefer", "respond-async")
+            .json(&json!({"blob": "x".repeat(padding)}))
+    };
+
+    // The body alone fits NATS; with the call's details around it, the job does not.
+    let response = post(max - 100).send().await.unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("at most {max} bytes")),
+        "{message}"
+    );
+    let mut stream = app
+        .state
+        .js
+        .get_stream(app.state.names.jobs_stream())
+        .await
+        .unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        0,
+        "nothing enqueued"
+    );
+
+    let (status, logs) = app
+        .get_json(&format!("/api/v1/webhooks/{}/logs", hook.id), &hook.token)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        logs.to_string().contains("too large for the job queue"),
+        "{logs}"
+    );
+
+    // Half of it is carried.
+    let response = post(max / 2).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    app.stop().await;
+}

@@ -69,6 +69,77 @@ async fn seed_webhook_end_to_end() {
     app.stop().await;
 }
 
+/// A payload passed along unchanged is stored once (the execution's inputs); every reader still
+/// sees it wherever the run had it.
+#[tokio::test]
+async fn a_payload_passed_along_is_stored_once_and_read_back_everywhere() {
+    let app = TestApp::spawn().await;
+    let token = app.user("once@example.com").await;
+    let workflow = app
+        .create_workflow(
+            &token,
+            &json!({"name": "pass-through", "nodes": [
+                {"id": "hook", "type": "WebhookStartNode"},
+                {"id": "end", "type": "EndNode"}
+            ], "edges": [{"source": "hook", "target": "end"}]}),
+        )
+        .await;
+    let (url, secret) = app
+        .webhook_of(&token, workflow["id"].as_str().unwrap())
+        .await;
+    let payload = json!({"order": 7, "lines": ["a", "b"], "note": "x".repeat(4096)});
+    let response = app
+        .request(Method::POST, &url, Some(&secret))
+        .json(&payload)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["data"], payload);
+    let execution_id = body["execution_id"].as_str().unwrap().to_owned();
+
+    let (_, detail) = app
+        .get_json(&format!("/api/v1/executions/{execution_id}"), &token)
+        .await;
+    assert_eq!(detail["inputs"]["data"], payload);
+    assert_eq!(detail["outputs"], detail["inputs"]);
+    let nodes = detail["node_executions"].as_array().unwrap();
+    let node = |id: &str| nodes.iter().find(|n| n["node_id"] == id).unwrap();
+    assert_eq!(node("hook")["inputs"], Value::Null);
+    assert_eq!(node("hook")["outputs"], detail["inputs"]);
+    assert_eq!(node("end")["inputs"], detail["inputs"]);
+    assert_eq!(node("end")["outputs"], detail["inputs"]);
+
+    // Stored once: the copies are flags, not values.
+    let (outputs_null, outputs_are_inputs): (bool, bool) = sqlx::query_as(
+        "SELECT outputs IS NULL, outputs_are_inputs FROM workflow_executions WHERE id = $1::uuid",
+    )
+    .bind(&execution_id)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    assert!(outputs_null && outputs_are_inputs);
+    /// node id, inputs, outputs, inputs_are_trigger, outputs_are_trigger
+    type StoredNode = (String, Option<Value>, Option<Value>, bool, bool);
+    let stored: Vec<StoredNode> = sqlx::query_as(
+        "SELECT node_id, inputs, outputs, inputs_are_trigger, outputs_are_trigger \
+         FROM node_executions WHERE execution_id = $1::uuid ORDER BY node_id",
+    )
+    .bind(&execution_id)
+    .fetch_all(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        stored,
+        [
+            ("end".to_owned(), None, None, true, true),
+            ("hook".to_owned(), Some(Value::Null), None, false, true),
+        ]
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn respond_async_answers_202_and_the_execution_follows() {
     let app = TestApp::spawn().await;

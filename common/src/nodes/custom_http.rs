@@ -6,6 +6,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::json::SharedValue;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -152,7 +153,7 @@ fn client() -> &'static reqwest::Client {
 fn render_config(
     config: &Value,
     scope: &TemplateScope,
-    input: &Value,
+    input: &SharedValue,
     path: &str,
 ) -> Result<Value, NodeError> {
     Ok(match config {
@@ -418,7 +419,7 @@ mod tests {
         let rendered = render_config(
             &json!({"greeting": "hi {{ input.name }}", "n": 2, "list": ["{{ input.name }}"]}),
             &scope,
-            &json!({"name": "Ada"}),
+            &json!({"name": "Ada"}).into(),
             "",
         )
         .unwrap();
@@ -429,7 +430,7 @@ mod tests {
         let error = render_config(
             &json!({"outer": {"inner": "{{ missing.x }}"}}),
             &scope,
-            &Value::Null,
+            &Value::Null.into(),
             "",
         )
         .unwrap_err();

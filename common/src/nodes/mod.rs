@@ -25,6 +25,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::jobs::WebhookResponse;
+use crate::json::SharedValue;
 use crate::workflow::template::TemplateScope;
 
 /// What part a node plays in a graph.
@@ -146,7 +147,8 @@ impl Default for RunPolicy {
 /// What a node produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeOutput {
-    pub value: Value,
+    /// Shared, not copied, with the node records and the nodes it feeds.
+    pub value: SharedValue,
     /// The only output handle whose edges carry the value on; `None` means all of them.
     pub route: Option<&'static str>,
     /// The answer for a caller waiting on the webhook (`RespondToWebhook`).
@@ -155,18 +157,18 @@ pub struct NodeOutput {
 
 impl NodeOutput {
     /// A value carried on by every outgoing edge.
-    pub fn all(value: Value) -> Self {
+    pub fn all(value: impl Into<SharedValue>) -> Self {
         Self {
-            value,
+            value: value.into(),
             route: None,
             response: None,
         }
     }
 
     /// A value carried on only through the `route` handle.
-    pub fn routed(value: Value, route: &'static str) -> Self {
+    pub fn routed(value: impl Into<SharedValue>, route: &'static str) -> Self {
         Self {
-            value,
+            value: value.into(),
             route: Some(route),
             response: None,
         }
@@ -238,9 +240,9 @@ pub struct NodeContext<'a> {
     /// The node's configuration (`data.inputs` when it is an object, else `data`).
     pub config: &'a Value,
     /// Its inputs: the one active predecessor's output, or an object of them by node id.
-    pub input: &'a Value,
+    pub input: &'a SharedValue,
     /// The trigger's event (for a webhook, KAI-Fusion's webhook event object).
-    pub trigger: &'a Value,
+    pub trigger: &'a SharedValue,
     /// What templates in the config can refer to. Empty when the node's configuration has no
     /// template (the engine then need not keep a snapshot of the run's outputs for it).
     pub scope: &'a TemplateScope,

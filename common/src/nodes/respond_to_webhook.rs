@@ -163,7 +163,7 @@ impl NodeDefinition for RespondToWebhook {
             let content_type = content_type(config).map_err(invalid)?;
             let body = match mode(config).map_err(invalid)? {
                 "no_data" => Value::Null,
-                "all_incoming_items" => ctx.input.clone(),
+                "all_incoming_items" => Value::clone(ctx.input),
                 _ => match config.get("response_body") {
                     Some(Value::String(text)) if !text.trim().is_empty() => {
                         let rendered =
@@ -173,7 +173,7 @@ impl NodeDefinition for RespondToWebhook {
                         // A body that renders to JSON is sent as that JSON value.
                         serde_json::from_str(&rendered).unwrap_or(Value::String(rendered))
                     }
-                    None | Some(Value::Null | Value::String(_)) => ctx.input.clone(),
+                    None | Some(Value::Null | Value::String(_)) => Value::clone(ctx.input),
                     Some(other) => other.clone(),
                 },
             };
@@ -190,7 +190,7 @@ impl NodeDefinition for RespondToWebhook {
                 "body": response.body,
             });
             Ok(NodeOutput {
-                value,
+                value: value.into(),
                 route: None,
                 response: Some(response),
             })

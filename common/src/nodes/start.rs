@@ -49,7 +49,7 @@ impl NodeDefinition for Start {
     fn execute<'a>(&'a self, ctx: NodeContext<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
         async move {
             let value = match ctx.config.get("initial_input") {
-                Some(Value::String(text)) if !text.is_empty() => Value::String(text.clone()),
+                Some(Value::String(text)) if !text.is_empty() => Value::String(text.clone()).into(),
                 _ => ctx.trigger.clone(),
             };
             Ok(NodeOutput::all(value))

@@ -72,7 +72,7 @@ impl NodeDefinition for TimerStart {
             } else {
                 ctx.config
                     .get("trigger_data")
-                    .cloned()
+                    .map(|data| data.clone().into())
                     .unwrap_or_else(|| ctx.trigger.clone())
             };
             Ok(NodeOutput::all(value))

@@ -5,12 +5,14 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use minijinja::value::Serde;
+use minijinja::value::{Enumerator, Object, ObjectRepr, Serde};
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::Value;
 
-/// Names a template may refer to (besides `input`), with their values converted once, so that
-/// copying a scope costs reference counts, not deep copies of JSON.
+use crate::json::SharedValue;
+
+/// Names a template may refer to (besides `input`), each a view of a run's value (see
+/// `JsonView`), so that neither setting a name nor copying a scope copies any JSON.
 #[derive(Debug, Clone, Default)]
 pub struct TemplateScope {
     /// Shared with the contexts of renders in progress, so a render never copies the map.
@@ -23,16 +25,93 @@ impl TemplateScope {
         Self::default()
     }
 
-    pub fn set(&mut self, name: &str, value: &Value) {
+    pub fn set(&mut self, name: &str, value: &SharedValue) {
         self.set_names(std::iter::once(name), value);
     }
 
-    /// Binds one value to several names (a node's id and its `data.name`), converting it once.
-    pub fn set_names<'a>(&mut self, names: impl IntoIterator<Item = &'a str>, value: &Value) {
-        let converted = minijinja::Value::from(Serde(value));
+    /// Binds one value to several names (a node's id and its `data.name`).
+    pub fn set_names<'a>(&mut self, names: impl IntoIterator<Item = &'a str>, value: &SharedValue) {
+        let view = JsonView::of(value.clone(), String::new());
         let values = Arc::make_mut(&mut self.values);
         for name in names {
-            values.insert(name.to_owned(), converted.clone());
+            values.insert(name.to_owned(), view.clone());
+        }
+    }
+}
+
+/// A part of a shared JSON value (at a JSON pointer into it) as templates see it: objects and
+/// arrays are looked into on demand, so a template reading one field of a megabyte payload
+/// converts that field, not the payload.
+#[derive(Debug)]
+struct JsonView {
+    root: SharedValue,
+    pointer: String,
+}
+
+impl JsonView {
+    /// The template value at `pointer` in `root`: a view for an object or an array, the value
+    /// itself for a scalar.
+    fn of(root: SharedValue, pointer: String) -> minijinja::Value {
+        match root.pointer(&pointer) {
+            Some(Value::Object(_) | Value::Array(_)) => {
+                minijinja::Value::from_object(JsonView { root, pointer })
+            }
+            Some(scalar) => minijinja::Value::from(Serde(scalar)),
+            None => minijinja::Value::UNDEFINED,
+        }
+    }
+
+    fn node(&self) -> &Value {
+        self.root.pointer(&self.pointer).unwrap_or(&Value::Null)
+    }
+
+    fn child(&self, step: &str) -> minijinja::Value {
+        let escaped = step.replace('~', "~0").replace('/', "~1");
+        JsonView::of(self.root.clone(), format!("{}/{escaped}", self.pointer))
+    }
+}
+
+impl Object for JsonView {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        match self.node() {
+            Value::Array(_) => ObjectRepr::Seq,
+            _ => ObjectRepr::Map,
+        }
+    }
+
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        let value = match self.node() {
+            Value::Object(fields) => {
+                let name = key.as_str()?;
+                fields.contains_key(name).then(|| self.child(name))?
+            }
+            Value::Array(items) => {
+                let index = usize::try_from(key.clone()).ok()?;
+                (index < items.len()).then(|| self.child(&index.to_string()))?
+            }
+            _ => return None,
+        };
+        Some(value)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        match self.node() {
+            Value::Object(fields) => Enumerator::Values(
+                fields
+                    .keys()
+                    .map(|key| minijinja::Value::from(key.as_str()))
+                    .collect(),
+            ),
+            Value::Array(items) => Enumerator::Seq(items.len()),
+            _ => Enumerator::Empty,
+        }
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        match self.node() {
+            Value::Object(fields) => Some(fields.len()),
+            Value::Array(items) => Some(items.len()),
+            _ => Some(0),
         }
     }
 }
@@ -63,7 +142,7 @@ pub fn is_template(text: &str) -> bool {
 }
 
 /// Renders `text` in `scope` with `input` bound. Text without template syntax is returned as is.
-pub fn render(text: &str, scope: &TemplateScope, input: &Value) -> Result<String, String> {
+pub fn render(text: &str, scope: &TemplateScope, input: &SharedValue) -> Result<String, String> {
     if !is_template(text) {
         return Ok(text.to_owned());
     }
@@ -71,7 +150,7 @@ pub fn render(text: &str, scope: &TemplateScope, input: &Value) -> Result<String
     let source = text.replace("${{", "{{");
     let context = minijinja::Value::from_object(RenderContext {
         values: Arc::clone(&scope.values),
-        input: minijinja::Value::from(Serde(input)),
+        input: JsonView::of(input.clone(), String::new()),
     });
     environment()
         .render_str(&source, context)
@@ -114,8 +193,11 @@ mod tests {
     #[test]
     fn renders_both_syntaxes_and_refuses_unknown_names() {
         let mut scope = TemplateScope::default();
-        scope.set("webhook_trigger", &json!({"input_text": "hi", "n": 2}));
-        let input = json!("the input");
+        scope.set(
+            "webhook_trigger",
+            &Arc::new(json!({"input_text": "hi", "n": 2, "odd/key~": [10, {"deep": 7}]})),
+        );
+        let input = Arc::new(json!("the input"));
         assert_eq!(
             render("${{ webhook_trigger.input_text }}!", &scope, &input).unwrap(),
             "hi!"
@@ -128,9 +210,19 @@ mod tests {
         let json = render("{{ webhook_trigger | tojson }}", &scope, &input).unwrap();
         assert_eq!(
             serde_json::from_str::<Value>(&json).unwrap(),
-            json!({"input_text": "hi", "n": 2})
+            json!({"input_text": "hi", "n": 2, "odd/key~": [10, {"deep": 7}]})
         );
         assert_eq!(render("plain", &scope, &input).unwrap(), "plain");
+        // Views look into objects and arrays on demand, keys with JSON-pointer syntax included.
+        let odd =
+            "{{ webhook_trigger['odd/key~'][1].deep }} {{ webhook_trigger['odd/key~'] | length }}";
+        assert_eq!(render(odd, &scope, &input).unwrap(), "7 2");
+        let keys = "{% for k in webhook_trigger %}{{ k }},{% endfor %}";
+        assert_eq!(
+            render(keys, &scope, &input).unwrap(),
+            "input_text,n,odd/key~,"
+        );
+        assert!(render("{{ webhook_trigger.missing.x }}", &scope, &input).is_err());
         assert!(render("{{ nothing.here }}", &scope, &input).is_err());
         assert!(check("{{ unclosed").is_err());
         assert!(check("${{ fine }}").is_ok());

@@ -248,3 +248,35 @@ async fn the_schedules_scenario_reports_tick_lateness_and_the_scheduler_s_cost()
     assert!(usage.rss_mib_max > 1.0, "{usage:?}");
     cluster.stop().await;
 }
+
+#[tokio::test]
+async fn the_bursts_scenario_reads_memory_each_round_and_audits_every_call_by_id() {
+    let cluster = Cluster::start(true).await;
+    let report = kai_loadtest::bursts::run(kai_loadtest::bursts::BurstsOptions {
+        api: cluster.api.clone(),
+        requests: 20,
+        connections: 10,
+        rounds: 2,
+        body_bytes: 64 * 1024,
+        settle: Duration::from_millis(200),
+        drain_timeout: Duration::from_secs(60),
+        // The API and the worker run in this process.
+        watch: vec![("cluster".to_owned(), std::process::id())],
+        audit_timeout: Duration::from_secs(30),
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.rounds.len(), 2);
+    for round in &report.rounds {
+        assert_eq!(round.accepted, 20, "{round:?}");
+        assert!(round.refused.is_empty());
+        assert!(round.peak_mib["cluster"] > 0.0);
+        assert!(round.settled_mib["cluster"] > 0.0);
+        assert!(round.drained_s >= round.sent_s);
+    }
+    let audit = &report.audit;
+    assert_eq!((audit.accepted, audit.completed), (40, 40), "{audit:?}");
+    assert!(audit.is_clean());
+    assert!(kai_loadtest::bursts::summary(&report).contains("40 completed"));
+    cluster.stop().await;
+}

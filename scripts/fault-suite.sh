@@ -4,7 +4,9 @@
 # kai-scheduler), drives webhook load with kai-loadtest and injects one fault per scenario. After
 # each, the load tool's audit says whether every accepted request ran exactly once; at the end a
 # one-second timer (fire_all) must show no tick twice and none missing. Prints a table and exits
-# 1 on any loss or duplicate. Loopback only; bounded in time; cleans up after itself.
+# 1 on any loss or duplicate. A last scenario sends bursts of large payloads to workers with a
+# small byte bound, kills one, and checks every call by id and that no worker held more than its
+# bound. Loopback only; bounded in time; cleans up after itself.
 #
 #   scripts/fault-suite.sh            # full: 40 s of load per scenario
 #   scripts/fault-suite.sh --short    # 15 s per scenario (what CI runs)
@@ -136,6 +138,43 @@ EOF
   IFS='|' read -r _ _ _ lost dup _ <<<"$row"
   [ "$lost" = 0 ] && [ "$dup" = 0 ] || failed=1
 done
+
+# Large payloads under memory pressure: both workers restarted with a 4 MiB byte bound, rounds of
+# concurrent 512 KiB webhooks (far more than the bound), a worker killed in the middle; every
+# call audited by its execution id, and neither worker ever holding more than its bound.
+BOUND=$((4 * 1024 * 1024))
+log "scenario large_payloads: bursts of 512 KiB bodies, workers bound to $BOUND bytes"
+for n in 1 2; do stop_pid "${PIDS[worker$n]}" -TERM; KAI_WORKER_MAX_INFLIGHT_BYTES=$BOUND start_worker "$n"; done
+"$BIN/kai-loadtest" bursts --api "$API" --body-size 512KiB --requests 60 --connections 30 \
+  --rounds $((DURATION / 5)) --settle 1s --audit-timeout 180s --json "$DIR/large_payloads.json" \
+  >"$DIR/large_payloads.out" 2>&1 &
+load=$!
+sleep 2
+stop_pid "${PIDS[worker1]}"; sleep 0.5; KAI_WORKER_MAX_INFLIGHT_BYTES=$BOUND start_worker 1
+took=$(recovery)
+wait "$load" || true
+if [ -s "$DIR/large_payloads.json" ]; then
+  held=0
+  for n in 1 2; do
+    peak=$(curl -fsS "http://127.0.0.1:1910$n/metrics" | awk '$1 == "kai_worker_inflight_bytes_max" {print int($2)}')
+    [ "${peak:-0}" -gt "$held" ] && held=$peak
+  done
+  row=$(python3 - "$DIR/large_payloads.json" "$took" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+a = r["audit"]
+sent = sum(round["accepted"] + sum(round["refused"].values()) for round in r["rounds"])
+print(f'large_payloads|{sent}|{a["accepted"]}|{len(a["missing"]) + a["unfinished"]}|0|{sys.argv[2]}')
+EOF
+)
+  rows+=("$row")
+  IFS='|' read -r _ _ _ lost _ _ <<<"$row"
+  [ "$lost" = 0 ] || failed=1
+  if [ "$held" -gt "$BOUND" ]; then log "a worker held $held bytes, above its bound $BOUND"; failed=1; fi
+  log "large_payloads: most job bytes a worker held at once: $held of $BOUND"
+else
+  log "large_payloads: the load tool failed:"; cat "$DIR/large_payloads.out" >&2; failed=1
+fi
 
 # The timer's ticks across all of it: none twice, none missing (fire_all).
 ticks=$(psql "$DATABASE_URL" -tA -c "

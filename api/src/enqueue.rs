@@ -50,10 +50,24 @@ impl From<EnqueueError> for ApiError {
 
 /// Publishes `job` and waits for JetStream to store it, at most `PUBLISH_TIMEOUT`.
 pub async fn publish(state: &AppState, job: &JobMessage) -> Result<Stored, EnqueueError> {
+    let payload = job.encode().map_err(|e| {
+        tracing::error!(error = %e, "could not encode a job");
+        EnqueueError::Refused
+    })?;
+    publish_encoded(state, job.subject_kind(), &job.message_id(), payload).await
+}
+
+/// Publishes an encoded job (see `kai_common::nats::publish_encoded`), bounded like `publish`.
+pub async fn publish_encoded(
+    state: &AppState,
+    kind: &str,
+    message_id: &str,
+    payload: Vec<u8>,
+) -> Result<Stored, EnqueueError> {
     let started = Instant::now();
     let published = tokio::time::timeout(
         PUBLISH_TIMEOUT,
-        kai_common::nats::publish_job(&state.js, &state.names, job),
+        kai_common::nats::publish_encoded(&state.js, &state.names, kind, message_id, payload),
     )
     .await;
     metrics::histogram!("kai_jetstream_publish_seconds").record(started.elapsed().as_secs_f64());
@@ -63,7 +77,7 @@ pub async fn publish(state: &AppState, job: &JobMessage) -> Result<Stored, Enque
             Err(EnqueueError::TooLarge { size, max })
         }
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, kind = job.subject_kind(), "JetStream refused a job");
+            tracing::warn!(error = %e, kind, "JetStream refused a job");
             Err(EnqueueError::Refused)
         }
         Err(_) => Err(EnqueueError::TimedOut),

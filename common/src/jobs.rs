@@ -114,19 +114,39 @@ impl JobMessage {
     }
 }
 
+/// Encodes a webhook job whose payload is the caller's body as sent (validated JSON), exactly as
+/// `JobMessage::WebhookV1` encodes, without building the payload's tree: the API holds a body
+/// once as bytes and once inside the message, whatever its size.
+pub fn encode_webhook_job(
+    job: &WebhookJobV1<&serde_json::value::RawValue>,
+) -> Result<Vec<u8>, serde_json::Error> {
+    #[derive(Serialize)]
+    struct Tagged<'a, T> {
+        kind: &'static str,
+        #[serde(flatten)]
+        job: &'a T,
+    }
+    serde_json::to_vec(&Tagged {
+        kind: "WebhookV1",
+        job,
+    })
+}
+
 /// The `kind` tags of `JobMessage`'s variants.
 const KNOWN_KINDS: &[&str] = &["WebhookV1", "ManualV1", "TimerV1"];
 
-/// A webhook call accepted by the API.
+/// A webhook call accepted by the API. The worker reads the payload as a JSON tree (`D` =
+/// `Value`); the API writes it as the caller sent it (`D` = `&RawValue`), never parsing it
+/// into a tree (see `encode_webhook_job`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WebhookJobV1 {
+pub struct WebhookJobV1<D = serde_json::Value> {
     /// Chosen by the API before publishing; the worker's writes are keyed by it.
     pub execution_id: Uuid,
     pub workflow_id: Uuid,
     pub workflow_version: i32,
     pub user_id: Uuid,
     pub enqueued_at: DateTime<Utc>,
-    pub event: WebhookEvent,
+    pub event: WebhookEvent<D>,
     /// Core NATS subject of the API instance waiting for the result, when the caller waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
@@ -193,15 +213,15 @@ fn timer_instant(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// The webhook event handed to the workflow, in KAI-Fusion's shape.
+/// The webhook event handed to the workflow, in KAI-Fusion's shape (`D`: see `WebhookJobV1`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WebhookEvent {
+pub struct WebhookEvent<D = serde_json::Value> {
     pub webhook_id: String,
     pub node_id: String,
     pub correlation_id: Uuid,
     pub http_method: String,
     pub event_type: String,
-    pub data: serde_json::Value,
+    pub data: D,
     pub received_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<String>,
@@ -313,6 +333,53 @@ mod tests {
         assert!(text.starts_with(r#"{"kind":"WebhookV1""#), "{text}");
         assert_eq!(JobMessage::decode(&bytes).unwrap(), job);
         assert_eq!(JobMessage::unknown_kind(&bytes), None);
+    }
+
+    #[test]
+    fn a_webhook_job_encoded_from_raw_json_decodes_as_the_parsed_one() {
+        let body = r#"{"b": [1, 2.5, "x\u0041"], "a": {"nested": null}}"#;
+        let raw: &serde_json::value::RawValue = serde_json::from_str(body).unwrap();
+        let event = |data| WebhookEvent {
+            webhook_id: "wh_1".into(),
+            node_id: "hook".into(),
+            correlation_id: Uuid::nil(),
+            http_method: "POST".into(),
+            event_type: "webhook.received".into(),
+            data,
+            received_at: Utc::now(),
+            client_ip: Some("127.0.0.1".into()),
+            user_agent: None,
+            headers: Default::default(),
+            url: "http://x/".into(),
+        };
+        let raw_job = WebhookJobV1 {
+            execution_id: Uuid::now_v7(),
+            workflow_id: Uuid::new_v4(),
+            workflow_version: 1,
+            user_id: Uuid::new_v4(),
+            enqueued_at: Utc::now(),
+            event: event(raw),
+            reply_to: Some("kai.replies.x".into()),
+            idempotent: true,
+        };
+        let bytes = encode_webhook_job(&raw_job).unwrap();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.contains(body), "the body is carried as sent: {text}");
+        let JobMessage::WebhookV1(decoded) = JobMessage::decode(&bytes).unwrap() else {
+            panic!("not a webhook job: {text}");
+        };
+        assert_eq!(
+            decoded.event.data,
+            serde_json::from_str::<serde_json::Value>(body).unwrap()
+        );
+        assert_eq!(
+            (
+                decoded.execution_id,
+                decoded.reply_to.as_deref(),
+                decoded.idempotent
+            ),
+            (raw_job.execution_id, Some("kai.replies.x"), true)
+        );
     }
 
     #[test]

@@ -311,7 +311,25 @@ pub async fn publish_job(
     names: &Names,
     job: &JobMessage,
 ) -> Result<Stored, NatsError> {
-    let payload = job.encode()?;
+    publish_encoded(
+        js,
+        names,
+        job.subject_kind(),
+        &job.message_id(),
+        job.encode()?,
+    )
+    .await
+}
+
+/// Publishes an encoded job of kind `kind` (the subject suffix) with `message_id` as its
+/// `Nats-Msg-Id`, and waits for JetStream's acknowledgement (see `publish_job`).
+pub async fn publish_encoded(
+    js: &jetstream::Context,
+    names: &Names,
+    kind: &str,
+    message_id: &str,
+    payload: Vec<u8>,
+) -> Result<Stored, NatsError> {
     // Checked here rather than left to the client's own check, so that the caller can be told
     // it is the job's size (413), not an unavailable queue (503, retried for ever).
     let max = js.client().server_info().max_payload;
@@ -322,14 +340,10 @@ pub async fn publish_job(
         });
     }
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", job.message_id().as_str());
+    headers.insert("Nats-Msg-Id", message_id);
     crate::telemetry::inject_trace_context(&mut headers);
     let ack = js
-        .publish_with_headers(
-            names.job_subject(job.subject_kind()),
-            headers,
-            payload.into(),
-        )
+        .publish_with_headers(names.job_subject(kind), headers, payload.into())
         .await?
         .await?;
     Ok(Stored {

@@ -15,6 +15,9 @@ use uuid::Uuid;
 use crate::engine::RunRecord;
 use crate::request::RunRequest;
 
+/// Job bytes in a batch past which its connection gives back the buffer the statement needed.
+const SHRINK_AFTER_BYTES: usize = 256 * 1024;
+
 /// SQLSTATE of a foreign-key violation: the workflow or its owner was deleted meanwhile.
 const FOREIGN_KEY_VIOLATION: &str = "23503";
 
@@ -94,6 +97,7 @@ pub async fn write_runs(db: &PgPool, runs: &[FinishedRun]) -> Result<Vec<Written
         .filter(|(_, first)| **first)
         .map(|(r, _)| r)
         .collect();
+    let mut connection = db.acquire().await?;
     let executions = ExecutionColumns::of(&unique);
     let nodes = NodeColumns::of(&unique);
     let events = EventColumns::of(&unique);
@@ -138,9 +142,14 @@ pub async fn write_runs(db: &PgPool, runs: &[FinishedRun]) -> Result<Vec<Written
         .bind(&executions.outputs_are_inputs)
         .bind(&nodes.inputs_are_trigger)
         .bind(&nodes.outputs_are_trigger)
-        .fetch_all(db)
+        .fetch_all(&mut *connection)
         .await
         .map_err(PersistError::classify)?;
+    // A connection keeps the buffer its largest statement needed; after a batch of large
+    // payloads that would be held for good by every writer connection.
+    if runs.iter().map(|r| r.job.message_bytes).sum::<usize>() > SHRINK_AFTER_BYTES {
+        sqlx::Connection::shrink_buffers(&mut *connection);
+    }
     let inserted: HashSet<Uuid> = inserted.into_iter().collect();
     Ok(runs
         .iter()

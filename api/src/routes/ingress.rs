@@ -9,12 +9,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use kai_common::jobs::{ExecutionStatus, JobMessage, WebhookEvent, WebhookJobV1};
+use kai_common::jobs::{ExecutionStatus, WebhookEvent, WebhookJobV1};
 use poem::http::{HeaderValue, Method};
 use poem::{Body, IntoResponse, Request, RequestBody};
 use poem_openapi::param::Path;
 use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef};
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions, OpenApi};
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -311,10 +314,16 @@ impl IngressApi {
                 ));
             }
         }
-        let parsed = if query_payload {
-            query_data(request.uri().query().unwrap_or_default())
+        // The body is kept as the caller sent it (checked, not parsed into a tree): the API holds
+        // it once as bytes and once in the job, whatever its size.
+        let parsed: Result<Cow<'_, RawValue>, String> = if query_payload {
+            query_data(request.uri().query().unwrap_or_default()).map(Cow::Owned)
         } else {
-            payload::parse(&bytes).map_err(|e| e.to_string())
+            match payload::parse(&bytes) {
+                Ok(Some(data)) => Ok(Cow::Borrowed(data)),
+                Ok(None) => Ok(Cow::Owned(empty_object())),
+                Err(e) => Err(e.to_string()),
+            }
         };
         let data = match parsed {
             Ok(data) => data,
@@ -377,7 +386,8 @@ impl IngressApi {
             ));
         }
 
-        self.enqueue(&call, data, event_type, idempotency_key).await
+        self.enqueue(&call, &data, event_type, idempotency_key)
+            .await
     }
 
     /// Checks the caller's credentials as far as they can be before the body is read. For a
@@ -427,7 +437,7 @@ impl IngressApi {
     async fn enqueue(
         &self,
         call: &Call<'_>,
-        data: Value,
+        data: &RawValue,
         event_type: String,
         idempotency_key: Option<String>,
     ) -> Result<Answer, ApiError> {
@@ -455,7 +465,7 @@ impl IngressApi {
             headers: safe_headers(request),
             url: format!("{}{}", self.state.public_url, request.uri().path()),
         };
-        let job = JobMessage::WebhookV1(WebhookJobV1 {
+        let job = WebhookJobV1 {
             execution_id,
             workflow_id: endpoint.workflow_id,
             workflow_version: endpoint.workflow_version,
@@ -464,22 +474,35 @@ impl IngressApi {
             event,
             reply_to: (!wants_async).then(|| self.state.reply_subject.clone()),
             idempotent: idempotency_key.is_some(),
-        });
+        };
+        let encoded = match kai_common::jobs::encode_webhook_job(&job) {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                tracing::error!(error = %e, "could not encode a webhook job");
+                return Err(ApiError::unavailable(
+                    "the job could not be encoded; retry later",
+                    1,
+                ));
+            }
+        };
+        drop(job);
 
         // Registered before publishing: a fast worker may answer before `publish` returns.
         let waiting = (!wants_async).then(|| self.state.waiters.register(execution_id));
-        let stored = match enqueue::publish(&self.state, &job).await {
-            Ok(stored) => stored,
-            // The caller's body: refused like any other too large one, and logged as such.
-            Err(e @ enqueue::EnqueueError::TooLarge { .. }) => {
-                let message = e.to_string();
-                return Err(self.refuse(call, 413, "too_large", e.into(), &message));
-            }
-            Err(e) => {
-                reject(e.reason());
-                return Err(e.into());
-            }
-        };
+        let message_id = execution_id.to_string();
+        let stored =
+            match enqueue::publish_encoded(&self.state, "webhook", &message_id, encoded).await {
+                Ok(stored) => stored,
+                // The caller's body: refused like any other too large one, and logged as such.
+                Err(e @ enqueue::EnqueueError::TooLarge { .. }) => {
+                    let message = e.to_string();
+                    return Err(self.refuse(call, 413, "too_large", e.into(), &message));
+                }
+                Err(e) => {
+                    reject(e.reason());
+                    return Err(e.into());
+                }
+            };
         if stored.duplicate {
             metrics::counter!("kai_webhooks_accepted_total", "mode" => "duplicate").increment(1);
             return Ok(Answer::Duplicate(execution_id));
@@ -588,7 +611,11 @@ fn is_json(content_type: &str) -> bool {
 }
 
 /// A query string as event data: each name once with its value, repeated names with a list.
-fn query_data(query: &str) -> Result<Value, String> {
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).expect("{} is JSON")
+}
+
+fn query_data(query: &str) -> Result<Box<RawValue>, String> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|e| format!("the query string cannot be read: {e}"))?;
     let mut data = Map::new();
@@ -604,16 +631,24 @@ fn query_data(query: &str) -> Result<Value, String> {
             }
         }
     }
-    Ok(Value::Object(data))
+    serde_json::value::to_raw_value(&data).map_err(|e| e.to_string())
 }
 
 /// `X-Event-Type`, else the body's `event_type` or `type`, else `webhook.received`.
-fn event_type(request: &Request, data: &Value) -> String {
+fn event_type(request: &Request, data: &RawValue) -> String {
+    /// The two fields looked at, read out of the body without building the rest of it.
+    #[derive(serde::Deserialize)]
+    struct Named {
+        event_type: Option<Value>,
+        #[serde(rename = "type")]
+        kind: Option<Value>,
+    }
     header(request, "x-event-type")
         .or_else(|| {
-            ["event_type", "type"]
-                .iter()
-                .find_map(|key| data.get(*key).and_then(Value::as_str).map(str::to_owned))
+            let named: Named = serde_json::from_str(data.get()).ok()?;
+            [named.event_type, named.kind]
+                .into_iter()
+                .find_map(|value| value?.as_str().map(str::to_owned))
         })
         .filter(|t| !t.is_empty() && t.len() <= 100)
         .unwrap_or_else(|| "webhook.received".to_owned())
@@ -649,11 +684,13 @@ mod tests {
 
     #[test]
     fn query_strings_become_objects() {
+        let parsed =
+            |query| serde_json::from_str::<Value>(query_data(query).unwrap().get()).unwrap();
         assert_eq!(
-            query_data("a=1&b=x%20y&a=2").unwrap(),
+            parsed("a=1&b=x%20y&a=2"),
             json!({"a": ["1", "2"], "b": "x y"})
         );
-        assert_eq!(query_data("").unwrap(), json!({}));
+        assert_eq!(parsed(""), json!({}));
         assert!(query_data("a=%00").is_err());
     }
 }

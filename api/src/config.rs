@@ -62,6 +62,14 @@ pub struct ApiConfig {
     #[arg(long, env = "KAI_TRUSTED_PROXIES", value_name = "KAI_TRUSTED_PROXIES",
           default_value = "", value_parser = parse_networks)]
     pub trusted_proxies: Networks,
+
+    /// Webhook body bytes this instance holds at once (bodies being read, checked and
+    /// published); further calls wait, unread, until there is room. A body without a declared
+    /// length counts as its webhook's limit.
+    #[arg(long, env = "KAI_API_MAX_INFLIGHT_BODY_BYTES",
+          value_name = "KAI_API_MAX_INFLIGHT_BODY_BYTES", default_value = "4194304",
+          value_parser = kai_common::config::parse_positive)]
+    pub max_inflight_body_bytes: usize,
 }
 
 /// A list of networks given as one comma-separated value.

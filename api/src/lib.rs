@@ -70,6 +70,7 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
         rejections: RejectionLog::start(db.clone()),
         rate_limiter: RateLimiter::start(redis.clone(), &common.nats_prefix),
         trusted_proxies: config.trusted_proxies.0.clone(),
+        bodies: crate::webhooks::body::BodyBudget::new(config.max_inflight_body_bytes),
         db,
         nats: nats_client,
         js,

@@ -34,6 +34,8 @@ pub struct AppState {
     pub rate_limiter: RateLimiter,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Webhook body bytes held at once (`KAI_API_MAX_INFLIGHT_BODY_BYTES`).
+    pub bodies: crate::webhooks::body::BodyBudget,
 }
 
 impl AppState {

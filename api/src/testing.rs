@@ -47,6 +47,7 @@ pub async fn start_with(
         public_url: base.clone(),
         jwt_ttl: Duration::from_secs(3600),
         trusted_proxies: Default::default(),
+        max_inflight_body_bytes: 32 << 20,
     };
     adjust(&mut config);
     let state = crate::build_state(&config).await.expect("API state");

@@ -31,7 +31,7 @@ use kai_common::events::{EventKind, ExecutionEvent};
 /// bytes at most (past which a batch takes no further run).
 const WRITERS: usize = 4;
 const MAX_BATCH: usize = 128;
-const MAX_BATCH_BYTES: usize = 8 << 20;
+const MAX_BATCH_BYTES: usize = 2 << 20;
 
 /// What became of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]

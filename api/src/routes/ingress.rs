@@ -27,6 +27,8 @@ use crate::enqueue;
 use crate::error::ApiError;
 use crate::rejections::Rejection;
 use crate::state::AppState;
+use crate::waiters::Waiting;
+use crate::webhooks::body;
 use crate::webhooks::config::{AuthMode, ResponseMode};
 use crate::webhooks::endpoint::{self, Endpoint};
 use crate::webhooks::rate_limit::Decision;
@@ -291,14 +293,13 @@ impl IngressApi {
                 &message,
             ));
         }
-        let bytes = match body.into_bytes_limit(limit).await {
+        // Held until the job is published: a burst of large bodies waits here, unread.
+        let declared = declared.and_then(|length| usize::try_from(length).ok());
+        let held = self.state.bodies.hold(declared.unwrap_or(limit)).await;
+        let bytes = match body::read_limited(body, limit, declared).await {
             Ok(bytes) => bytes,
-            Err(poem::error::ReadBodyError::PayloadTooLarge) => return Err(too_large()),
-            Err(e) => {
-                return Err(ApiError::bad_request(format!(
-                    "could not read the body: {e}"
-                )));
-            }
+            Err(body::BodyError::TooLarge) => return Err(too_large()),
+            Err(e) => return Err(ApiError::bad_request(e.to_string())),
         };
         if let Some(headers) = &signed {
             let keys = call.endpoint.signing_keys(call.received_at);
@@ -386,8 +387,20 @@ impl IngressApi {
             ));
         }
 
-        self.enqueue(&call, &data, event_type, idempotency_key)
-            .await
+        let published = self
+            .enqueue(&call, &data, event_type, idempotency_key)
+            .await?;
+        // Stored: the body is no longer needed while a synchronous caller waits for the run.
+        drop(data);
+        drop((bytes, held));
+        Ok(match published {
+            Published::Answered(answer) => answer,
+            Published::Waiting {
+                execution_id,
+                waiting,
+                timeout,
+            } => Self::result(execution_id, waiting, timeout).await,
+        })
     }
 
     /// Checks the caller's credentials as far as they can be before the body is read. For a
@@ -440,7 +453,7 @@ impl IngressApi {
         data: &RawValue,
         event_type: String,
         idempotency_key: Option<String>,
-    ) -> Result<Answer, ApiError> {
+    ) -> Result<Published, ApiError> {
         let endpoint = &call.endpoint;
         let request = call.request;
         let execution_id = match &idempotency_key {
@@ -505,35 +518,43 @@ impl IngressApi {
             };
         if stored.duplicate {
             metrics::counter!("kai_webhooks_accepted_total", "mode" => "duplicate").increment(1);
-            return Ok(Answer::Duplicate(execution_id));
+            return Ok(Published::Answered(Answer::Duplicate(execution_id)));
         }
-        let Some(mut waiting) = waiting else {
+        let Some(waiting) = waiting else {
             metrics::counter!("kai_webhooks_accepted_total", "mode" => "async").increment(1);
-            return Ok(Answer::Queued(execution_id));
+            return Ok(Published::Answered(Answer::Queued(execution_id)));
         };
-        let timeout = Duration::from_secs(endpoint.config.webhook_timeout);
+        Ok(Published::Waiting {
+            execution_id,
+            waiting,
+            timeout: Duration::from_secs(endpoint.config.webhook_timeout),
+        })
+    }
+
+    /// What a synchronous caller is told: the run's result, or 202 once `timeout` has passed.
+    async fn result(execution_id: Uuid, mut waiting: Waiting, timeout: Duration) -> Answer {
         match tokio::time::timeout(timeout, &mut waiting.receiver).await {
             Ok(Ok(reply)) => {
                 metrics::counter!("kai_webhooks_accepted_total", "mode" => "sync").increment(1);
                 if let Some(chosen) = reply.response {
-                    return Ok(Answer::Workflow(execution_id, chosen));
+                    return Answer::Workflow(execution_id, chosen);
                 }
                 let status = match reply.status {
                     ExecutionStatus::Failed => "failed",
                     _ => "completed",
                 };
-                Ok(Answer::Finished(ExecutionResult {
+                Answer::Finished(ExecutionResult {
                     execution_id,
                     status: status.to_owned(),
                     result: std::sync::Arc::unwrap_or_clone(reply.result),
                     error: reply.error,
-                }))
+                })
             }
             // Timed out, or this instance lost the reply: the job is stored and will run.
             _ => {
                 metrics::counter!("kai_webhooks_accepted_total", "mode" => "sync_timeout")
                     .increment(1);
-                Ok(Answer::Queued(execution_id))
+                Answer::Queued(execution_id)
             }
         }
     }
@@ -559,6 +580,16 @@ impl IngressApi {
         });
         error
     }
+}
+
+/// A stored job: answered at once (asynchronous, or a duplicate), or awaited.
+enum Published {
+    Answered(Answer),
+    Waiting {
+        execution_id: Uuid,
+        waiting: Waiting,
+        timeout: Duration,
+    },
 }
 
 fn reject(reason: &'static str) {

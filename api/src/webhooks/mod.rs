@@ -1,6 +1,7 @@
 //! Webhook endpoints: their configuration, their registration when a workflow is saved, their
 //! lookup on the ingress path and every check ingress makes.
 
+pub mod body;
 pub mod client_ip;
 pub mod config;
 pub mod cors;

@@ -52,6 +52,41 @@ async fn lose_deliveries(consumer: &consumer::PullConsumer, jobs: usize, rounds:
     }
 }
 
+/// A webhook with `jobs` accepted calls waiting in the stream, and the shared consumer as this
+/// release creates it (the worker's own delivery limit, JetStream's off).
+struct Scene {
+    harness: Harness,
+    hook: crate::harness::Hook,
+    stream: Stream,
+    shared: consumer::PullConsumer,
+    accepted: Vec<Uuid>,
+}
+
+impl Scene {
+    async fn with_jobs(jobs: usize) -> Self {
+        let harness = Harness::start().await;
+        let hook = harness.hook().await;
+        let (_js, stream, names) = jobs_stream(&harness).await;
+        let settings = ConsumerSettings {
+            ack_wait: ACK_WAIT,
+            max_deliver: MAX_DELIVER,
+        };
+        let shared = nats::ensure_workers_consumer(&stream, &names, settings)
+            .await
+            .unwrap()
+            .consumer;
+        let (accepted, refused) = fire(harness.client.clone(), &hook, jobs, jobs).await;
+        assert_eq!(refused, 0);
+        Self {
+            harness,
+            hook,
+            stream,
+            shared,
+            accepted,
+        }
+    }
+}
+
 async fn dead_letters(harness: &Harness, workflow_id: Uuid) -> Vec<Uuid> {
     sqlx::query_scalar("SELECT execution_id FROM dead_letters WHERE workflow_id = $1")
         .bind(workflow_id)
@@ -62,19 +97,13 @@ async fn dead_letters(harness: &Harness, workflow_id: Uuid) -> Vec<Uuid> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_whose_deliveries_all_vanished_still_run() {
-    let harness = Harness::start().await;
-    let hook = harness.hook().await;
-    let (_js, stream, names) = jobs_stream(&harness).await;
-    let settings = ConsumerSettings {
-        ack_wait: ACK_WAIT,
-        max_deliver: MAX_DELIVER,
-    };
-    let shared = nats::ensure_workers_consumer(&stream, &names, settings)
-        .await
-        .unwrap()
-        .consumer;
-    let (accepted, refused) = fire(harness.client.clone(), &hook, 5, 5).await;
-    assert_eq!(refused, 0);
+    let Scene {
+        harness,
+        hook,
+        shared,
+        accepted,
+        ..
+    } = Scene::with_jobs(5).await;
 
     // As many deliveries as the limit allows, none of them settled.
     lose_deliveries(&shared, accepted.len(), MAX_DELIVER as usize).await;
@@ -94,19 +123,13 @@ async fn jobs_whose_deliveries_all_vanished_still_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_never_finishes_a_delivery_is_dead_lettered_not_left_in_the_stream() {
-    let harness = Harness::start().await;
-    let hook = harness.hook().await;
-    let (_js, stream, names) = jobs_stream(&harness).await;
-    let settings = ConsumerSettings {
-        ack_wait: ACK_WAIT,
-        max_deliver: MAX_DELIVER,
-    };
-    let shared = nats::ensure_workers_consumer(&stream, &names, settings)
-        .await
-        .unwrap()
-        .consumer;
-    let (accepted, refused) = fire(harness.client.clone(), &hook, 3, 3).await;
-    assert_eq!(refused, 0);
+    let Scene {
+        harness,
+        hook,
+        stream,
+        shared,
+        accepted,
+    } = Scene::with_jobs(3).await;
 
     // Twice the limit of deliveries that each vanished (a job that kills its worker): the next
     // one is not run again but dead-lettered, with its reason.

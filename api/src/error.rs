@@ -37,6 +37,9 @@ pub enum ApiError {
     /// The method is not accepted here; `Allow` lists those that are.
     #[oai(status = 405)]
     MethodNotAllowed(Json<ErrorBody>, #[oai(header = "Allow")] String),
+    /// The body did not arrive in time.
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorBody>),
     /// Conflicts with an existing resource.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
@@ -98,6 +101,10 @@ impl ApiError {
 
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::Conflict(body("conflict", message))
+    }
+
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::RequestTimeout(body("request_timeout", message))
     }
 
     pub fn gone(message: impl Into<String>) -> Self {

@@ -330,29 +330,31 @@ pub async fn publish_encoded(
     message_id: &str,
     payload: Vec<u8>,
 ) -> Result<Stored, NatsError> {
-    // Checked here rather than left to the client's own check, so that the caller can be told
-    // it is the job's size (413), not an unavailable queue (503, retried for ever).
-    let max = js.client().server_info().max_payload;
-    if payload.len() + HEADERS_ALLOWANCE > max {
-        return Err(NatsError::TooLarge {
-            size: payload.len(),
-            max,
-        });
-    }
+    let size = payload.len();
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", message_id);
     crate::telemetry::inject_trace_context(&mut headers);
-    let ack = js
+    let ack = match js
         .publish_with_headers(names.job_subject(kind), headers, payload.into())
-        .await?
-        .await?;
+        .await
+    {
+        Ok(ack) => ack,
+        // The client refuses a message over the server's `max_payload` before sending it: the
+        // caller is told it is the job's size (413), not an unavailable queue (503, retried
+        // for ever).
+        Err(e) if e.kind() == jetstream::context::PublishErrorKind::MaxPayloadExceeded => {
+            return Err(NatsError::TooLarge {
+                size,
+                max: js.client().max_payload(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    .await?;
     Ok(Stored {
         duplicate: ack.duplicate,
     })
 }
-
-/// Room kept in a job message for its headers (message id, trace context).
-const HEADERS_ALLOWANCE: usize = 512;
 
 /// What JetStream said when it stored a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -72,9 +72,7 @@ const RESERVED_NAMES: &[&str] = &["input", "webhook_data", "webhook_trigger"];
 fn base_scope(trigger: &SharedValue) -> TemplateScope {
     let mut scope = TemplateScope::default();
     scope.set("webhook_data", trigger);
-    // The payload is a small part of the trigger's shape, copied only for this name.
-    let payload = trigger.get("data").cloned().unwrap_or(Value::Null);
-    scope.set("webhook_trigger", &SharedValue::new(payload));
+    scope.set_part("webhook_trigger", trigger, "/data");
     scope
 }
 

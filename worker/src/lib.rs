@@ -78,7 +78,7 @@ pub async fn run(
         settings.max_deliver,
     )
     .with_events_mode(config.execution_events);
-    let max_payload = nats_client.server_info().max_payload;
+    let max_payload = nats_client.max_payload();
     let bytes = budget::ByteBudget::new(config.max_inflight_bytes, max_payload);
     let consumer = Consumer::new(
         pull,

@@ -293,12 +293,32 @@ impl IngressApi {
                 &message,
             ));
         }
-        // Held until the job is published: a burst of large bodies waits here, unread.
+        // Held until the job is published: a burst of large bodies waits here, unread. Both
+        // waits are bounded, so callers that never send their body cannot hold the room.
         let declared = declared.and_then(|length| usize::try_from(length).ok());
-        let held = self.state.bodies.hold(declared.unwrap_or(limit)).await;
+        let Some(held) = self.state.bodies.hold(declared.unwrap_or(limit)).await else {
+            let message = "too many large bodies are being received; retry later";
+            return Err(self.refuse(
+                &call,
+                503,
+                "body_budget",
+                ApiError::unavailable(message, 1),
+                message,
+            ));
+        };
         let bytes = match body::read_limited(body, limit, declared).await {
             Ok(bytes) => bytes,
             Err(body::BodyError::TooLarge) => return Err(too_large()),
+            Err(e @ body::BodyError::TimedOut) => {
+                let message = e.to_string();
+                return Err(self.refuse(
+                    &call,
+                    408,
+                    "body_timeout",
+                    ApiError::request_timeout(&message),
+                    &message,
+                ));
+            }
             Err(e) => return Err(ApiError::bad_request(e.to_string())),
         };
         if let Some(headers) = &signed {

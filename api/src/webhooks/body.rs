@@ -1,9 +1,13 @@
 //! Reading webhook bodies within bounds: each body at most its webhook's limit, allocated once
 //! at its declared size (not grown by doubling), and all bodies an API instance holds at once
 //! within `KAI_API_MAX_INFLIGHT_BODY_BYTES`, so a burst of large calls waits at the socket
-//! (TCP pushes back on the callers) instead of in memory.
+//! (TCP pushes back on the callers) instead of in memory. Bodies of at most `SMALL_BODY` bytes
+//! do not count (ordinary traffic never waits on large calls), and both the wait for room and
+//! the read are bounded in time, so callers that declare a large body and never send it cannot
+//! keep the room from others.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
@@ -14,17 +18,42 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub enum BodyError {
     #[error("the body is larger than allowed")]
     TooLarge,
+    #[error("the body did not arrive within {} s", READ_TIMEOUT.as_secs())]
+    TimedOut,
     #[error("could not read the body: {0}")]
     Read(#[from] std::io::Error),
 }
 
-/// Reads `body`, refusing it as soon as it passes `limit` bytes. `declared` (the
-/// `Content-Length`, already checked against `limit`) sizes the buffer once.
+/// Bodies up to this size (declared) are read without taking room in the budget.
+pub const SMALL_BODY: usize = 64 * 1024;
+/// Longest a call waits for room in the budget before it is told to retry (503).
+pub const ROOM_WAIT: Duration = Duration::from_secs(10);
+/// Longest a body may take to arrive (408).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads `body`, refusing it as soon as it passes `limit` bytes or takes longer than
+/// `READ_TIMEOUT`. `declared` (the `Content-Length`, already checked against `limit`) sizes
+/// the buffer once.
 pub async fn read_limited(
     body: poem::Body,
     limit: usize,
     declared: Option<usize>,
 ) -> Result<Bytes, BodyError> {
+    read_within(body, limit, declared, READ_TIMEOUT).await
+}
+
+async fn read_within(
+    body: poem::Body,
+    limit: usize,
+    declared: Option<usize>,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
+    tokio::time::timeout(timeout, read(body, limit, declared))
+        .await
+        .map_err(|_| BodyError::TimedOut)?
+}
+
+async fn read(body: poem::Body, limit: usize, declared: Option<usize>) -> Result<Bytes, BodyError> {
     const UNDECLARED_START: usize = 16 * 1024;
     let mut reader = body.into_async_read();
     let mut data = BytesMut::with_capacity(declared.unwrap_or(UNDECLARED_START).min(limit));
@@ -67,34 +96,37 @@ impl BodyBudget {
         }
     }
 
-    /// Waits until `bytes` (a body's declared length, or its webhook's limit when it declares
-    /// none) fit, and holds them until the returned guard is dropped. A body larger than the
+    /// Waits, at most `ROOM_WAIT`, until `bytes` (a body's declared length, or its webhook's
+    /// limit when it declares none) fit, and holds them until the returned guard is dropped;
+    /// `None` when there was no room in time. A small body holds nothing; one larger than the
     /// whole budget holds all of it.
-    pub async fn hold(&self, bytes: usize) -> HeldBody {
-        let bytes = bytes.clamp(1, self.limit);
-        let permit = self
+    pub async fn hold(&self, bytes: usize) -> Option<HeldBody> {
+        self.hold_within(bytes, ROOM_WAIT).await
+    }
+
+    async fn hold_within(&self, bytes: usize, wait: Duration) -> Option<HeldBody> {
+        if bytes <= SMALL_BODY {
+            return Some(HeldBody(None));
+        }
+        let bytes = bytes.min(self.limit);
+        let acquire = self
             .permits
             .clone()
-            .acquire_many_owned(u32::try_from(bytes).unwrap_or(u32::MAX))
-            .await
-            .expect("the semaphore is never closed");
+            .acquire_many_owned(u32::try_from(bytes).unwrap_or(u32::MAX));
+        let permit = tokio::time::timeout(wait, acquire).await.ok()?.ok()?;
         metrics::gauge!("kai_api_inflight_body_bytes").increment(bytes as f64);
-        HeldBody {
-            _permit: permit,
-            bytes,
-        }
+        Some(HeldBody(Some((permit, bytes))))
     }
 }
 
-/// Body bytes held until dropped (once the job is published).
-pub struct HeldBody {
-    _permit: OwnedSemaphorePermit,
-    bytes: usize,
-}
+/// Body bytes held until dropped (once the job is published); nothing for a small body.
+pub struct HeldBody(Option<(OwnedSemaphorePermit, usize)>);
 
 impl Drop for HeldBody {
     fn drop(&mut self) {
-        metrics::gauge!("kai_api_inflight_body_bytes").decrement(self.bytes as f64);
+        if let Some((_, bytes)) = &self.0 {
+            metrics::gauge!("kai_api_inflight_body_bytes").decrement(*bytes as f64);
+        }
     }
 }
 
@@ -127,20 +159,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn held_bodies_wait_for_room() {
-        let budget = BodyBudget::new(1000);
-        let first = budget.hold(700).await;
+    async fn a_body_that_never_arrives_times_out() {
+        let never = futures::stream::pending::<Result<Bytes, std::io::Error>>();
+        let body = poem::Body::from_bytes_stream(never);
+        let read = read_within(body, 1000, Some(1000), Duration::from_millis(50)).await;
+        assert!(matches!(read, Err(BodyError::TimedOut)));
+    }
+
+    const MIB: usize = 1 << 20;
+
+    #[tokio::test]
+    async fn held_bodies_wait_for_room_but_not_for_ever() {
+        let budget = BodyBudget::new(MIB);
+        let first = budget.hold(700 * 1024).await.unwrap();
         let waiting = tokio::spawn({
             let budget = budget.clone();
-            async move {
-                let _second = budget.hold(700).await;
-            }
+            async move { budget.hold(700 * 1024).await.is_some() }
         });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        assert!(!waiting.is_finished(), "700 + 700 does not fit in 1000");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "700 + 700 KiB do not fit in 1 MiB");
         drop(first);
-        waiting.await.unwrap();
-        // Larger than the whole budget: takes all of it rather than waiting for ever.
-        let _all = budget.hold(5000).await;
+        assert!(waiting.await.unwrap());
+        // Small bodies never wait, even with the budget taken.
+        let all = budget.hold(5 * MIB).await.unwrap();
+        assert!(budget.hold(SMALL_BODY).await.is_some());
+        // A large one waits only so long (a caller that never sends its body holds the room).
+        let short = Duration::from_millis(50);
+        assert!(budget.hold_within(100 * 1024, short).await.is_none());
+        drop(all);
+        assert!(budget.hold_within(100 * 1024, short).await.is_some());
     }
 }

@@ -709,7 +709,7 @@ async fn a_body_too_large_for_the_queue_is_413_naming_its_limit() {
     let app = TestApp::spawn().await;
     let hook = hook(&app, "queue-limit@example.com").await;
     configure(&app, &hook, json!({"config": {"max_payload_size": 10240}})).await;
-    let max = app.state.js.client().server_info().max_payload;
+    let max = app.state.js.client().max_payload();
     let post = |padding: usize| {
         app.request(Method::POST, &hook.url, Some(&hook.secret))
             .header("Prefer", "respond-async")

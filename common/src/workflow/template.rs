@@ -29,6 +29,16 @@ impl TemplateScope {
         self.set_names(std::iter::once(name), value);
     }
 
+    /// Binds `name` to the part of `root` at JSON pointer `pointer` (null when it has none),
+    /// without copying it.
+    pub fn set_part(&mut self, name: &str, root: &SharedValue, pointer: &str) {
+        let view = match root.pointer(pointer) {
+            Some(_) => JsonView::of(root.clone(), pointer.to_owned()),
+            None => minijinja::Value::from(()),
+        };
+        Arc::make_mut(&mut self.values).insert(name.to_owned(), view);
+    }
+
     /// Binds one value to several names (a node's id and its `data.name`).
     pub fn set_names<'a>(&mut self, names: impl IntoIterator<Item = &'a str>, value: &SharedValue) {
         let view = JsonView::of(value.clone(), String::new());
@@ -223,6 +233,12 @@ mod tests {
             "input_text,n,odd/key~,"
         );
         assert!(render("{{ webhook_trigger.missing.x }}", &scope, &input).is_err());
+        // A part of a value, bound without copying it; a missing part is none.
+        let event = Arc::new(json!({"data": {"k": "v"}}));
+        scope.set_part("payload", &event, "/data");
+        scope.set_part("absent", &event, "/nothing");
+        let parts = "{{ payload.k }}{% if absent is none %}-none{% endif %}";
+        assert_eq!(render(parts, &scope, &input).unwrap(), "v-none");
         assert!(render("{{ nothing.here }}", &scope, &input).is_err());
         assert!(check("{{ unclosed").is_err());
         assert!(check("${{ fine }}").is_ok());

@@ -87,6 +87,14 @@ impl Scene {
     }
 }
 
+/// A worker with this test's delivery limit and ack wait.
+fn worker_with_the_limit(harness: &Harness) -> tokio::process::Child {
+    harness.spawn_worker_with(
+        ACK_WAIT.as_secs(),
+        &[("KAI_JOB_MAX_DELIVER", MAX_DELIVER.to_string())],
+    )
+}
+
 async fn dead_letters(harness: &Harness, workflow_id: Uuid) -> Vec<Uuid> {
     sqlx::query_scalar("SELECT execution_id FROM dead_letters WHERE workflow_id = $1")
         .bind(workflow_id)
@@ -108,10 +116,7 @@ async fn jobs_whose_deliveries_all_vanished_still_run() {
     // As many deliveries as the limit allows, none of them settled.
     lose_deliveries(&shared, accepted.len(), MAX_DELIVER as usize).await;
 
-    let mut worker = harness.spawn_worker_with(
-        ACK_WAIT.as_secs(),
-        &[("KAI_JOB_MAX_DELIVER", MAX_DELIVER.to_string())],
-    );
+    let mut worker = worker_with_the_limit(&harness);
     harness
         .wait_for_executions(hook.workflow_id, accepted.len(), Duration::from_secs(30))
         .await;
@@ -135,10 +140,7 @@ async fn a_job_that_never_finishes_a_delivery_is_dead_lettered_not_left_in_the_s
     // one is not run again but dead-lettered, with its reason.
     lose_deliveries(&shared, accepted.len(), 2 * MAX_DELIVER as usize).await;
 
-    let mut worker = harness.spawn_worker_with(
-        ACK_WAIT.as_secs(),
-        &[("KAI_JOB_MAX_DELIVER", MAX_DELIVER.to_string())],
-    );
+    let mut worker = worker_with_the_limit(&harness);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut listed = dead_letters(&harness, hook.workflow_id).await;
     while listed.len() < accepted.len() {
@@ -210,10 +212,7 @@ async fn jobs_stranded_by_an_older_releases_consumer_run_when_a_worker_starts() 
         accepted.len() as u64
     );
 
-    let mut worker = harness.spawn_worker_with(
-        ACK_WAIT.as_secs(),
-        &[("KAI_JOB_MAX_DELIVER", MAX_DELIVER.to_string())],
-    );
+    let mut worker = worker_with_the_limit(&harness);
     harness
         .wait_for_executions(hook.workflow_id, accepted.len(), Duration::from_secs(30))
         .await;

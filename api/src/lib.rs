@@ -12,6 +12,7 @@ pub mod rejections;
 pub mod routes;
 pub mod saving;
 pub mod schedules;
+pub mod server;
 pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -23,7 +24,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use kai_common::nats::{self, Names};
 use moka::sync::Cache;
-use poem::listener::TcpAcceptor;
 use poem::{EndpointExt, Route};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -123,14 +123,13 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let acceptor = TcpAcceptor::from_tokio(listener)?;
-    poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(
-            app(state.clone()),
-            shutdown.cancelled_owned(),
-            Some(std::time::Duration::from_secs(30)),
-        )
-        .await?;
+    server::serve(
+        app(state.clone()),
+        listener,
+        shutdown,
+        std::time::Duration::from_secs(30),
+    )
+    .await?;
     state.nats.flush().await.ok();
     Ok(())
 }

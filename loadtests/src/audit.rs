@@ -24,8 +24,8 @@ pub struct Found {
     pub seq: Option<u64>,
     /// `completed`, `failed` or `running`.
     pub status: String,
-    /// From the API receiving the request to the execution finishing, by the deployment's own
-    /// timestamps (`received_at` of the webhook event, `completed_at` of the execution).
+    /// From the API accepting the request to the execution finishing, by the deployment's own
+    /// timestamps (`enqueued_at` and `completed_at` of the execution).
     pub end_to_end: Option<std::time::Duration>,
 }
 
@@ -41,6 +41,8 @@ pub struct Audit {
     pub unfinished: u64,
     pub missing: u64,
     pub duplicated: u64,
+    /// The execution id of every missing request, so a real loss can be looked into.
+    pub missing_ids: Vec<Uuid>,
 }
 
 impl Audit {
@@ -82,6 +84,7 @@ pub fn audit(statuses: &BTreeMap<u16, u64>, accepted: &[Accepted], found: &[Foun
     for request in accepted {
         if !found_ids.contains(&request.execution_id) {
             report.missing += 1;
+            report.missing_ids.push(request.execution_id);
         }
     }
     for execution in found {
@@ -159,6 +162,7 @@ mod tests {
             ],
         );
         assert_eq!(report.missing, 1, "request 2 has no execution");
+        assert_eq!(report.missing_ids, vec![Uuid::from_u128(2)]);
         assert_eq!(report.duplicated, 1, "request 1 ran twice");
         assert_eq!(report.unfinished, 1);
         assert!(!report.is_clean());

@@ -97,7 +97,7 @@ async fn rounds(
     webhook: &Webhook,
     options: &BurstsOptions,
 ) -> anyhow::Result<BurstsReport> {
-    let client = reqwest::Client::builder()
+    let client = crate::target::client_builder()
         .timeout(Duration::from_secs(120))
         .pool_max_idle_per_host(options.connections)
         .build()?;
@@ -167,8 +167,12 @@ async fn fire(client: &reqwest::Client, webhook: &Webhook, body: String) -> (u16
         .body(body)
         .send()
         .await;
-    let Ok(response) = sent else {
-        return (0, None);
+    let response = match sent {
+        Ok(response) => response,
+        Err(error) => {
+            eprintln!("a call got no answer: {:#}", anyhow::Error::from(error));
+            return (0, None);
+        }
     };
     let status = response.status().as_u16();
     if status != 202 {
@@ -196,7 +200,8 @@ async fn wait_for_empty_queue(api: &Api, limit: Duration) -> anyhow::Result<()> 
     }
 }
 
-/// Every accepted call's execution, by id, until all are finished or `limit` has passed.
+/// Every accepted call's execution, looked up by id in batches, until all are finished or
+/// `limit` has passed.
 async fn audit(
     api: &Api,
     scratch: &Scratch,
@@ -209,34 +214,35 @@ async fn audit(
         accepted: accepted.len(),
         ..Default::default()
     };
+    let mut running = std::collections::HashSet::new();
     loop {
-        let statuses: Vec<(Uuid, Option<String>)> = futures::stream::iter(pending.iter().copied())
-            .map(|id| async move {
-                let status = api.execution_status(&scratch.access_token, id).await;
-                status.map(|status| (id, status))
-            })
-            .buffer_unordered(4)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<anyhow::Result<_>>()?;
-        pending.clear();
-        for (id, status) in statuses {
-            match status.as_deref() {
-                Some("completed") => report.completed += 1,
-                Some("failed") => report.failed += 1,
-                _ => pending.push(id),
+        let found = api
+            .lookup_executions(&scratch.access_token, &pending)
+            .await?;
+        running.clear();
+        let mut finished = std::collections::HashSet::new();
+        for summary in found {
+            match summary.status.as_str() {
+                "completed" => report.completed += 1,
+                "failed" => report.failed += 1,
+                _ => {
+                    running.insert(summary.id);
+                    continue;
+                }
             }
+            finished.insert(summary.id);
         }
+        pending.retain(|id| !finished.contains(id));
         if pending.is_empty() || Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     for id in pending {
-        match api.execution_status(&scratch.access_token, id).await? {
-            Some(_) => report.unfinished += 1,
-            None => report.missing.push(id),
+        if running.contains(&id) {
+            report.unfinished += 1;
+        } else {
+            report.missing.push(id);
         }
     }
     Ok(report)

@@ -75,6 +75,36 @@ enum Scenario {
     /// Rounds of concurrent large asynchronous webhooks: the watched processes' memory at the
     /// peak of each round and after a quiet spell, and every call audited by execution id.
     Bursts(BurstsArgs),
+    /// A workflow's execution listing at depth: every execution read once by cursor, then its
+    /// first page against its deepest page by cursor (and by offset), timed.
+    Listing(ListingArgs),
+}
+
+#[derive(Debug, Args)]
+struct ListingArgs {
+    #[command(flatten)]
+    target: Target,
+    /// An access token of the workflow's owner (`webhook --keep` prints one).
+    #[arg(long, env = "KAI_LOADTEST_ACCESS_TOKEN")]
+    access_token: String,
+    /// The workflow whose executions are listed.
+    #[arg(long)]
+    workflow_id: uuid::Uuid,
+    /// Rows of each timed page.
+    #[arg(long, default_value = "50")]
+    page_size: usize,
+    /// Timed requests of the first page and of the deep page, each.
+    #[arg(long, default_value = "20")]
+    samples: usize,
+    /// Timed requests of the deep page by offset (slow at depth).
+    #[arg(long, default_value = "3")]
+    offset_samples: usize,
+    /// Fail (exit 1) when the deep page's median is more than this many times the first's.
+    #[arg(long)]
+    max_deep_ratio: Option<f64>,
+    /// Write the result as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -255,6 +285,10 @@ struct WebhookArgs {
     /// No line every second.
     #[arg(long)]
     quiet: bool,
+    /// Keep the scratch user and workflow (with its executions) after the run, and print their
+    /// access token and id (e.g. for `kai-loadtest listing`).
+    #[arg(long, conflicts_with = "webhook_url")]
+    keep: bool,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -348,6 +382,7 @@ async fn main() -> ExitCode {
         Scenario::Ceiling(args) => run_ceiling(args).await,
         Scenario::Schedules(args) => run_schedules(args).await,
         Scenario::Bursts(args) => run_bursts(args).await,
+        Scenario::Listing(args) => run_listing(args).await,
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -396,6 +431,7 @@ async fn run_webhook(args: WebhookArgs, scenario: &'static str) -> anyhow::Resul
         request_timeout: args.request_timeout,
         audit_timeout: args.audit_timeout,
         live: !args.quiet,
+        keep: args.keep,
     };
     let result = webhook::run(options).await?;
     println!("{}", report::webhook_summary(&result));
@@ -415,6 +451,34 @@ async fn run_webhook(args: WebhookArgs, scenario: &'static str) -> anyhow::Resul
         println!("FAILED: {violation}");
     }
     Ok(failed.is_empty())
+}
+
+async fn run_listing(args: ListingArgs) -> anyhow::Result<bool> {
+    let result = kai_loadtest::listing::run(kai_loadtest::listing::ListingOptions {
+        api: args.target.api,
+        target: Scratch {
+            access_token: args.access_token,
+            workflow_id: args.workflow_id,
+        },
+        page_size: args.page_size.max(1),
+        samples: args.samples.max(1),
+        offset_samples: args.offset_samples,
+    })
+    .await?;
+    println!("{}", kai_loadtest::listing::summary(&result));
+    if let Some(path) = &args.json {
+        report::write_json(path, &result)?;
+    }
+    let ratio = result.deep_over_first();
+    match args.max_deep_ratio {
+        Some(max) if ratio > max => {
+            println!(
+                "FAILED: the deep page took {ratio:.2}x the first page's time (at most {max}x)"
+            );
+            Ok(false)
+        }
+        _ => Ok(true),
+    }
 }
 
 async fn run_schedules(args: SchedulesArgs) -> anyhow::Result<bool> {

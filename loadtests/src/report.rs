@@ -86,7 +86,7 @@ pub fn webhook_summary(report: &WebhookReport) -> String {
             if let Some(e2e) = &report.end_to_end {
                 let _ = writeln!(
                     out,
-                    "  end to end ms     p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (received → finished, {} runs)",
+                    "  end to end ms     p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (accepted → finished, {} runs)",
                     e2e.p50_ms, e2e.p90_ms, e2e.p99_ms, e2e.max_ms, e2e.count
                 );
             }
@@ -97,6 +97,19 @@ pub fn webhook_summary(report: &WebhookReport) -> String {
                 None => {
                     let _ = writeln!(out, "  all recorded      no: the audit timed out");
                 }
+            }
+            if let Some(queue) = report.queue_empty_after_s {
+                let _ = writeln!(out, "  queue empty       {queue:.1} s after the load ended");
+            }
+            if let Some(done) = report.audit_done_after_s {
+                let since_queue = report
+                    .queue_empty_after_s
+                    .map(|queue| format!(" ({:.1} s after the queue was empty)", done - queue))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  audit done        {done:.1} s after the load ended{since_queue}"
+                );
             }
         }
         None => {

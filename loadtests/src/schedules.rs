@@ -125,13 +125,8 @@ pub async fn run(options: SchedulesOptions) -> anyhow::Result<SchedulesReport> {
         .iter()
         .filter_map(|job| job["id"].as_str().map(str::to_owned))
         .collect();
-    let listed: Vec<anyhow::Result<Value>> = futures::stream::iter(&job_ids)
-        .map(|id| {
-            api.get(
-                &token,
-                format!("/api/v1/jobs/scheduled/{id}/executions?limit=500"),
-            )
-        })
+    let listed: Vec<anyhow::Result<Vec<Value>>> = futures::stream::iter(&job_ids)
+        .map(|id| ticks_within(&api, &token, id, window_start, window_end))
         .buffer_unordered(options.concurrency)
         .collect()
         .await;
@@ -140,7 +135,7 @@ pub async fn run(options: SchedulesOptions) -> anyhow::Result<SchedulesReport> {
     let (mut ticks, mut gaps, mut duplicates) = (0, 0, 0);
     let mut by_job: HashMap<usize, Vec<DateTime<Utc>>> = HashMap::new();
     for (index, page) in listed.into_iter().enumerate() {
-        for tick in page?.as_array().into_iter().flatten() {
+        for tick in &page? {
             let scheduled = instant(&tick["scheduled_for"])?;
             if scheduled < window_start || scheduled > window_end {
                 continue;
@@ -182,6 +177,43 @@ pub async fn run(options: SchedulesOptions) -> anyhow::Result<SchedulesReport> {
         lateness: Percentiles::of(&lateness),
         scheduler: usage,
     })
+}
+
+/// A job's ticks scheduled within `[start, end]`, every page of them (by cursor).
+async fn ticks_within(
+    api: &Api,
+    token: &str,
+    job_id: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> anyhow::Result<Vec<Value>> {
+    let mut url = reqwest::Url::parse(&format!(
+        "{}/api/v1/jobs/scheduled/{job_id}/executions",
+        api.base
+    ))?;
+    url.query_pairs_mut()
+        .append_pair("limit", "500")
+        .append_pair("start_date", &start.to_rfc3339())
+        .append_pair(
+            "end_date",
+            &(end + chrono::Duration::seconds(1)).to_rfc3339(),
+        );
+    let mut ticks = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut page_url = url.clone();
+        if let Some(cursor) = &cursor {
+            page_url.query_pairs_mut().append_pair("cursor", cursor);
+        }
+        let (page, next) = api.get_page(token, page_url).await?;
+        if let Value::Array(items) = page {
+            ticks.extend(items);
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(ticks),
+        }
+    }
 }
 
 fn instant(value: &Value) -> anyhow::Result<DateTime<Utc>> {

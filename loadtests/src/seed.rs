@@ -57,7 +57,7 @@ pub async fn run(api_base: &str, audit_timeout: Duration) -> anyhow::Result<Seed
     let elapsed = start.elapsed();
     let (audit, ok) = {
         let (audit, _, _) =
-            crate::webhook::audit_run(&api, &scratch, &shared, audit_timeout).await?;
+            crate::webhook::audit_run(&api, &scratch, &shared, None, audit_timeout).await?;
         let ok = shared.recorder().statuses.get(&200).copied().unwrap_or(0);
         (audit, ok)
     };

@@ -1,13 +1,15 @@
 //! The deployment under test, through its public API: setting up a scratch user, workflow and
-//! webhook for a run, reading back the executions for the audit, and cleaning up.
+//! webhook for a run, reading back the executions for the audit (by cursor and by id, never by
+//! offset), and cleaning up.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-use crate::audit::Found;
 
 /// The webhook a run fires.
 #[derive(Debug, Clone)]
@@ -48,14 +50,21 @@ pub fn echo_workflow() -> Value {
     })
 }
 
+/// The HTTP client every scenario builds on. reqwest sets `TCP_USER_TIMEOUT` (30 s) by default:
+/// a server that holds back a large body while it is busy stops reading (the TCP window
+/// closes), and Linux then aborts a pooled connection whose window closes again more than 30 s
+/// after it first did, at once, with "Connection timed out": calls the server never saw would
+/// count as refused. Each scenario's request timeout bounds a call instead.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().tcp_user_timeout(None)
+}
+
 impl Api {
     pub fn new(base: &str) -> anyhow::Result<Self> {
         kai_common::tls::install_crypto_provider();
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
+            client: client_builder().timeout(Duration::from_secs(30)).build()?,
         })
     }
 
@@ -173,44 +182,71 @@ impl Api {
         ))
     }
 
-    /// Every execution of the workflow, with the sequence number of the request behind it.
-    /// Pages are read newest first while executions may still be arriving, so one can show up
-    /// on two pages: each id is kept once (a real duplicate has an id of its own).
-    pub async fn executions(&self, scratch: &Scratch) -> anyhow::Result<Vec<Found>> {
-        const PAGE: usize = 500;
-        let mut found = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let mut offset = 0;
+    /// The workflow's executions started at or after `since` (all without), as summaries (no
+    /// inputs), newest first, page by page through the listing's cursor: one pass costs time in
+    /// proportion to the rows it reads.
+    pub async fn execution_summaries(
+        &self,
+        scratch: &Scratch,
+        since: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<Vec<Summary>> {
+        let mut url = reqwest::Url::parse(&format!(
+            "{}/api/v1/workflows/{}/executions/summaries",
+            self.base, scratch.workflow_id
+        ))
+        .context("the API address")?;
+        url.query_pairs_mut()
+            .append_pair("limit", &SUMMARY_PAGE.to_string());
+        if let Some(since) = since {
+            url.query_pairs_mut()
+                .append_pair("start_date", &since.to_rfc3339());
+        }
+        let mut summaries = Vec::new();
+        let mut cursor: Option<String> = None;
         loop {
-            let page = self
-                .call(
-                    self.client
-                        .get(format!(
-                            "{}/api/v1/workflows/{}/executions?limit={PAGE}&offset={}",
-                            self.base, scratch.workflow_id, offset
-                        ))
-                        .bearer_auth(&scratch.access_token),
-                    "listing executions",
+            let mut page_url = url.clone();
+            if let Some(cursor) = &cursor {
+                page_url.query_pairs_mut().append_pair("cursor", cursor);
+            }
+            let page: SummariesPage = self
+                .call_as(
+                    self.client.get(page_url).bearer_auth(&scratch.access_token),
+                    "listing execution summaries",
                 )
                 .await?;
-            let items = page.as_array().cloned().unwrap_or_default();
-            let count = items.len();
-            offset += count;
-            found.extend(
-                items
-                    .iter()
-                    .filter_map(found_of)
-                    .filter(|execution| seen.insert(execution.id)),
-            );
-            if count < PAGE {
-                return Ok(found);
+            summaries.extend(page.items);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(summaries),
             }
         }
     }
 
-    /// The status of execution `id` (`completed`, `failed`, `running`), or `None` when it is
-    /// not recorded (404).
-    pub async fn execution_status(&self, token: &str, id: Uuid) -> anyhow::Result<Option<String>> {
+    /// Which of `ids` are recorded, with their summaries: asked in lookups of up to
+    /// [`LOOKUP_BATCH`] ids.
+    pub async fn lookup_executions(
+        &self,
+        token: &str,
+        ids: &[Uuid],
+    ) -> anyhow::Result<Vec<Summary>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for batch in ids.chunks(LOOKUP_BATCH) {
+            let answer: LookupAnswer = self
+                .call_as(
+                    self.client
+                        .post(format!("{}/api/v1/executions/lookup", self.base))
+                        .bearer_auth(token)
+                        .json(&json!({ "ids": batch })),
+                    "looking up executions",
+                )
+                .await?;
+            found.extend(answer.found);
+        }
+        Ok(found)
+    }
+
+    /// One execution in full (with its inputs), or `None` when it is not recorded.
+    pub async fn execution(&self, token: &str, id: Uuid) -> anyhow::Result<Option<Value>> {
         let response = self
             .client
             .get(format!("{}/api/v1/executions/{id}", self.base))
@@ -221,11 +257,60 @@ impl Api {
         match response.status() {
             reqwest::StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {
-                let body: Value = response.json().await.context("reading an execution")?;
-                Ok(body["status"].as_str().map(str::to_owned))
+                Ok(Some(response.json().await.context("reading an execution")?))
             }
             status => bail!("reading execution {id}: {status}"),
         }
+    }
+
+    /// `GET url` as the owner of `token`, with the `X-Next-Cursor` the answer carries.
+    pub async fn get_page(
+        &self,
+        token: &str,
+        url: reqwest::Url,
+    ) -> anyhow::Result<(Value, Option<String>)> {
+        let path = url.path().to_owned();
+        let response = self
+            .client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| path.clone())?;
+        let status = response.status();
+        let next = response
+            .headers()
+            .get("x-next-cursor")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let body = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("{path}: {status}: {body}");
+        }
+        Ok((serde_json::from_str(&body).unwrap_or(Value::Null), next))
+    }
+
+    async fn call_as<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> anyhow::Result<T> {
+        let response = request.send().await.with_context(|| what.to_owned())?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            bail!("{what}: {status}: {body}");
+        }
+        response.json().await.with_context(|| what.to_owned())
+    }
+
+    /// The status of execution `id` (`completed`, `failed`, `running`), or `None` when it is
+    /// not recorded (404).
+    pub async fn execution_status(&self, token: &str, id: Uuid) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .execution(token, id)
+            .await?
+            .and_then(|body| body["status"].as_str().map(str::to_owned)))
     }
 
     /// Jobs waiting in the queue, from the API's readiness report.
@@ -247,20 +332,35 @@ impl Api {
     }
 }
 
-/// An execution as the audit needs it; `seq` comes from the webhook payload (`lt_seq`).
-fn found_of(item: &Value) -> Option<Found> {
-    let time = |value: &Value| {
-        chrono::DateTime::parse_from_rfc3339(value.as_str()?)
-            .ok()
-            .map(|t| t.with_timezone(&chrono::Utc))
-    };
-    let end_to_end = time(&item["completed_at"])
-        .zip(time(&item["inputs"]["received_at"]))
-        .and_then(|(done, received)| (done - received).to_std().ok());
-    Some(Found {
-        id: item["id"].as_str()?.parse().ok()?,
-        seq: item["inputs"]["data"]["lt_seq"].as_u64(),
-        status: item["status"].as_str()?.to_owned(),
-        end_to_end,
-    })
+/// Rows a page of execution summaries holds (the API allows up to 10,000).
+const SUMMARY_PAGE: usize = 5000;
+/// Ids one lookup asks about (the API's limit).
+pub const LOOKUP_BATCH: usize = 5000;
+
+/// An execution without its inputs and outputs, as the summaries listing and the lookup answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Summary {
+    pub id: Uuid,
+    pub status: String,
+    pub enqueued_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl Summary {
+    /// Accepted → finished, by the deployment's clock.
+    pub fn end_to_end(&self) -> Option<Duration> {
+        self.completed_at
+            .and_then(|done| (done - self.enqueued_at).to_std().ok())
+    }
+}
+
+#[derive(Deserialize)]
+struct SummariesPage {
+    items: Vec<Summary>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LookupAnswer {
+    found: Vec<Summary>,
 }

@@ -81,6 +81,8 @@ mod tests {
             audit,
             end_to_end: None,
             drained_after_s: None,
+            queue_empty_after_s: None,
+            audit_done_after_s: None,
             histogram: Vec::new(),
         }
     }

@@ -48,6 +48,8 @@ pub struct WebhookOptions {
     pub audit_timeout: Duration,
     /// Print a line every second.
     pub live: bool,
+    /// Keep the scratch user and workflow after the run (their token and id are printed).
+    pub keep: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,6 +73,11 @@ pub struct WebhookReport {
     pub end_to_end: Option<Percentiles>,
     /// Seconds after the load ended until every accepted request's execution was recorded.
     pub drained_after_s: Option<f64>,
+    /// Seconds after the load ended until the deployment's queue was first seen empty (while
+    /// the audit ran).
+    pub queue_empty_after_s: Option<f64>,
+    /// Seconds after the load ended until the audit had its answer.
+    pub audit_done_after_s: Option<f64>,
     /// Latency histogram buckets for the report: (upper bound in ms, count).
     pub histogram: Vec<(f64, u64)>,
 }
@@ -98,7 +105,7 @@ impl Shared {
     ) -> anyhow::Result<Self> {
         kai_common::tls::install_crypto_provider();
         Ok(Self {
-            client: reqwest::Client::builder()
+            client: crate::target::client_builder()
                 .timeout(request_timeout)
                 .pool_max_idle_per_host(connections)
                 .build()?,
@@ -195,6 +202,12 @@ pub async fn run(options: WebhookOptions) -> anyhow::Result<WebhookReport> {
     )?);
 
     let start = Instant::now();
+    // An existing webhook's workflow may hold older executions: read back from this run on
+    // (a minute early, for clocks that differ a little).
+    let since = options
+        .existing
+        .is_some()
+        .then(|| chrono::Utc::now() - chrono::Duration::seconds(60));
     let live = options
         .live
         .then(|| tokio::spawn(live_lines(shared.clone(), api.clone(), start)));
@@ -212,19 +225,34 @@ pub async fn run(options: WebhookOptions) -> anyhow::Result<WebhookReport> {
         live.abort();
     }
 
+    let load_ended = Instant::now();
+    let queue_watch = tokio::spawn(queue_empty_after(api.clone(), load_ended));
     let (audit, drained_after, end_to_end) = match &scratch {
         Some(scratch) => {
             let (audit, drained, found) =
-                audit_run(&api, scratch, &shared, options.audit_timeout).await?;
+                audit_run(&api, scratch, &shared, since, options.audit_timeout).await?;
             (Some(audit), drained, Some(end_to_end_of(&found)))
         }
         None => (None, None, None),
     };
+    let audit_done_after = audit.is_some().then(|| load_ended.elapsed());
+    let queue_empty_after = if queue_watch.is_finished() {
+        queue_watch.await.ok()
+    } else {
+        queue_watch.abort();
+        None
+    };
     if options.existing.is_none()
         && let Some(scratch) = &scratch
-        && let Err(e) = api.clean_up(scratch).await
     {
-        eprintln!("warning: {e}");
+        if options.keep {
+            eprintln!(
+                "kept workflow {} (access token: {})",
+                scratch.workflow_id, scratch.access_token
+            );
+        } else if let Err(e) = api.clean_up(scratch).await {
+            eprintln!("warning: {e}");
+        }
     }
 
     let recorder = shared.recorder.lock().expect("recorder");
@@ -243,6 +271,8 @@ pub async fn run(options: WebhookOptions) -> anyhow::Result<WebhookReport> {
         audit,
         end_to_end,
         drained_after_s: drained_after.map(|d| d.as_secs_f64()),
+        queue_empty_after_s: queue_empty_after.map(|d| d.as_secs_f64()),
+        audit_done_after_s: audit_done_after.map(|d| d.as_secs_f64()),
         histogram: crate::report::buckets(recorder.histogram()),
     })
 }
@@ -301,26 +331,30 @@ pub(crate) async fn closed_loop(
 }
 
 /// Waits until every accepted request's execution is recorded and finished (or the timeout),
-/// then audits. Returns how long after the load that took.
+/// then audits. Returns how long after the load that took. `since` limits the read-back to
+/// executions started from then on (for an existing webhook's workflow).
 pub(crate) async fn audit_run(
     api: &Api,
     scratch: &Scratch,
     shared: &Shared,
+    since: Option<chrono::DateTime<chrono::Utc>>,
     timeout: Duration,
 ) -> anyhow::Result<(Audit, Option<Duration>, Vec<Found>)> {
-    let waited = Instant::now();
     let statuses = shared.recorder.lock().expect("recorder").statuses.clone();
     let accepted = shared.accepted.lock().expect("accepted").clone();
+    let readback =
+        crate::readback::read_back(api, scratch, &accepted, shared.run_id, since, timeout).await?;
+    let report = audit::audit(&statuses, &accepted, &readback.found);
+    Ok((report, readback.settled_after, readback.found))
+}
+
+/// How long after `since` the deployment's queue was first seen empty.
+async fn queue_empty_after(api: Api, since: Instant) -> Duration {
     loop {
-        let found = api.executions(scratch).await?;
-        let report = audit::audit(&statuses, &accepted, &found);
-        if report.outstanding() == 0 {
-            return Ok((report, Some(waited.elapsed()), found));
+        if api.queue_depth().await == Some(0) {
+            return since.elapsed();
         }
-        if waited.elapsed() >= timeout {
-            return Ok((report, None, found));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

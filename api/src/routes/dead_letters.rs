@@ -1,6 +1,6 @@
 //! Dead letters, `/api/v1/dlq`: the caller's jobs the worker gave up on (after its last
 //! delivery, or because the workflow or version was gone), newest first; replaying one runs the
-//! same trigger again as a new execution; deleting one forgets it.
+//! same trigger again as a new execution; deleting one forgets it. The listing pages by cursor.
 
 use std::sync::Arc;
 
@@ -9,10 +9,12 @@ use kai_common::jobs::JobMessage;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::ApiTags;
-use super::paging::Page;
+use super::cursor::{Cursor, Listing, next_after};
+use super::paging::{PageRequest, TimeRange};
 use crate::auth::UserAuth;
 use crate::enqueue;
 use crate::error::ApiError;
@@ -42,10 +44,14 @@ pub struct DeadLetterOut {
 
 #[derive(Debug, Object)]
 pub struct DeadLettersPage {
-    pub total: i64,
+    /// Dead letters matching the filters: counted on pages by offset (the first page included),
+    /// absent on pages after a cursor.
+    pub total: Option<i64>,
     pub limit: i64,
     pub offset: i64,
     pub items: Vec<DeadLetterOut>,
+    /// Continues the listing (`cursor=`); absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Object)]
@@ -72,40 +78,73 @@ enum Deleted {
 
 #[OpenApi(tag = "ApiTags::Executions")]
 impl DeadLettersApi {
-    /// The caller's dead letters, newest first.
+    /// The caller's dead letters, newest first. Page with `cursor` (from `next_cursor`);
+    /// `offset` is still accepted but slow at depth.
     #[oai(
         path = "/api/v1/dlq",
         method = "get",
         operation_id = "list_dead_letters"
     )]
+    #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
         auth: UserAuth,
         /// 1 to 500, default 50.
         limit: Query<Option<i64>>,
+        /// Dead letters to skip, default 0 (slow at depth: prefer `cursor`).
         offset: Query<Option<i64>>,
+        /// The `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+        /// Only dead letters stored at or after this time (RFC 3339).
+        start_date: Query<Option<DateTime<Utc>>>,
+        /// Only dead letters stored before this time (RFC 3339).
+        end_date: Query<Option<DateTime<Utc>>>,
+        /// `true`: only those replayed already; `false`: only those not replayed.
+        replayed: Query<Option<bool>>,
     ) -> Result<Json<DeadLettersPage>, ApiError> {
-        let page = Page::new(limit.0, offset.0, 50, 500)?;
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE user_id = $1")
-            .bind(auth.0.id)
-            .fetch_one(&self.state.db)
-            .await?;
-        let items: Vec<DeadLetterOut> = sqlx::query_as(
+        let scope = auth.0.id.to_string();
+        let page = PageRequest::new(
+            limit.0,
+            offset.0,
+            cursor.0.as_deref(),
+            (50, 500),
+            Listing::DeadLetters,
+            &scope,
+        )?;
+        let range = TimeRange::new(start_date.0, end_date.0)?;
+        let filtered = |query: &mut QueryBuilder<Postgres>| {
+            query
+                .push(" FROM dead_letters WHERE user_id = ")
+                .push_bind(auth.0.id);
+            range.push(query, "created_at");
+            match replayed.0 {
+                Some(true) => query.push(" AND replayed_execution_id IS NOT NULL"),
+                Some(false) => query.push(" AND replayed_execution_id IS NULL"),
+                None => query,
+            };
+        };
+        let total = page.total(&self.state.db, &filtered).await?;
+        let mut query = QueryBuilder::new(
             "SELECT id, execution_id, workflow_id, split_part(subject, '.', -1) AS kind, \
-                reason, deliveries, replayed_execution_id, replayed_at, created_at \
-             FROM dead_letters WHERE user_id = $1 \
-             ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
-        )
-        .bind(auth.0.id)
-        .bind(page.limit)
-        .bind(page.offset)
-        .fetch_all(&self.state.db)
-        .await?;
+                reason, deliveries, replayed_execution_id, replayed_at, created_at",
+        );
+        filtered(&mut query);
+        page.push_after(&mut query, "created_at", "id");
+        page.push_order_and_limit(&mut query, "created_at", "id");
+        let items: Vec<DeadLetterOut> = query.build_query_as().fetch_all(&self.state.db).await?;
+        let next_cursor = next_after(
+            &items,
+            page.limit,
+            |row| Cursor::new(row.created_at, row.id),
+            Listing::DeadLetters,
+            &scope,
+        );
         Ok(Json(DeadLettersPage {
             total,
             limit: page.limit,
-            offset: page.offset,
+            offset: page.offset(),
             items,
+            next_cursor,
         }))
     }
 

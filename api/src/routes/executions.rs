@@ -1,5 +1,6 @@
-//! Executions: a workflow's runs (newest first, paged, filtered by status) and one run with its
-//! node executions.
+//! Executions: a workflow's runs (newest first, paged by cursor, filtered by status and time), the
+//! same as summaries for audits, a lookup of many ids at once, and one run with its node
+//! executions.
 
 use std::sync::Arc;
 
@@ -7,12 +8,14 @@ use chrono::{DateTime, Utc};
 use kai_common::jobs::ExecutionStatus;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
+use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use super::ApiTags;
-use super::paging::Page;
+use super::cursor::{Cursor, Listing, next_after};
+use super::paging::{PageRequest, TimeRange};
 use crate::auth::UserAuth;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -71,6 +74,13 @@ pub struct ExecutionDetail {
     pub node_executions: Vec<NodeExecutionOut>,
 }
 
+/// Columns of `ExecutionSummary`.
+macro_rules! summary_columns {
+    () => {
+        "id, workflow_id, status, enqueued_at, started_at, completed_at"
+    };
+}
+
 /// Columns of `ExecutionOut`; a macro so that the queries built from it stay string literals.
 macro_rules! execution_columns {
     () => {
@@ -80,56 +90,173 @@ macro_rules! execution_columns {
     };
 }
 
+/// A page of a workflow's executions. The body stays the bare list older clients read; the next
+/// page's cursor travels in a header.
+#[derive(ApiResponse)]
+enum ExecutionsPage {
+    /// Newest first. `X-Next-Cursor`, when present, continues the listing (`cursor=`).
+    #[oai(status = 200)]
+    Ok(
+        Json<Vec<ExecutionOut>>,
+        #[oai(header = "X-Next-Cursor")] Option<String>,
+    ),
+}
+
+/// What an audit needs of an execution: no inputs or outputs.
+#[derive(Debug, Clone, Object, sqlx::FromRow)]
+pub struct ExecutionSummary {
+    pub id: Uuid,
+    pub workflow_id: Uuid,
+    /// `running`, `completed` or `failed`.
+    pub status: String,
+    /// When the API accepted the trigger (queued it).
+    pub enqueued_at: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Object)]
+pub struct ExecutionSummariesPage {
+    pub items: Vec<ExecutionSummary>,
+    /// Continues the listing (`cursor=`); absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct ExecutionLookup {
+    /// Execution ids, 1 to 5000 (repeats are answered once).
+    pub ids: Vec<Uuid>,
+}
+
+#[derive(Debug, Object)]
+pub struct ExecutionLookupAnswer {
+    /// The ids that exist and are yours.
+    pub found: Vec<ExecutionSummary>,
+    /// The ids that do not (yet) exist, or are not yours, in the order asked.
+    pub missing: Vec<Uuid>,
+}
+
+const DEFAULT_SUMMARY_LIMIT: i64 = 1000;
+const MAX_SUMMARY_LIMIT: i64 = 10_000;
+/// Ids one lookup answers: a few milliseconds of index probes.
+pub const MAX_LOOKUP_IDS: usize = 5000;
+
 #[OpenApi(tag = "ApiTags::Executions")]
 impl ExecutionsApi {
-    /// A workflow's executions, newest first.
+    /// A workflow's executions, newest first. Page with `cursor` (from the `X-Next-Cursor`
+    /// header): every page costs what the first does. `offset` is still accepted but slow at
+    /// depth, since each page walks every row before it.
     #[oai(
         path = "/api/v1/workflows/:id/executions",
         method = "get",
         operation_id = "list_executions"
     )]
+    #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
         auth: UserAuth,
         id: Path<Uuid>,
         /// 1 to 500, default 50.
         limit: Query<Option<i64>>,
-        /// Executions to skip, default 0.
+        /// Executions to skip, default 0 (slow at depth: prefer `cursor`).
         offset: Query<Option<i64>>,
+        /// The `X-Next-Cursor` of the previous page.
+        cursor: Query<Option<String>>,
         /// Only executions with this status: `running`, `completed` or `failed`.
         status: Query<Option<String>>,
-    ) -> Result<Json<Vec<ExecutionOut>>, ApiError> {
-        let Page { limit, offset } = Page::new(limit.0, offset.0, DEFAULT_LIMIT, MAX_LIMIT)?;
-        if let Some(status) = status.0.as_deref()
-            && ExecutionStatus::parse(status).is_none()
-        {
-            return Err(ApiError::unprocessable(
-                "status: must be one of running, completed, failed",
-            ));
+        /// Only executions started at or after this time (RFC 3339).
+        start_date: Query<Option<DateTime<Utc>>>,
+        /// Only executions started before this time (RFC 3339).
+        end_date: Query<Option<DateTime<Utc>>>,
+    ) -> Result<ExecutionsPage, ApiError> {
+        let scope = id.0.to_string();
+        let page = PageRequest::new(
+            limit.0,
+            offset.0,
+            cursor.0.as_deref(),
+            (DEFAULT_LIMIT, MAX_LIMIT),
+            Listing::Executions,
+            &scope,
+        )?;
+        let filters = Filters::new(status.0, start_date.0, end_date.0)?;
+        let (rows, next) = self
+            .fetch_page::<ExecutionOut>(auth.0.id, id.0, execution_columns!(), &filters, &page)
+            .await?;
+        Ok(ExecutionsPage::Ok(Json(rows), next))
+    }
+
+    /// A workflow's executions as ids, statuses and times only, newest first, by cursor: what a
+    /// load test's audit reads. Takes the same filters and cursors as the full listing.
+    #[oai(
+        path = "/api/v1/workflows/:id/executions/summaries",
+        method = "get",
+        operation_id = "list_execution_summaries"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn summaries(
+        &self,
+        auth: UserAuth,
+        id: Path<Uuid>,
+        /// 1 to 10000, default 1000.
+        limit: Query<Option<i64>>,
+        /// The `next_cursor` of the previous page (or the full listing's `X-Next-Cursor`).
+        cursor: Query<Option<String>>,
+        /// Only executions with this status: `running`, `completed` or `failed`.
+        status: Query<Option<String>>,
+        /// Only executions started at or after this time (RFC 3339).
+        start_date: Query<Option<DateTime<Utc>>>,
+        /// Only executions started before this time (RFC 3339).
+        end_date: Query<Option<DateTime<Utc>>>,
+    ) -> Result<Json<ExecutionSummariesPage>, ApiError> {
+        let scope = id.0.to_string();
+        let page = PageRequest::new(
+            limit.0,
+            None,
+            cursor.0.as_deref(),
+            (DEFAULT_SUMMARY_LIMIT, MAX_SUMMARY_LIMIT),
+            Listing::Executions,
+            &scope,
+        )?;
+        let filters = Filters::new(status.0, start_date.0, end_date.0)?;
+        let (items, next_cursor) = self
+            .fetch_page::<ExecutionSummary>(auth.0.id, id.0, summary_columns!(), &filters, &page)
+            .await?;
+        Ok(Json(ExecutionSummariesPage { items, next_cursor }))
+    }
+
+    /// Which of these execution ids exist (and are yours), with their status: an audit asks
+    /// about the ids it has not seen yet instead of reading every execution again.
+    #[oai(
+        path = "/api/v1/executions/lookup",
+        method = "post",
+        operation_id = "lookup_executions"
+    )]
+    async fn lookup(
+        &self,
+        auth: UserAuth,
+        body: Json<ExecutionLookup>,
+    ) -> Result<Json<ExecutionLookupAnswer>, ApiError> {
+        let mut ids = body.0.ids;
+        if ids.is_empty() || ids.len() > MAX_LOOKUP_IDS {
+            return Err(ApiError::unprocessable(format!(
+                "ids: must hold 1 to {MAX_LOOKUP_IDS} execution ids (got {})",
+                ids.len()
+            )));
         }
-        let owned: Option<(Uuid,)> =
-            sqlx::query_as("SELECT id FROM workflows WHERE id = $1 AND user_id = $2")
-                .bind(id.0)
-                .bind(auth.0.id)
-                .fetch_optional(&self.state.db)
-                .await?;
-        if owned.is_none() {
-            return Err(ApiError::not_found("workflow"));
-        }
-        let rows: Vec<ExecutionOut> = sqlx::query_as(concat!(
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        ids.retain(|id| seen.insert(*id));
+        let found: Vec<ExecutionSummary> = sqlx::query_as(concat!(
             "SELECT ",
-            execution_columns!(),
-            " FROM workflow_executions \
-             WHERE workflow_id = $1 AND ($2::text IS NULL OR status = $2) \
-             ORDER BY started_at DESC, id DESC LIMIT $3 OFFSET $4"
+            summary_columns!(),
+            " FROM workflow_executions WHERE id = ANY($1) AND user_id = $2"
         ))
-        .bind(id.0)
-        .bind(status.0)
-        .bind(limit)
-        .bind(offset)
+        .bind(&ids)
+        .bind(auth.0.id)
         .fetch_all(&self.state.db)
         .await?;
-        Ok(Json(rows))
+        let present: std::collections::HashSet<Uuid> = found.iter().map(|e| e.id).collect();
+        let missing = ids.into_iter().filter(|id| !present.contains(id)).collect();
+        Ok(Json(ExecutionLookupAnswer { found, missing }))
     }
 
     /// One execution with its node executions.
@@ -164,5 +291,86 @@ impl ExecutionsApi {
             execution,
             node_executions,
         }))
+    }
+
+    /// One page of `workflow`'s executions as `T` (selected by `columns`), with the cursor after
+    /// it: 404 unless the workflow is `user`'s.
+    async fn fetch_page<T>(
+        &self,
+        user: Uuid,
+        workflow: Uuid,
+        columns: &str,
+        filters: &Filters,
+        page: &PageRequest,
+    ) -> Result<(Vec<T>, Option<String>), ApiError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Positioned + Send + Unpin,
+    {
+        let owned: Option<(Uuid,)> =
+            sqlx::query_as("SELECT id FROM workflows WHERE id = $1 AND user_id = $2")
+                .bind(workflow)
+                .bind(user)
+                .fetch_optional(&self.state.db)
+                .await?;
+        if owned.is_none() {
+            return Err(ApiError::not_found("workflow"));
+        }
+        let mut query = QueryBuilder::new(format!("SELECT {columns}"));
+        query
+            .push(" FROM workflow_executions WHERE workflow_id = ")
+            .push_bind(workflow);
+        if let Some(status) = &filters.status {
+            query.push(" AND status = ").push_bind(status.clone());
+        }
+        filters.range.push(&mut query, "started_at");
+        page.push_after(&mut query, "started_at", "id");
+        page.push_order_and_limit(&mut query, "started_at", "id");
+        let rows: Vec<T> = query.build_query_as().fetch_all(&self.state.db).await?;
+        let scope = workflow.to_string();
+        let next = next_after(&rows, page.limit, T::position, Listing::Executions, &scope);
+        Ok((rows, next))
+    }
+}
+
+/// The filters both execution listings take, checked.
+struct Filters {
+    status: Option<String>,
+    range: TimeRange,
+}
+
+impl Filters {
+    fn new(
+        status: Option<String>,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> Result<Self, ApiError> {
+        if let Some(status) = status.as_deref()
+            && ExecutionStatus::parse(status).is_none()
+        {
+            return Err(ApiError::unprocessable(
+                "status: must be one of running, completed, failed",
+            ));
+        }
+        Ok(Self {
+            status,
+            range: TimeRange::new(start, end)?,
+        })
+    }
+}
+
+/// Where a listed execution sits in the listing's order.
+trait Positioned {
+    fn position(&self) -> Cursor;
+}
+
+impl Positioned for ExecutionOut {
+    fn position(&self) -> Cursor {
+        Cursor::new(self.started_at, self.id)
+    }
+}
+
+impl Positioned for ExecutionSummary {
+    fn position(&self) -> Cursor {
+        Cursor::new(self.started_at, self.id)
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP API: one file per resource, assembled into one OpenAPI service.
 
 pub mod auth;
+pub mod cursor;
 pub mod dead_letters;
 pub mod execution_events;
 pub mod executions;

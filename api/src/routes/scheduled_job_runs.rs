@@ -1,5 +1,6 @@
 //! Runs of a scheduled job: `POST /api/v1/jobs/scheduled/{job_id}/trigger` runs it now through
-//! the queue; `GET /api/v1/jobs/scheduled/{job_id}/executions` lists its ticks and their runs.
+//! the queue; `GET /api/v1/jobs/scheduled/{job_id}/executions` lists its ticks and their runs,
+//! paged by cursor.
 
 use std::sync::Arc;
 
@@ -9,9 +10,12 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
+use sqlx::QueryBuilder;
 use uuid::Uuid;
 
 use super::ApiTags;
+use super::cursor::{Cursor, Listing, next_after};
+use super::paging::{PageRequest, TimeRange};
 use crate::auth::UserAuth;
 use crate::enqueue;
 use crate::error::ApiError;
@@ -57,6 +61,17 @@ pub struct JobExecutionOut {
     pub completed_at: Option<DateTime<Utc>>,
     /// queued, running, completed, failed or skipped.
     pub status: String,
+}
+
+/// A page of a job's ticks: the bare list older clients read, the next page's cursor in a header.
+#[derive(ApiResponse)]
+enum JobRunsPage {
+    /// Latest first. `X-Next-Cursor`, when present, continues the listing (`cursor=`).
+    #[oai(status = 200)]
+    Ok(
+        Json<Vec<JobExecutionOut>>,
+        #[oai(header = "X-Next-Cursor")] Option<String>,
+    ),
 }
 
 #[OpenApi(tag = "ApiTags::Schedules")]
@@ -123,27 +138,39 @@ impl ScheduledJobRunsApi {
         })))
     }
 
-    /// A job's ticks, latest first, with the state of the run each started.
+    /// A job's ticks, latest first, with the state of the run each started. Page with
+    /// `cursor` (from the `X-Next-Cursor` header).
     #[oai(
         path = "/api/v1/jobs/scheduled/:job_id/executions",
         method = "get",
         operation_id = "list_scheduled_job_executions"
     )]
+    #[allow(clippy::too_many_arguments)]
     async fn executions(
         &self,
         auth: UserAuth,
         job_id: Path<Uuid>,
         /// 1 to 500, default 50.
         limit: Query<Option<i64>>,
+        /// The `X-Next-Cursor` of the previous page.
+        cursor: Query<Option<String>>,
         /// queued, running, completed, failed or skipped.
         status: Query<Option<String>>,
-    ) -> Result<Json<Vec<JobExecutionOut>>, ApiError> {
-        let limit = limit.0.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::unprocessable(format!(
-                "limit: must be between 1 and {MAX_LIMIT}"
-            )));
-        }
+        /// Only ticks scheduled at or after this time (RFC 3339).
+        start_date: Query<Option<DateTime<Utc>>>,
+        /// Only ticks scheduled before this time (RFC 3339).
+        end_date: Query<Option<DateTime<Utc>>>,
+    ) -> Result<JobRunsPage, ApiError> {
+        let scope = job_id.0.to_string();
+        let page = PageRequest::new(
+            limit.0,
+            None,
+            cursor.0.as_deref(),
+            (DEFAULT_LIMIT, MAX_LIMIT),
+            Listing::ScheduledJobRuns,
+            &scope,
+        )?;
+        let range = TimeRange::new(start_date.0, end_date.0)?;
         if let Some(status) = status.0.as_deref()
             && !STATUSES.contains(&status)
         {
@@ -163,22 +190,33 @@ impl ScheduledJobRunsApi {
         if owned.is_none() {
             return Err(ApiError::not_found("scheduled job"));
         }
-        let rows: Vec<JobExecutionOut> = sqlx::query_as(
+        // The ticks are bounded (time, cursor) inside, where the (job_id, scheduled_for) key and
+        // the partitions by scheduled_for apply; the status is the join's, so it filters outside.
+        let mut query = QueryBuilder::new(
             "SELECT * FROM (SELECT je.id, je.job_id, je.execution_id, je.scheduled_for, \
                 je.source, je.started_at AS emitted_at, e.started_at, e.completed_at, \
                 CASE WHEN je.status = 'skipped' THEN 'skipped' \
                      ELSE COALESCE(e.status, 'queued') END AS status \
              FROM job_executions je \
              LEFT JOIN workflow_executions e ON e.id = je.execution_id \
-             WHERE je.job_id = $1) runs \
-             WHERE ($2::text IS NULL OR runs.status = $2) \
-             ORDER BY runs.scheduled_for DESC LIMIT $3",
-        )
-        .bind(job_id.0)
-        .bind(status.0)
-        .bind(limit)
-        .fetch_all(&self.state.db)
-        .await?;
-        Ok(Json(rows))
+             WHERE je.job_id = ",
+        );
+        query.push_bind(job_id.0);
+        range.push(&mut query, "je.scheduled_for");
+        page.push_after(&mut query, "je.scheduled_for", "je.id");
+        query.push(") runs WHERE true");
+        if let Some(status) = status.0 {
+            query.push(" AND runs.status = ").push_bind(status);
+        }
+        page.push_order_and_limit(&mut query, "runs.scheduled_for", "runs.id");
+        let rows: Vec<JobExecutionOut> = query.build_query_as().fetch_all(&self.state.db).await?;
+        let next = next_after(
+            &rows,
+            page.limit,
+            |row| Cursor::new(row.scheduled_for, row.id),
+            Listing::ScheduledJobRuns,
+            &scope,
+        );
+        Ok(JobRunsPage::Ok(Json(rows), next))
     }
 }

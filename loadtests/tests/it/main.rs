@@ -21,34 +21,27 @@ impl Cluster {
         let env = TestEnv::new();
         let shutdown = CancellationToken::new();
         let api = kai_api::testing::start(&env, shutdown.clone()).await;
-        let mut tasks = vec![api.server];
-        if with_worker {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let config = WorkerConfig {
-                common: env.common_config(),
-                addr: listener.local_addr().unwrap(),
-                concurrency: 64,
-                ack_wait: Duration::from_secs(5),
-                drain_grace: Duration::from_secs(10),
-                breaker_failures: 5,
-                breaker_open: Duration::from_secs(30),
-                max_deliver: 5,
-                max_inflight_bytes: 64 << 20,
-                execution_events: EventsMode::All,
-            };
-            let stop = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                kai_worker::run(config, listener, stop)
-                    .await
-                    .expect("worker runs")
-            }));
-        }
-        Self {
+        let mut cluster = Self {
             env,
             api: api.base,
             shutdown,
-            tasks,
+            tasks: vec![api.server],
+        };
+        if with_worker {
+            cluster.start_worker().await;
         }
+        cluster
+    }
+
+    async fn start_worker(&mut self) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = worker_config(&self.env, listener.local_addr().unwrap());
+        let stop = self.shutdown.clone();
+        self.tasks.push(tokio::spawn(async move {
+            kai_worker::run(config, listener, stop)
+                .await
+                .expect("worker runs")
+        }));
     }
 
     fn options(&self, load: Load, sync: bool) -> WebhookOptions {
@@ -64,6 +57,7 @@ impl Cluster {
             request_timeout: Duration::from_secs(10),
             audit_timeout: Duration::from_secs(30),
             live: false,
+            keep: false,
         }
     }
 
@@ -91,6 +85,116 @@ impl Cluster {
         }
         self.env.cleanup().await;
     }
+}
+
+fn worker_config(env: &TestEnv, addr: std::net::SocketAddr) -> WorkerConfig {
+    WorkerConfig {
+        common: env.common_config(),
+        addr,
+        concurrency: 64,
+        ack_wait: Duration::from_secs(5),
+        drain_grace: Duration::from_secs(10),
+        breaker_failures: 5,
+        breaker_open: Duration::from_secs(30),
+        max_deliver: 5,
+        max_inflight_bytes: 64 << 20,
+        execution_events: EventsMode::All,
+    }
+}
+
+/// A worker for `env`, started once the jobs stream holds `jobs` messages, after deleting the
+/// oldest of them when `lose_one` (a job lost on purpose); returns the lost job's execution id.
+async fn worker_after_jobs(
+    env: TestEnv,
+    jobs: u64,
+    lose_one: bool,
+    stop: CancellationToken,
+) -> Option<uuid::Uuid> {
+    let client = async_nats::connect(kai_common::testing::nats_url())
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    let names = kai_common::nats::Names::new(&env.prefix);
+    let mut stream = js.get_stream(names.jobs_stream()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stream.info().await.unwrap().state.messages < jobs {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the jobs never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lost = if lose_one {
+        let first = stream.info().await.unwrap().state.first_sequence;
+        let message = stream.get_raw_message(first).await.unwrap();
+        let job = kai_common::jobs::JobMessage::decode(&message.payload).unwrap();
+        assert!(stream.delete_message(first).await.unwrap());
+        Some(job.execution_id())
+    } else {
+        None
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = worker_config(&env, listener.local_addr().unwrap());
+    tokio::spawn(async move { kai_worker::run(config, listener, stop).await.unwrap() });
+    lost
+}
+
+#[tokio::test]
+async fn an_audit_running_while_executions_still_arrive_finds_every_one() {
+    // No worker during the load: the audit starts with nothing recorded, and the worker starts
+    // behind it, so every execution is recorded while the audit reads.
+    let cluster = Cluster::start(false).await;
+    let late_worker = tokio::spawn(worker_after_jobs(
+        cluster.env.clone(),
+        60,
+        false,
+        cluster.shutdown.clone(),
+    ));
+    let mut options = cluster.options(
+        Load::OpenLoop {
+            rate: 30.0,
+            max_in_flight: 8,
+        },
+        false,
+    );
+    options.audit_timeout = Duration::from_secs(60);
+    let report = webhook::run(options).await.unwrap();
+    assert_eq!(late_worker.await.unwrap(), None);
+    let audit = report.audit.clone().expect("audited");
+    assert_eq!(report.accepted, 60);
+    assert_eq!(audit.completed, 60, "{audit:?}");
+    assert!(audit.is_clean(), "{audit:?}");
+    assert!(report.drained_after_s.is_some());
+    assert_eq!(report.end_to_end.expect("e2e").count, 60);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn an_audit_names_the_execution_of_a_job_lost_on_purpose() {
+    let cluster = Cluster::start(false).await;
+    let late_worker = tokio::spawn(worker_after_jobs(
+        cluster.env.clone(),
+        40,
+        true,
+        cluster.shutdown.clone(),
+    ));
+    let mut options = cluster.options(
+        Load::OpenLoop {
+            rate: 20.0,
+            max_in_flight: 8,
+        },
+        false,
+    );
+    options.audit_timeout = Duration::from_secs(10);
+    let report = webhook::run(options).await.unwrap();
+    let lost = late_worker.await.unwrap().expect("a job was deleted");
+    let audit = report.audit.clone().expect("audited");
+    assert_eq!(report.accepted, 40);
+    assert_eq!((audit.completed, audit.missing), (39, 1), "{audit:?}");
+    assert_eq!(audit.missing_ids, vec![lost], "the lost job is named");
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["audit"]["missing_ids"], serde_json::json!([lost]));
+    cluster.stop().await;
 }
 
 #[tokio::test]
@@ -278,5 +382,46 @@ async fn the_bursts_scenario_reads_memory_each_round_and_audits_every_call_by_id
     assert_eq!((audit.accepted, audit.completed), (40, 40), "{audit:?}");
     assert!(audit.is_clean());
     assert!(kai_loadtest::bursts::summary(&report).contains("40 completed"));
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn the_listing_scenario_times_the_first_and_the_deepest_page_of_an_audited_webhook() {
+    let cluster = Cluster::start(true).await;
+    // An existing webhook, audited with its owner's token: the audit reads only this run's
+    // executions, and the listing afterwards pages over them.
+    let api = kai_loadtest::target::Api::new(&cluster.api).unwrap();
+    let (owner, webhook) = api
+        .set_up(&kai_loadtest::target::echo_workflow())
+        .await
+        .unwrap();
+    let mut options = cluster.options(
+        Load::OpenLoop {
+            rate: 100.0,
+            max_in_flight: 16,
+        },
+        false,
+    );
+    options.existing = Some(webhook);
+    options.audit_as = Some(owner.clone());
+    let run = webhook::run(options).await.unwrap();
+    let audit = run.audit.clone().expect("audited with the owner's token");
+    assert_eq!(audit.completed, 200, "{audit:?}");
+    assert!(audit.is_clean(), "{audit:?}");
+
+    let report = kai_loadtest::listing::run(kai_loadtest::listing::ListingOptions {
+        api: cluster.api.clone(),
+        target: owner,
+        page_size: 50,
+        samples: 3,
+        offset_samples: 1,
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.rows, 200, "{report:?}");
+    assert_eq!(report.depth, 150, "the last full page");
+    assert_eq!(report.first_page.count, 3);
+    assert_eq!(report.deep_page.count, 3);
+    assert_eq!(report.deep_page_by_offset.count, 1);
     cluster.stop().await;
 }

@@ -159,7 +159,7 @@ fn with_query(
 pub fn summary(report: &ListingReport) -> String {
     let line = |name: &str, p: &Percentiles| {
         format!(
-            "  {name:<22} p50 {:>8.2} ms  p90 {:>8.2} ms  max {:>8.2} ms  ({} requests)\n",
+            "  {name:<26} p50 {:>8.2} ms  p90 {:>8.2} ms  max {:>8.2} ms  ({} requests)\n",
             p.p50_ms, p.p90_ms, p.max_ms, p.count
         )
     };

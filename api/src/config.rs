@@ -28,6 +28,17 @@ pub enum Command {
     Migrate,
     /// Ask a running API (by default this one's `KAI_API_ADDR`) whether it is ready; exit 0 if so.
     Healthcheck(HealthcheckArgs),
+    /// Re-encrypt every stored credential under `KAI_ENCRYPTION_KEY`, in batches, printing
+    /// progress; safe to interrupt and run again. Exit 1 if a credential could not be decrypted
+    /// with the current or a previous key.
+    RotateCredentials(RotateArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RotateArgs {
+    /// Credentials re-encrypted per transaction.
+    #[arg(long, default_value = "500", value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub batch_size: i64,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -9,6 +9,7 @@ pub mod error;
 pub mod middleware;
 pub mod node_lookup;
 pub mod rejections;
+pub mod rotate;
 pub mod routes;
 pub mod saving;
 pub mod schedules;
@@ -77,6 +78,7 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
         names,
         redis,
         tokens: TokenKeys::new(&secrets.jwt_secret, config.jwt_ttl),
+        credential_keys: secrets.key_ring(),
         public_url: config.public_url.clone(),
         waiters,
         reply_subject,

@@ -23,6 +23,31 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Some(Command::RotateCredentials(args)) => {
+            let secrets = config.secrets.resolve(config.common.environment)?;
+            let db = kai_common::db::connect(&config.common.database_url, 2).await?;
+            kai_common::db::migrate(&db).await?;
+            let keys = secrets.key_ring();
+            println!(
+                "re-encrypting credentials under key {}",
+                keys.current_key_id()
+            );
+            let rotation =
+                kai_api::rotate::rotate_credentials(&db, &keys, args.batch_size, |done, total| {
+                    println!("  {done} of {total}");
+                })
+                .await?;
+            println!("{} re-encrypted", rotation.resealed);
+            for (id, error) in &rotation.failed {
+                println!("  credential {id}: {error}");
+            }
+            anyhow::ensure!(
+                rotation.failed.is_empty(),
+                "{} credentials could not be decrypted and keep their old encryption",
+                rotation.failed.len()
+            );
+            Ok(())
+        }
         // Serving is the default; a healthcheck was answered above.
         Some(Command::Serve | Command::Healthcheck(_)) | None => {
             // Refuse to start without required secrets before touching anything.

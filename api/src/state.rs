@@ -22,6 +22,8 @@ pub struct AppState {
     pub names: Names,
     pub redis: deadpool_redis::Pool,
     pub tokens: TokenKeys,
+    /// Seals and opens stored credentials (`KAI_ENCRYPTION_KEY` and the previous keys).
+    pub credential_keys: kai_common::credentials::KeyRing,
     /// Base URL without a trailing slash.
     pub public_url: String,
     pub waiters: Arc<Waiters>,

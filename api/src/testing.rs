@@ -42,6 +42,7 @@ pub async fn start_with(
         secrets: SecretsConfig {
             jwt_secret: None,
             encryption_key: None,
+            encryption_keys_previous: Vec::new(),
         },
         addr,
         public_url: base.clone(),

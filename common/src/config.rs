@@ -84,6 +84,13 @@ pub struct SecretsConfig {
     #[arg(long, env = "KAI_ENCRYPTION_KEY", value_name = "KAI_ENCRYPTION_KEY",
           hide_env_values = true, value_parser = parse_secret)]
     pub encryption_key: Option<SecretString>,
+
+    /// Keys that encrypted credentials before the current one, comma-separated: they still
+    /// decrypt until `kai-api rotate-credentials` has re-encrypted everything under
+    /// `KAI_ENCRYPTION_KEY`, and can then be removed.
+    #[arg(long, env = "KAI_ENCRYPTION_KEYS_PREVIOUS", value_name = "KAI_ENCRYPTION_KEYS_PREVIOUS",
+          hide_env_values = true, value_delimiter = ',', value_parser = parse_secret)]
+    pub encryption_keys_previous: Vec<SecretString>,
 }
 
 /// Secrets after the environment's rules were applied.
@@ -91,6 +98,14 @@ pub struct SecretsConfig {
 pub struct Secrets {
     pub jwt_secret: SecretString,
     pub encryption_key: SecretString,
+    pub encryption_keys_previous: Vec<SecretString>,
+}
+
+impl Secrets {
+    /// The keys credentials are sealed and opened with.
+    pub fn key_ring(&self) -> crate::credentials::KeyRing {
+        crate::credentials::KeyRing::new(&self.encryption_key, &self.encryption_keys_previous)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +131,7 @@ impl SecretsConfig {
                 DEV_ENCRYPTION_KEY,
                 environment,
             )?,
+            encryption_keys_previous: self.encryption_keys_previous.clone(),
         })
     }
 }
@@ -228,6 +244,7 @@ mod tests {
         let config = SecretsConfig {
             jwt_secret: None,
             encryption_key: None,
+            encryption_keys_previous: Vec::new(),
         };
         let err = config.resolve(Environment::Production).unwrap_err();
         assert_eq!(err.variable, "KAI_JWT_SECRET");

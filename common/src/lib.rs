@@ -2,6 +2,7 @@
 //! NATS access, job messages, the workflow model and health checks.
 
 pub mod config;
+pub mod credentials;
 pub mod db;
 pub mod events;
 pub mod health;

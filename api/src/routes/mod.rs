@@ -1,6 +1,7 @@
 //! The HTTP API: one file per resource, assembled into one OpenAPI service.
 
 pub mod auth;
+pub mod credentials;
 pub mod cursor;
 pub mod dead_letters;
 pub mod execution_events;
@@ -36,6 +37,8 @@ pub enum ApiTags {
     Workflows,
     /// Runs of workflows.
     Executions,
+    /// Secrets for the services workflows call, stored encrypted.
+    Credentials,
     /// The node types workflows are built from.
     Nodes,
     /// Webhook endpoints and webhook ingress.
@@ -48,6 +51,7 @@ pub enum ApiTags {
 
 pub type Apis = (
     auth::AuthApi,
+    credentials::CredentialsApi,
     workflows::WorkflowsApi,
     workflow_nodes::WorkflowNodesApi,
     (executions::ExecutionsApi, dead_letters::DeadLettersApi),
@@ -74,6 +78,9 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             auth::AuthApi {
+                state: state.clone(),
+            },
+            credentials::CredentialsApi {
                 state: state.clone(),
             },
             workflows::WorkflowsApi {

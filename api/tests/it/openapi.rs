@@ -22,6 +22,8 @@ async fn the_document_lists_every_endpoint() {
         [
             "/api/v1/auth/login",
             "/api/v1/auth/signup",
+            "/api/v1/credentials",
+            "/api/v1/credentials/{id}",
             "/api/v1/dlq",
             "/api/v1/dlq/{id}",
             "/api/v1/dlq/{id}/replay",

@@ -1,0 +1,7 @@
+//! Stored credentials: their types and shapes ([`services`]) and their encryption ([`cipher`]).
+
+pub mod cipher;
+pub mod services;
+
+pub use cipher::{KeyRing, OpenError, Sealed};
+pub use services::{SERVICE_TYPES, ServiceType, SplitData, service_type, service_type_names};

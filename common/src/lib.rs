@@ -12,6 +12,7 @@ pub mod json;
 pub mod metrics;
 pub mod nats;
 pub mod nodes;
+pub mod outbound;
 pub mod redis;
 pub mod schedule;
 pub mod shutdown;

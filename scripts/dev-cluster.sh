@@ -37,7 +37,10 @@ for _ in $(seq 1 300); do
   fi
   sleep 0.2
 done
-"$BIN/kai-worker" >"$LOGS/worker.log" 2>&1 & pids+=($!)
+# Local services (e.g. the model servers of docs, custom node endpoints) run on loopback, which
+# the SSRF guard refuses unless allowed.
+KAI_HTTP_ALLOWED_HOSTS=${KAI_HTTP_ALLOWED_HOSTS:-127.0.0.1,localhost} \
+  "$BIN/kai-worker" >"$LOGS/worker.log" 2>&1 & pids+=($!)
 "$BIN/kai-scheduler" >"$LOGS/scheduler.log" 2>&1 & pids+=($!)
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }

@@ -101,6 +101,7 @@ fn bench(c: &mut Criterion) {
     assert_eq!(workflow.len(), 50);
     let input = RunInput {
         trigger: json!({"data": {"hello": "world"}}).into(),
+        services: Default::default(),
     };
 
     c.bench_function("engine: plan a 50-node graph", |b| b.iter(|| graph(false)));

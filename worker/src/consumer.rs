@@ -9,6 +9,7 @@ use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 use kai_common::jobs::{ExecutionReply, ExecutionStatus, JobMessage};
 use kai_common::nats::Names;
+use kai_common::nodes::services::NodeServices;
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +78,8 @@ pub struct JobHandler {
     events_mode: EventsMode,
     /// Holds jobs through a database outage (see `outage`).
     gate: DatabaseGate,
+    /// What nodes get at run time (the guarded HTTP client), built once per process.
+    services: Arc<NodeServices>,
 }
 
 impl JobHandler {
@@ -101,7 +104,15 @@ impl JobHandler {
             max_deliver,
             events,
             events_mode: EventsMode::All,
+            services: Arc::new(NodeServices::default()),
         }
+    }
+
+    /// The run-time services nodes get (by default, an SSRF guard that allows nothing
+    /// internal).
+    pub fn with_services(mut self, services: Arc<NodeServices>) -> Self {
+        self.services = services;
+        self
     }
 
     /// Which runs publish progress events (all by default).
@@ -191,6 +202,7 @@ impl JobHandler {
             Ok(graph) => {
                 let input = RunInput {
                     trigger: job.trigger.clone(),
+                    services: self.services.clone(),
                 };
                 if self.events_mode.covers(job.trigger_type) {
                     let mut started = self.events.event(&job, EventKind::ExecutionStarted);

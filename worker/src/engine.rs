@@ -13,6 +13,7 @@ use futures::stream::FuturesUnordered;
 use kai_common::jobs::{ExecutionStatus, WebhookResponse};
 use kai_common::json::SharedValue;
 use kai_common::nodes::retry::retry_delay;
+use kai_common::nodes::services::NodeServices;
 use kai_common::nodes::{NodeContext, NodeError, NodeOutput, ProviderContext, Providers};
 use kai_common::workflow::Graph;
 use kai_common::workflow::template::TemplateScope;
@@ -23,6 +24,8 @@ use serde_json::{Map, Value, json};
 pub struct RunInput {
     /// The trigger's event (for a webhook: KAI-Fusion's webhook event object).
     pub trigger: SharedValue,
+    /// The worker process's run-time services, handed to every node.
+    pub services: Arc<NodeServices>,
 }
 
 /// One node's recorded run.
@@ -137,6 +140,7 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                     // force a copy of it each time another node finishes meanwhile.
                     let node_scope = graph.needs_scope(index).then(|| scope.clone());
                     let trigger = &input.trigger;
+                    let services = &*input.services;
                     running.push(async move {
                         observer.node_started(graph.node_id(index), graph.type_name(index));
                         let started = Utc::now();
@@ -150,6 +154,7 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                                     trigger,
                                     scope,
                                     providers: &providers,
+                                    services,
                                 };
                                 let (result, attempts) = run_with_policy(step).await;
                                 (result.map_err(NodeFailure::own), attempts)
@@ -293,6 +298,7 @@ struct Step<'a> {
     trigger: &'a SharedValue,
     scope: &'a TemplateScope,
     providers: &'a Providers,
+    services: &'a NodeServices,
 }
 
 /// Runs one node under its policy: each attempt bounded by the timeout, a retryable failure
@@ -307,6 +313,7 @@ async fn run_with_policy(step: Step<'_>) -> (Result<NodeOutput, NodeError>, u32)
         trigger,
         scope,
         providers,
+        services,
     } = step;
     let definition = graph.definition(index);
     let mut policy = definition.policy(graph.node_config(index));
@@ -327,6 +334,7 @@ async fn run_with_policy(step: Step<'_>) -> (Result<NodeOutput, NodeError>, u32)
             trigger,
             scope,
             providers,
+            services,
         };
         let outcome = match tokio::time::timeout(policy.timeout, definition.execute(context)).await
         {
@@ -475,6 +483,7 @@ mod tests {
             &g,
             &RunInput {
                 trigger: json!({"data": {"a": 1}}).into(),
+                services: Default::default(),
             },
         )
         .await;
@@ -494,6 +503,7 @@ mod tests {
             &g,
             &RunInput {
                 trigger: json!(1).into(),
+                services: Default::default(),
             },
         )
         .await;
@@ -521,6 +531,7 @@ mod tests {
             &branching("equal"),
             &RunInput {
                 trigger: trigger.clone().into(),
+                services: Default::default(),
             },
         )
         .await;
@@ -536,6 +547,7 @@ mod tests {
             &branching("not_equal"),
             &RunInput {
                 trigger: trigger.into(),
+                services: Default::default(),
             },
         )
         .await;
@@ -559,6 +571,7 @@ mod tests {
             &g,
             &RunInput {
                 trigger: Value::Null.into(),
+                services: Default::default(),
             },
         )
         .await;
@@ -589,6 +602,7 @@ mod tests {
             &g,
             &RunInput {
                 trigger: json!({"data": {}}).into(),
+                services: Default::default(),
             },
         )
         .await;
@@ -766,6 +780,7 @@ mod tests {
                 &probe_graph("Flaky"),
                 &RunInput {
                     trigger: json!({}).into(),
+                    services: Default::default(),
                 },
             )
             .await;
@@ -786,6 +801,7 @@ mod tests {
                 &graph,
                 &RunInput {
                     trigger: json!({}).into(),
+                    services: Default::default(),
                 },
             )
             .await;
@@ -806,6 +822,7 @@ mod tests {
                 &probe_graph("Throttled"),
                 &RunInput {
                     trigger: json!({}).into(),
+                    services: Default::default(),
                 },
             )
             .await;
@@ -821,6 +838,7 @@ mod tests {
                 &probe_graph("Slow"),
                 &RunInput {
                     trigger: json!({}).into(),
+                    services: Default::default(),
                 },
             )
             .await;
@@ -840,6 +858,7 @@ mod tests {
                 &probe_graph("Refused"),
                 &RunInput {
                     trigger: json!({}).into(),
+                    services: Default::default(),
                 },
             )
             .await;
@@ -1017,6 +1036,7 @@ mod tests {
                 &g,
                 &RunInput {
                     trigger: json!({"data": {"mood": "Cheerfully"}}).into(),
+                    services: Default::default(),
                 },
             )
             .await;
@@ -1046,6 +1066,7 @@ mod tests {
                 &g,
                 &RunInput {
                     trigger: Value::Null.into(),
+                    services: Default::default(),
                 },
             )
             .await;

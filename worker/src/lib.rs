@@ -77,7 +77,11 @@ pub async fn run(
         names.clone(),
         settings.max_deliver,
     )
-    .with_events_mode(config.execution_events);
+    .with_events_mode(config.execution_events)
+    .with_services(Arc::new(
+        kai_common::nodes::services::NodeServices::new(config.http_allowed_hosts.clone())
+            .context("building the HTTP client for nodes")?,
+    ));
     let max_payload = nats_client.max_payload();
     let bytes = budget::ByteBudget::new(config.max_inflight_bytes, max_payload);
     let consumer = Consumer::new(

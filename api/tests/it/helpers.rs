@@ -61,8 +61,13 @@ impl TestApp {
     }
 
     pub async fn start_worker(&mut self) {
+        self.start_worker_with(|_| {}).await;
+    }
+
+    /// A worker configured as `start_worker`'s, then changed by `adjust`.
+    pub async fn start_worker_with(&mut self, adjust: impl FnOnce(&mut WorkerConfig)) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config = WorkerConfig {
+        let mut config = WorkerConfig {
             common: self.env.common_config(),
             addr: listener.local_addr().unwrap(),
             concurrency: 8,
@@ -72,8 +77,11 @@ impl TestApp {
             breaker_open: Duration::from_secs(30),
             max_deliver: 5,
             max_inflight_bytes: 64 << 20,
+            // Test services (custom node endpoints) listen on loopback.
+            http_allowed_hosts: "127.0.0.1".parse().unwrap(),
             execution_events: kai_worker::config::EventsMode::All,
         };
+        adjust(&mut config);
         let shutdown = self.shutdown.clone();
         self.tasks.push(tokio::spawn(async move {
             kai_worker::run(config, listener, shutdown)

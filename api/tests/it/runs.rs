@@ -289,6 +289,36 @@ async fn custom_node_types_run_against_their_endpoint_with_timeouts_and_retries(
 }
 
 #[tokio::test]
+async fn a_custom_node_whose_endpoint_is_internal_fails_naming_the_ssrf_guard_without_retries() {
+    let mut app = TestApp::spawn_api_only().await;
+    // This worker's guard allows nothing internal (the default of a deployment).
+    app.start_worker_with(|config| config.http_allowed_hosts = Default::default())
+        .await;
+    let service = FakeNodeService::start().await;
+    let token = app.user("ssrf@example.com").await;
+    let spec = json!({"node_type": "Internal", "endpoint_url": format!("{}/echo", service.base),
+        "timeout_ms": 1000, "max_attempts": 3, "backoff_ms": 10});
+    let (status, created) = register(&app, &token, spec).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let workflow = app
+        .create_workflow(&token, &through("Internal", json!({})))
+        .await;
+    let execution = run_to_the_end(&app, &token, &workflow, json!({})).await;
+    assert_eq!(execution["status"], "failed", "{execution}");
+    let error = execution["error"].as_str().unwrap();
+    assert!(
+        error.contains("SSRF guard") && error.contains("127.0.0.1") && error.contains("loopback"),
+        "{error}"
+    );
+    assert_eq!(
+        node(&execution, "custom")["attempts"],
+        1,
+        "a refusal is never retried"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn custom_node_types_are_validated_owned_and_cannot_replace_built_ins() {
     let app = TestApp::spawn_api_only().await;
     let token = app.user("registry-owner@example.com").await;

@@ -3,7 +3,6 @@
 //! rendered through the templates first) and the JSON answer becomes the node's output. The
 //! endpoint's status says what kind of failure it was, so the engine's retry policy applies.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use crate::json::SharedValue;
@@ -135,18 +134,6 @@ pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, ConfigErr
         .map_err(|e| ConfigError::new("config_schema", format!("not a valid JSON Schema: {e}")))?;
     jsonschema::validator_for(schema)
         .map_err(|e| ConfigError::new("config_schema", format!("not a valid JSON Schema: {e}")))
-}
-
-fn client() -> &'static reqwest::Client {
-    static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(|| {
-        crate::tls::install_crypto_provider();
-        reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("kai-fusion-worker/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the HTTP client for custom nodes can be built")
-    });
-    &CLIENT
 }
 
 /// `config` with every string rendered through the templates; the error names the field.
@@ -310,15 +297,25 @@ impl NodeDefinition for HttpNodeType {
                 "config": config,
                 "inputs": ctx.input,
             });
+            // The endpoint is a URL its author chose: it passes the SSRF guard, and a refusal is
+            // a configuration error (never retried).
+            let http = &ctx.services.http;
+            http.check_url(&self.url)
+                .map_err(|e| NodeError::Configuration(format!("the endpoint: {e}")))?;
             let call = breakers().call(&host_of(&self.url))?;
             // The URL is not quoted in errors: it may carry credentials.
-            let response = client()
+            let response = http
+                .client()
                 .post(self.url.clone())
                 .json(&request)
                 .send()
                 .await
-                .map_err(|e| {
-                    NodeError::Network(format!("could not reach the endpoint: {}", e.without_url()))
+                .map_err(|e| match crate::outbound::refusal_of(&e) {
+                    Some(refused) => NodeError::Configuration(format!("the endpoint: {refused}")),
+                    None => NodeError::Network(format!(
+                        "could not reach the endpoint: {}",
+                        e.without_url()
+                    )),
                 })?;
             let status = response.status();
             let retry_after = response

@@ -9,6 +9,7 @@ mod end;
 mod registry;
 mod respond_to_webhook;
 pub mod retry;
+pub mod services;
 mod start;
 mod timer_start;
 mod webhook_start;
@@ -248,6 +249,8 @@ pub struct NodeContext<'a> {
     pub scope: &'a TemplateScope,
     /// The providers its provider inputs receive.
     pub providers: &'a Providers,
+    /// The worker process's run-time services (the guarded HTTP client).
+    pub services: &'a services::NodeServices,
 }
 
 /// One node type.

@@ -136,6 +136,7 @@ KAI_API_MAX_INFLIGHT_BODY_BYTES: {{ $v.maxInflightBodyBytes | int64 | quote }}
 {{- else if eq .component "worker" }}
 KAI_WORKER_CONCURRENCY: {{ $v.concurrency | int64 | quote }}
 KAI_WORKER_MAX_INFLIGHT_BYTES: {{ $v.maxInflightBytes | int64 | quote }}
+KAI_HTTP_ALLOWED_HOSTS: {{ $v.httpAllowedHosts | quote }}
 KAI_JOB_ACK_WAIT_SECS: {{ $v.ackWaitSeconds | int64 | quote }}
 KAI_WORKER_DRAIN_SECS: {{ $v.drainSeconds | int64 | quote }}
 KAI_JOB_MAX_DELIVER: {{ $v.maxDeliver | int64 | quote }}

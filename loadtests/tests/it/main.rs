@@ -98,6 +98,8 @@ fn worker_config(env: &TestEnv, addr: std::net::SocketAddr) -> WorkerConfig {
         breaker_open: Duration::from_secs(30),
         max_deliver: 5,
         max_inflight_bytes: 64 << 20,
+        // Test services (custom node endpoints) listen on loopback.
+        http_allowed_hosts: "127.0.0.1".parse().unwrap(),
         execution_events: EventsMode::All,
     }
 }

@@ -135,6 +135,8 @@ impl Harness {
             .env("KAI_WORKER_CONCURRENCY", "32")
             .env("KAI_JOB_ACK_WAIT_SECS", ack_wait_secs.to_string())
             .env("RUST_LOG", "warn")
+            // Test services (custom node endpoints) listen on loopback.
+            .env("KAI_HTTP_ALLOWED_HOSTS", "127.0.0.1")
             .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .kill_on_drop(true)

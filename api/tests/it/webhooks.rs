@@ -575,3 +575,59 @@ async fn text_postgres_cannot_store_is_refused_at_the_door_not_lost_later() {
     assert_eq!(executions, json!([]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_runaway_template_fails_at_its_fuel_limit_while_another_user_s_webhook_answers() {
+    let app = TestApp::spawn().await;
+    let author = app.user("runaway@example.com").await;
+    let bystander = app.user("bystander@example.com").await;
+    // The scenario: two nested range(20000) loops in RespondToWebhook's body, saved
+    // without complaint (it is a valid template), run three times at once.
+    let runaway = app
+        .create_workflow(
+            &author,
+            &json!({"name": "runaway", "nodes": [
+            {"id": "hook", "type": "WebhookTrigger"},
+            {"id": "answer", "type": "RespondToWebhook", "data": {"response_body":
+                "{% for i in range(20000) %}{% for j in range(20000) %}{{ j }}{% endfor %}{% endfor %}"}}
+        ], "edges": [{"source": "hook", "target": "answer"}]}),
+        )
+        .await;
+    let (runaway_url, runaway_secret) = app
+        .webhook_of(&author, runaway["id"].as_str().unwrap())
+        .await;
+    let ordinary = app
+        .create_workflow(&bystander, &lone_webhook_workflow())
+        .await;
+    let (url, secret) = app
+        .webhook_of(&bystander, ordinary["id"].as_str().unwrap())
+        .await;
+
+    let heavy: Vec<_> = (0..3)
+        .map(|_| {
+            app.request(Method::POST, &runaway_url, Some(&runaway_secret))
+                .json(&json!({}))
+                .send()
+        })
+        .collect();
+    let heavy = tokio::spawn(futures::future::join_all(heavy));
+    let started = std::time::Instant::now();
+    let answer = app
+        .request(Method::POST, &url, Some(&secret))
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(answer.status(), StatusCode::OK);
+    // Before the limit this caller waited 21.6 s behind the loops; the bound is generous.
+    assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
+
+    for response in heavy.await.unwrap() {
+        // A failed run is answered as such, naming the limit.
+        let (_, body) = json_of(response.unwrap()).await;
+        assert_eq!(body["status"], "failed", "{body}");
+        assert!(body["error"].as_str().unwrap().contains("fuel"), "{body}");
+    }
+    app.stop().await;
+}

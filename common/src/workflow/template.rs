@@ -126,14 +126,32 @@ impl Object for JsonView {
     }
 }
 
+/// The work one render may do (minijinja's fuel: about one unit per instruction and per 64 bytes
+/// of data it creates), so a template's loops cannot hold a worker: a million units is tens of
+/// milliseconds of rendering or about 64 MiB of output, far beyond what real templates use.
+pub const TEMPLATE_FUEL: u64 = 1_000_000;
+
 fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         // A misspelt name is an error the user sees, not an empty string that hides it.
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env
     })
+}
+
+/// A render error as the user reads it; running out of fuel says which limit.
+fn render_error(error: minijinja::Error) -> String {
+    if error.kind() == minijinja::ErrorKind::OutOfFuel {
+        format!(
+            "the template does more work than a template may ({TEMPLATE_FUEL} units of fuel, \
+             about as many loop steps or 64 bytes of output each): reduce its loops or output"
+        )
+    } else {
+        error.to_string()
+    }
 }
 
 /// Whether any string in `value` (at any depth) contains a template expression.
@@ -164,7 +182,7 @@ pub fn render(text: &str, scope: &TemplateScope, input: &SharedValue) -> Result<
     });
     environment()
         .render_str(&source, context)
-        .map_err(|e| e.to_string())
+        .map_err(render_error)
 }
 
 /// What a template sees: `input`, then the scope's names; looked up, never copied.
@@ -198,6 +216,30 @@ pub fn check(text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_template_that_would_loop_for_minutes_stops_at_its_fuel_limit() {
+        let nested = "{% for i in range(20000) %}{% for j in range(20000) %}{{ j }}{% endfor %}\
+                      {% endfor %}";
+        let error = render(
+            nested,
+            &TemplateScope::empty(),
+            &serde_json::json!({}).into(),
+        )
+        .unwrap_err();
+        // Stopped by the limit: the loops' 400 million steps never ran.
+        assert!(error.contains("fuel"), "{error}");
+        // Ordinary templates are far below it.
+        let ordinary = "{% for i in range(1000) %}{{ i }},{% endfor %}";
+        assert!(
+            render(
+                ordinary,
+                &TemplateScope::empty(),
+                &serde_json::json!({}).into()
+            )
+            .is_ok()
+        );
+    }
     use serde_json::json;
 
     #[test]

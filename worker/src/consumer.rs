@@ -89,6 +89,7 @@ impl JobHandler {
         js: jetstream::Context,
         names: Names,
         max_deliver: i64,
+        services: Arc<NodeServices>,
     ) -> Self {
         let versions = Versions::new(db.clone());
         let writer = RunWriter::start(db.clone(), WRITERS, MAX_BATCH, MAX_BATCH_BYTES);
@@ -104,15 +105,8 @@ impl JobHandler {
             max_deliver,
             events,
             events_mode: EventsMode::All,
-            services: Arc::new(NodeServices::default()),
+            services,
         }
-    }
-
-    /// The run-time services nodes get (by default, an SSRF guard that allows nothing
-    /// internal).
-    pub fn with_services(mut self, services: Arc<NodeServices>) -> Self {
-        self.services = services;
-        self
     }
 
     /// Which runs publish progress events (all by default).

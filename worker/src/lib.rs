@@ -76,12 +76,12 @@ pub async fn run(
         js.clone(),
         names.clone(),
         settings.max_deliver,
+        Arc::new(
+            kai_common::nodes::services::NodeServices::new(config.http_allowed_hosts.clone())
+                .context("building the HTTP client for nodes")?,
+        ),
     )
-    .with_events_mode(config.execution_events)
-    .with_services(Arc::new(
-        kai_common::nodes::services::NodeServices::new(config.http_allowed_hosts.clone())
-            .context("building the HTTP client for nodes")?,
-    ));
+    .with_events_mode(config.execution_events);
     let max_payload = nats_client.max_payload();
     let bytes = budget::ByteBudget::new(config.max_inflight_bytes, max_payload);
     let consumer = Consumer::new(

@@ -374,6 +374,11 @@ fn checked_name(name: &str) -> Result<String, ApiError> {
             "name: must be 1 to {MAX_NAME_CHARS} characters"
         )));
     }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "name: must not contain control characters",
+        ));
+    }
     Ok(name.to_owned())
 }
 

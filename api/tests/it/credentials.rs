@@ -312,6 +312,41 @@ async fn rotation_re_encrypts_every_credential_under_the_new_key_and_can_be_run_
     app.stop().await;
 }
 
+#[tokio::test]
+async fn rotation_waits_for_a_credential_being_changed_instead_of_skipping_it() {
+    let app = TestApp::spawn_api_only().await;
+    let token = app.user("rotate-locked@example.com").await;
+    let (_, created) = create(
+        &app,
+        &token,
+        json!({"name": "busy", "service_type": "bearer", "data": {"token": "token-being-renamed"}}),
+    )
+    .await;
+    let id: Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    // A change in progress holds the row (as a rename through the API does).
+    let mut change = app.state.db.begin().await.unwrap();
+    sqlx::query("SELECT id FROM user_credentials WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *change)
+        .await
+        .unwrap();
+    let rotating = ring(NEW_KEY, &[DEV_KEY]);
+    let db = app.state.db.clone();
+    let rotation = tokio::spawn(async move {
+        kai_api::rotate::rotate_credentials(&db, &rotating, 10, |_, _| {}).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    change.commit().await.unwrap();
+    let rotation = rotation.await.unwrap().unwrap();
+    assert_eq!(
+        rotation.resealed, 1,
+        "the busy row was waited for, not left under the old key"
+    );
+    let (_, _, key_id, _) = sealed_row(&app, &id.to_string()).await;
+    assert_eq!(key_id, ring(NEW_KEY, &[]).current_key_id());
+    app.stop().await;
+}
+
 /// Runs `kai-api rotate-credentials --batch-size 2` on `app`'s database with these keys.
 async fn rotate_command(app: &TestApp, current: &str, previous: Option<&str>) -> (bool, String) {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_kai-api"));

@@ -135,6 +135,10 @@ impl ServiceType {
             if value.as_str().is_none_or(|text| text.trim().is_empty()) {
                 return Err(format!("data.{key}: must be a non-empty string"));
             }
+            // PostgreSQL cannot store NUL in the fields kept in clear.
+            if value.as_str().is_some_and(|text| text.contains('\0')) {
+                return Err(format!("data.{key}: must not contain a NUL character"));
+            }
         }
         for required in self.secrets.iter().chain(self.fields) {
             if !data.contains_key(*required) {

@@ -81,6 +81,10 @@ pub struct ApiConfig {
           value_name = "KAI_API_MAX_INFLIGHT_BODY_BYTES", default_value = "4194304",
           value_parser = kai_common::config::parse_positive)]
     pub max_inflight_body_bytes: usize,
+
+    /// The SSRF guard's exceptions and the response limit of the HTTP test API.
+    #[command(flatten)]
+    pub outbound: kai_common::outbound::OutboundConfig,
 }
 
 /// A list of networks given as one comma-separated value.

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod credential_probe;
 pub mod enqueue;
 pub mod error;
 pub mod middleware;
@@ -67,7 +68,19 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
     // The subscription must be in place before any job naming it is published.
     nats_client.flush().await.context("NATS_URL")?;
 
+    let credential_keys = Arc::new(secrets.key_ring());
+    let outbound = kai_common::outbound::call::Outbound::new(
+        &config.outbound,
+        concat!("kai-fusion-api/", env!("CARGO_PKG_VERSION")),
+    )
+    .context("building the outbound HTTP client")?;
     Ok(Arc::new(AppState {
+        credentials: kai_common::credentials::CredentialStore::new(
+            db.clone(),
+            credential_keys.clone(),
+        ),
+        credential_keys,
+        outbound,
         rejections: RejectionLog::start(db.clone()),
         rate_limiter: RateLimiter::start(redis.clone(), &common.nats_prefix),
         trusted_proxies: config.trusted_proxies.0.clone(),
@@ -78,7 +91,6 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
         names,
         redis,
         tokens: TokenKeys::new(&secrets.jwt_secret, config.jwt_ttl),
-        credential_keys: secrets.key_ring(),
         public_url: config.public_url.clone(),
         waiters,
         reply_subject,

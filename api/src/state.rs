@@ -23,7 +23,11 @@ pub struct AppState {
     pub redis: deadpool_redis::Pool,
     pub tokens: TokenKeys,
     /// Seals and opens stored credentials (`KAI_ENCRYPTION_KEY` and the previous keys).
-    pub credential_keys: kai_common::credentials::KeyRing,
+    pub credential_keys: Arc<kai_common::credentials::KeyRing>,
+    /// Opens a credential for its owner (the credential test, the HTTP test API).
+    pub credentials: kai_common::credentials::CredentialStore,
+    /// Guarded HTTP clients for URLs users give (the HTTP test API, credential tests).
+    pub outbound: kai_common::outbound::call::Outbound,
     /// Base URL without a trailing slash.
     pub public_url: String,
     pub waiters: Arc<Waiters>,

@@ -41,9 +41,10 @@ pub async fn start_with(
         common: env.common_config(),
         secrets: SecretsConfig {
             jwt_secret: None,
-            encryption_key: None,
-            encryption_keys_previous: Vec::new(),
+            encryption: Default::default(),
         },
+        // Test servers (echo, redirect...) listen on loopback.
+        outbound: kai_common::outbound::OutboundConfig::allowing("127.0.0.1"),
         addr,
         public_url: base.clone(),
         jwt_ttl: Duration::from_secs(3600),

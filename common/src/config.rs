@@ -80,6 +80,13 @@ pub struct SecretsConfig {
           value_parser = parse_secret)]
     pub jwt_secret: Option<SecretString>,
 
+    #[command(flatten)]
+    pub encryption: EncryptionKeysConfig,
+}
+
+/// The keys stored credentials are sealed and opened with (API and worker).
+#[derive(Debug, Clone, Default, Args)]
+pub struct EncryptionKeysConfig {
     /// Key that encrypts stored credentials (at least 32 characters).
     #[arg(long, env = "KAI_ENCRYPTION_KEY", value_name = "KAI_ENCRYPTION_KEY",
           hide_env_values = true, value_parser = parse_secret)]
@@ -88,9 +95,29 @@ pub struct SecretsConfig {
     /// Keys that encrypted credentials before the current one, comma-separated: they still
     /// decrypt until `kai-api rotate-credentials` has re-encrypted everything under
     /// `KAI_ENCRYPTION_KEY`, and can then be removed.
+    /// Empty (or unset) when there is none.
     #[arg(long, env = "KAI_ENCRYPTION_KEYS_PREVIOUS", value_name = "KAI_ENCRYPTION_KEYS_PREVIOUS",
-          hide_env_values = true, value_delimiter = ',', value_parser = parse_secret)]
-    pub encryption_keys_previous: Vec<SecretString>,
+          hide_env_values = true, default_value = "", value_parser = parse_secret_list)]
+    pub encryption_keys_previous: SecretList,
+}
+
+impl EncryptionKeysConfig {
+    /// The key ring under the environment's rules (production requires `KAI_ENCRYPTION_KEY`).
+    pub fn key_ring(
+        &self,
+        environment: Environment,
+    ) -> Result<crate::credentials::KeyRing, MissingSecret> {
+        let current = pick(
+            &self.encryption_key,
+            "KAI_ENCRYPTION_KEY",
+            DEV_ENCRYPTION_KEY,
+            environment,
+        )?;
+        Ok(crate::credentials::KeyRing::new(
+            &current,
+            &self.encryption_keys_previous.0,
+        ))
+    }
 }
 
 /// Secrets after the environment's rules were applied.
@@ -126,12 +153,12 @@ impl SecretsConfig {
                 environment,
             )?,
             encryption_key: pick(
-                &self.encryption_key,
+                &self.encryption.encryption_key,
                 "KAI_ENCRYPTION_KEY",
                 DEV_ENCRYPTION_KEY,
                 environment,
             )?,
-            encryption_keys_previous: self.encryption_keys_previous.clone(),
+            encryption_keys_previous: self.encryption.encryption_keys_previous.0.clone(),
         })
     }
 }
@@ -202,6 +229,20 @@ fn parse_prefix(value: &str) -> Result<String, String> {
     }
 }
 
+/// Secrets given as one comma-separated value; empty entries are ignored.
+#[derive(Debug, Clone, Default)]
+pub struct SecretList(pub Vec<SecretString>);
+
+fn parse_secret_list(value: &str) -> Result<SecretList, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(parse_secret)
+        .collect::<Result<_, _>>()
+        .map(SecretList)
+}
+
 fn parse_secret(value: &str) -> Result<SecretString, String> {
     if value.len() < MIN_SECRET_LEN {
         return Err(format!("must be at least {MIN_SECRET_LEN} characters"));
@@ -243,8 +284,7 @@ mod tests {
     fn production_requires_secrets() {
         let config = SecretsConfig {
             jwt_secret: None,
-            encryption_key: None,
-            encryption_keys_previous: Vec::new(),
+            encryption: EncryptionKeysConfig::default(),
         };
         let err = config.resolve(Environment::Production).unwrap_err();
         assert_eq!(err.variable, "KAI_JWT_SECRET");

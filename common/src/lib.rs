@@ -1,6 +1,7 @@
 //! What the KAI-Fusion API, worker and scheduler share: configuration, telemetry, database and
 //! NATS access, job messages, the workflow model and health checks.
 
+pub mod compute;
 pub mod config;
 pub mod credentials;
 pub mod db;

@@ -22,6 +22,11 @@ impl Names {
         }
     }
 
+    /// The deployment's prefix (also the namespace of its Redis keys).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn upper(&self) -> String {
         self.prefix.to_ascii_uppercase().replace('-', "_")
     }

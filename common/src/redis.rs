@@ -42,3 +42,41 @@ pub async fn ping(pool: &Pool, timeout: Duration) -> Result<(), RedisError> {
         .await
         .map_err(|_| RedisError::Timeout(timeout))?
 }
+
+/// A cached value, or `None` when absent or Redis is unavailable (a cache miss, never an error).
+pub async fn cached(pool: &Pool, key: &str, timeout: Duration) -> Option<String> {
+    let read = async {
+        let mut conn = pool.get().await?;
+        let value: Option<String> = deadpool_redis::redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await?;
+        Ok::<_, RedisError>(value)
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(value)) => value,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "cache read failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Caches `value` for `ttl`, best effort (a failure only costs a later miss).
+pub async fn cache(pool: &Pool, key: &str, value: &str, ttl: Duration, timeout: Duration) {
+    let write = async {
+        let mut conn = pool.get().await?;
+        let () = deadpool_redis::redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async(&mut conn)
+            .await?;
+        Ok::<_, RedisError>(())
+    };
+    if let Ok(Err(e)) = tokio::time::timeout(timeout, write).await {
+        tracing::debug!(error = %e, "cache write failed");
+    }
+}

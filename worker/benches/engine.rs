@@ -102,6 +102,7 @@ fn bench(c: &mut Criterion) {
     let input = RunInput {
         trigger: json!({"data": {"hello": "world"}}).into(),
         services: Default::default(),
+        run: Default::default(),
     };
 
     c.bench_function("engine: plan a 50-node graph", |b| b.iter(|| graph(false)));

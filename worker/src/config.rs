@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use kai_common::config::{CommonConfig, parse_positive, parse_seconds};
+use kai_common::config::{CommonConfig, EncryptionKeysConfig, parse_positive, parse_seconds};
 use kai_common::healthcheck::HealthcheckArgs;
-use kai_common::outbound::AllowedHosts;
+use kai_common::outbound::OutboundConfig;
 
 /// The command line: a subcommand, or none to run.
 #[derive(Debug, Clone, Parser)]
@@ -50,12 +50,11 @@ pub struct WorkerConfig {
           default_value = "256", value_parser = parse_positive)]
     pub concurrency: usize,
 
-    /// Hosts, addresses and CIDR networks that node HTTP calls (custom node types, and later
-    /// HTTP and model nodes) may reach although the SSRF guard refuses internal addresses,
-    /// comma-separated: e.g. a model server the operator runs on purpose.
-    #[arg(long, env = "KAI_HTTP_ALLOWED_HOSTS", value_name = "KAI_HTTP_ALLOWED_HOSTS",
-          default_value = "", value_parser = parse_allowed_hosts)]
-    pub http_allowed_hosts: AllowedHosts,
+    #[command(flatten)]
+    pub outbound: OutboundConfig,
+
+    #[command(flatten)]
+    pub encryption: EncryptionKeysConfig,
 
     /// Bytes of job messages this worker holds at once (payloads of the jobs it runs); further
     /// jobs wait in the queue until there is room. A run holds a few times its payload in
@@ -121,8 +120,4 @@ impl EventsMode {
             EventsMode::Off => false,
         }
     }
-}
-
-fn parse_allowed_hosts(text: &str) -> Result<AllowedHosts, String> {
-    text.parse()
 }

@@ -9,7 +9,7 @@ use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 use kai_common::jobs::{ExecutionReply, ExecutionStatus, JobMessage};
 use kai_common::nats::Names;
-use kai_common::nodes::services::NodeServices;
+use kai_common::nodes::services::{NodeServices, RunIds};
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -197,6 +197,11 @@ impl JobHandler {
                 let input = RunInput {
                     trigger: job.trigger.clone(),
                     services: self.services.clone(),
+                    run: RunIds {
+                        owner: job.user_id,
+                        workflow: job.workflow_id,
+                        execution: job.execution_id,
+                    },
                 };
                 if self.events_mode.covers(job.trigger_type) {
                     let mut started = self.events.event(&job, EventKind::ExecutionStarted);

@@ -13,7 +13,7 @@ use futures::stream::FuturesUnordered;
 use kai_common::jobs::{ExecutionStatus, WebhookResponse};
 use kai_common::json::SharedValue;
 use kai_common::nodes::retry::retry_delay;
-use kai_common::nodes::services::NodeServices;
+use kai_common::nodes::services::{NodeServices, RunIds};
 use kai_common::nodes::{NodeContext, NodeError, NodeOutput, ProviderContext, Providers};
 use kai_common::workflow::Graph;
 use kai_common::workflow::template::TemplateScope;
@@ -26,6 +26,8 @@ pub struct RunInput {
     pub trigger: SharedValue,
     /// The worker process's run-time services, handed to every node.
     pub services: Arc<NodeServices>,
+    /// Whose run it is.
+    pub run: RunIds,
 }
 
 /// One node's recorded run.
@@ -141,11 +143,13 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                     let node_scope = graph.needs_scope(index).then(|| scope.clone());
                     let trigger = &input.trigger;
                     let services = &*input.services;
+                    let run = &input.run;
                     running.push(async move {
                         observer.node_started(graph.node_id(index), graph.type_name(index));
                         let started = Utc::now();
                         let scope = node_scope.as_ref().unwrap_or(&EMPTY_SCOPE);
-                        let (result, attempts) = match build_providers(graph, index, scope).await {
+                        let built = build_providers(graph, index, scope, run, services).await;
+                        let (result, attempts) = match built {
                             Ok(providers) => {
                                 let step = Step {
                                     graph,
@@ -155,6 +159,7 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                                     scope,
                                     providers: &providers,
                                     services,
+                                    run,
                                 };
                                 let (result, attempts) = run_with_policy(step).await;
                                 (result.map_err(NodeFailure::own), attempts)
@@ -265,16 +270,20 @@ fn build_providers<'a>(
     graph: &'a Graph,
     index: usize,
     scope: &'a TemplateScope,
+    run: &'a RunIds,
+    services: &'a NodeServices,
 ) -> BoxFuture<'a, Result<Providers, NodeFailure>> {
     Box::pin(async move {
         let mut providers = Providers::none();
         for edge in graph.providers(index) {
-            let own = build_providers(graph, edge.source, scope).await?;
+            let own = build_providers(graph, edge.source, scope, run, services).await?;
             let context = ProviderContext {
                 node_id: graph.node_id(edge.source),
                 config: graph.node_config(edge.source),
                 scope,
                 providers: &own,
+                run,
+                services,
             };
             let provided = graph
                 .definition(edge.source)
@@ -299,6 +308,7 @@ struct Step<'a> {
     scope: &'a TemplateScope,
     providers: &'a Providers,
     services: &'a NodeServices,
+    run: &'a RunIds,
 }
 
 /// Runs one node under its policy: each attempt bounded by the timeout, a retryable failure
@@ -314,6 +324,7 @@ async fn run_with_policy(step: Step<'_>) -> (Result<NodeOutput, NodeError>, u32)
         scope,
         providers,
         services,
+        run,
     } = step;
     let definition = graph.definition(index);
     let mut policy = definition.policy(graph.node_config(index));
@@ -334,6 +345,8 @@ async fn run_with_policy(step: Step<'_>) -> (Result<NodeOutput, NodeError>, u32)
             trigger,
             scope,
             providers,
+            run,
+            attempt,
             services,
         };
         let outcome = match tokio::time::timeout(policy.timeout, definition.execute(context)).await
@@ -484,6 +497,7 @@ mod tests {
             &RunInput {
                 trigger: json!({"data": {"a": 1}}).into(),
                 services: Default::default(),
+                run: Default::default(),
             },
         )
         .await;
@@ -504,6 +518,7 @@ mod tests {
             &RunInput {
                 trigger: json!(1).into(),
                 services: Default::default(),
+                run: Default::default(),
             },
         )
         .await;
@@ -532,6 +547,7 @@ mod tests {
             &RunInput {
                 trigger: trigger.clone().into(),
                 services: Default::default(),
+                run: Default::default(),
             },
         )
         .await;
@@ -548,6 +564,7 @@ mod tests {
             &RunInput {
                 trigger: trigger.into(),
                 services: Default::default(),
+                run: Default::default(),
             },
         )
         .await;
@@ -572,6 +589,7 @@ mod tests {
             &RunInput {
                 trigger: Value::Null.into(),
                 services: Default::default(),
+                run: Default::default(),
             },
         )
         .await;
@@ -603,6 +621,7 @@ mod tests {
             &RunInput {
                 trigger: json!({"data": {}}).into(),
                 services: Default::default(),
+                run: Default::default(),
             },
         )
         .await;
@@ -781,6 +800,7 @@ mod tests {
                 &RunInput {
                     trigger: json!({}).into(),
                     services: Default::default(),
+                    run: Default::default(),
                 },
             )
             .await;
@@ -802,6 +822,7 @@ mod tests {
                 &RunInput {
                     trigger: json!({}).into(),
                     services: Default::default(),
+                    run: Default::default(),
                 },
             )
             .await;
@@ -823,6 +844,7 @@ mod tests {
                 &RunInput {
                     trigger: json!({}).into(),
                     services: Default::default(),
+                    run: Default::default(),
                 },
             )
             .await;
@@ -839,6 +861,7 @@ mod tests {
                 &RunInput {
                     trigger: json!({}).into(),
                     services: Default::default(),
+                    run: Default::default(),
                 },
             )
             .await;
@@ -859,6 +882,7 @@ mod tests {
                 &RunInput {
                     trigger: json!({}).into(),
                     services: Default::default(),
+                    run: Default::default(),
                 },
             )
             .await;
@@ -1037,6 +1061,7 @@ mod tests {
                 &RunInput {
                     trigger: json!({"data": {"mood": "Cheerfully"}}).into(),
                     services: Default::default(),
+                    run: Default::default(),
                 },
             )
             .await;
@@ -1067,6 +1092,7 @@ mod tests {
                 &RunInput {
                     trigger: Value::Null.into(),
                     services: Default::default(),
+                    run: Default::default(),
                 },
             )
             .await;

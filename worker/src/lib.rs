@@ -21,6 +21,7 @@ use anyhow::Context;
 use kai_common::health::{self, Dependencies};
 use kai_common::nats::{self, ConsumerSettings, Names};
 use kai_common::nodes::breaker::BreakerSettings;
+use kai_common::nodes::services::NodeServices;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -35,11 +36,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     kai_common::metrics::handle();
-    kai_common::nodes::breaker::breakers().configure(BreakerSettings {
-        failures: u32::try_from(config.breaker_failures).unwrap_or(u32::MAX),
-        open_for: config.breaker_open,
-    });
     let common = &config.common;
+    // Refuse to start without the credential key in production before touching anything.
+    let credential_keys = Arc::new(config.encryption.key_ring(common.environment)?);
     let db = kai_common::db::connect(&common.database_url, common.database_max_connections as u32)
         .await
         .context("DATABASE_URL")?;
@@ -70,16 +69,20 @@ pub async fn run(
     let health_shutdown = CancellationToken::new();
     let health_server = tokio::spawn(serve_health(listener, deps, health_shutdown.clone()));
 
+    let breakers = BreakerSettings {
+        failures: u32::try_from(config.breaker_failures).unwrap_or(u32::MAX),
+        open_for: config.breaker_open,
+    };
+    let (services, http_logs) = NodeServices::new(&config.outbound, breakers)
+        .context("building the HTTP client for nodes")?
+        .with_database(db.clone(), credential_keys);
     let handler = JobHandler::new(
         db.clone(),
         nats_client.clone(),
         js.clone(),
         names.clone(),
         settings.max_deliver,
-        Arc::new(
-            kai_common::nodes::services::NodeServices::new(config.http_allowed_hosts.clone())
-                .context("building the HTTP client for nodes")?,
-        ),
+        Arc::new(services),
     )
     .with_events_mode(config.execution_events);
     let max_payload = nats_client.max_payload();
@@ -98,6 +101,8 @@ pub async fn run(
         "worker started"
     );
     consumer.run(shutdown).await;
+    // The consumer held the last node services: the HTTP log writer drains and stops.
+    http_logs.finish(std::time::Duration::from_secs(10)).await;
 
     health_shutdown.cancel();
     let _ = health_server.await;

@@ -28,6 +28,7 @@ pub enum Listing {
     WebhookLogs = 2,
     DeadLetters = 3,
     ScheduledJobRuns = 4,
+    HttpLogs = 5,
 }
 
 /// The position after a row: its sort time and, for rows sharing that time, its id.

@@ -1,12 +1,14 @@
 //! The HTTP API: one file per resource, assembled into one OpenAPI service.
 
 pub mod auth;
+pub mod credential_tests;
 pub mod credentials;
 pub mod cursor;
 pub mod dead_letters;
 pub mod execution_events;
 pub mod executions;
 pub mod health;
+pub mod http_tools;
 pub mod ingress;
 pub mod ingress_answer;
 pub mod nodes;
@@ -39,6 +41,8 @@ pub enum ApiTags {
     Executions,
     /// Secrets for the services workflows call, stored encrypted.
     Credentials,
+    /// Trying HTTP requests and reading the calls workflows made.
+    Tools,
     /// The node types workflows are built from.
     Nodes,
     /// Webhook endpoints and webhook ingress.
@@ -51,7 +55,11 @@ pub enum ApiTags {
 
 pub type Apis = (
     auth::AuthApi,
-    credentials::CredentialsApi,
+    (
+        credentials::CredentialsApi,
+        credential_tests::CredentialTestsApi,
+        http_tools::HttpToolsApi,
+    ),
     workflows::WorkflowsApi,
     workflow_nodes::WorkflowNodesApi,
     (executions::ExecutionsApi, dead_letters::DeadLettersApi),
@@ -80,9 +88,17 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
             auth::AuthApi {
                 state: state.clone(),
             },
-            credentials::CredentialsApi {
-                state: state.clone(),
-            },
+            (
+                credentials::CredentialsApi {
+                    state: state.clone(),
+                },
+                credential_tests::CredentialTestsApi {
+                    state: state.clone(),
+                },
+                http_tools::HttpToolsApi {
+                    state: state.clone(),
+                },
+            ),
             workflows::WorkflowsApi {
                 state: state.clone(),
             },

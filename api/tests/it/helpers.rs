@@ -78,7 +78,8 @@ impl TestApp {
             max_deliver: 5,
             max_inflight_bytes: 64 << 20,
             // Test services (custom node endpoints) listen on loopback.
-            http_allowed_hosts: "127.0.0.1".parse().unwrap(),
+            outbound: kai_common::outbound::OutboundConfig::allowing("127.0.0.1"),
+            encryption: Default::default(),
             execution_events: kai_worker::config::EventsMode::All,
         };
         adjust(&mut config);
@@ -146,6 +147,19 @@ impl TestApp {
             .as_str()
             .unwrap()
             .to_owned()
+    }
+
+    /// Stores a credential and returns its id.
+    pub async fn credential(&self, token: &str, name: &str, kind: &str, data: Value) -> String {
+        let (status, created) = self
+            .post_json(
+                "/api/v1/credentials",
+                token,
+                &json!({"name": name, "service_type": kind, "data": data}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        created["id"].as_str().unwrap().to_owned()
     }
 
     pub async fn create_workflow(&self, token: &str, body: &Value) -> Value {

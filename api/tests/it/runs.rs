@@ -292,7 +292,7 @@ async fn custom_node_types_run_against_their_endpoint_with_timeouts_and_retries(
 async fn a_custom_node_whose_endpoint_is_internal_fails_naming_the_ssrf_guard_without_retries() {
     let mut app = TestApp::spawn_api_only().await;
     // This worker's guard allows nothing internal (the default of a deployment).
-    app.start_worker_with(|config| config.http_allowed_hosts = Default::default())
+    app.start_worker_with(|config| config.outbound.http_allowed_hosts = Default::default())
         .await;
     let service = FakeNodeService::start().await;
     let token = app.user("ssrf@example.com").await;

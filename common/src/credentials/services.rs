@@ -43,7 +43,7 @@ pub const SERVICE_TYPES: &[ServiceType] = &[
         secrets: &["api_key"],
         optional_secrets: &[],
         fields: &[],
-        optional_fields: &[],
+        optional_fields: &["base_url"],
         hinted: "api_key",
     },
     ServiceType {

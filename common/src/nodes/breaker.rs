@@ -5,7 +5,7 @@
 //! each run a fast failure, not a timeout per attempt, and gets room to recover.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::NodeError;
@@ -48,17 +48,11 @@ impl State {
     }
 }
 
-/// The breakers of one process, one per host.
+/// The breakers of one process (see `NodeServices`), one per host.
+#[derive(Debug)]
 pub struct Breakers {
     settings: Mutex<BreakerSettings>,
     hosts: Mutex<HashMap<String, State>>,
-}
-
-static BREAKERS: LazyLock<Breakers> = LazyLock::new(|| Breakers::new(BreakerSettings::default()));
-
-/// The process's breakers.
-pub fn breakers() -> &'static Breakers {
-    &BREAKERS
 }
 
 impl Breakers {

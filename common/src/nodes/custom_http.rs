@@ -11,7 +11,6 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::breaker::breakers;
 use super::{
     ConfigError, NodeCategory, NodeContext, NodeDefinition, NodeError, NodeOutput, RunPolicy,
 };
@@ -299,10 +298,10 @@ impl NodeDefinition for HttpNodeType {
             });
             // The endpoint is a URL its author chose: it passes the SSRF guard, and a refusal is
             // a configuration error (never retried).
-            let http = &ctx.services.http;
+            let http = ctx.services.outbound.client(true);
             http.check_url(&self.url)
                 .map_err(|e| NodeError::Configuration(format!("the endpoint: {e}")))?;
-            let call = breakers().call(&host_of(&self.url))?;
+            let call = ctx.services.breakers.call(&host_of(&self.url))?;
             // The URL is not quoted in errors: it may carry credentials.
             let response = http
                 .client()

@@ -6,6 +6,7 @@ mod condition;
 pub mod custom_http;
 pub mod custom_store;
 mod end;
+mod http_request;
 mod registry;
 mod respond_to_webhook;
 pub mod retry;
@@ -233,6 +234,10 @@ pub struct ProviderContext<'a> {
     pub scope: &'a TemplateScope,
     /// The providers this provider consumes itself (a retriever's embedder, say).
     pub providers: &'a Providers,
+    /// Whose run it is built for.
+    pub run: &'a services::RunIds,
+    /// The worker process's run-time services.
+    pub services: &'a services::NodeServices,
 }
 
 /// What a node sees when it runs.
@@ -249,7 +254,11 @@ pub struct NodeContext<'a> {
     pub scope: &'a TemplateScope,
     /// The providers its provider inputs receive.
     pub providers: &'a Providers,
-    /// The worker process's run-time services (the guarded HTTP client).
+    /// Whose run it is (owner, workflow, execution).
+    pub run: &'a services::RunIds,
+    /// Which attempt this is (1 for the first; retries count up).
+    pub attempt: u32,
+    /// The worker process's run-time services (guarded HTTP, credentials, logs, database).
     pub services: &'a services::NodeServices,
 }
 

@@ -12,6 +12,7 @@ static NODES: LazyLock<Vec<NodeType>> = LazyLock::new(|| {
         Arc::new(super::end::End),
         Arc::new(super::condition::Condition),
         Arc::new(super::respond_to_webhook::RespondToWebhook),
+        Arc::new(super::http_request::HttpRequest),
     ]
 });
 

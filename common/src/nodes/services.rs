@@ -1,33 +1,94 @@
 //! What nodes get at run time from the worker process that runs them, built once per process and
 //! handed to every node through its `NodeContext`: a node never reaches a global.
 
-use std::time::Duration;
+use std::sync::Arc;
 
-use crate::outbound::{AllowedHosts, GuardedClient};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::NodeError;
+use super::breaker::{BreakerSettings, Breakers};
+use crate::compute::ComputePool;
+use crate::credentials::{Credential, CredentialError, CredentialStore, KeyRing};
+use crate::outbound::OutboundConfig;
+use crate::outbound::call::Outbound;
+use crate::outbound::request_log::{HttpLogSink, HttpLogWriter};
 
 /// The run-time services of a worker process.
 #[derive(Debug, Clone)]
 pub struct NodeServices {
-    /// The one HTTP client for URLs workflow authors control, behind the SSRF guard.
-    pub http: GuardedClient,
+    /// The HTTP clients for URLs workflow authors control, behind the SSRF guard, and the
+    /// response size limit.
+    pub outbound: Outbound,
+    /// One circuit breaker per external host.
+    pub breakers: Arc<Breakers>,
+    /// Opens the credential a node references, for the run's owner only (`None` without a
+    /// database: unit tests).
+    pub credentials: Option<CredentialStore>,
+    /// Where HTTP calls are logged (`http_request_logs`).
+    pub http_logs: HttpLogSink,
+    /// The database, for nodes that store (memories, vector stores).
+    pub db: Option<PgPool>,
+    /// Where CPU-heavy node work runs, bounded, off the async runtime.
+    pub compute: ComputePool,
 }
 
 impl NodeServices {
-    /// Services whose guard lets through only `allowed` of the internal addresses.
-    pub fn new(allowed: AllowedHosts) -> reqwest::Result<Self> {
-        crate::tls::install_crypto_provider();
-        let builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("kai-fusion-worker/", env!("CARGO_PKG_VERSION")));
+    /// Services without a database: HTTP only, nothing logged, no credentials.
+    pub fn new(outbound: &OutboundConfig, breakers: BreakerSettings) -> reqwest::Result<Self> {
+        let user_agent = concat!("kai-fusion-worker/", env!("CARGO_PKG_VERSION"));
         Ok(Self {
-            http: GuardedClient::new(allowed, builder)?,
+            outbound: Outbound::new(outbound, user_agent)?,
+            breakers: Arc::new(Breakers::new(breakers)),
+            credentials: None,
+            http_logs: HttpLogSink::discard(),
+            db: None,
+            compute: ComputePool::default(),
+        })
+    }
+
+    /// The same services with `db`: credentials opened with `keys`, HTTP calls logged by the
+    /// returned writer (finish it at shutdown).
+    pub fn with_database(mut self, db: PgPool, keys: Arc<KeyRing>) -> (Self, HttpLogWriter) {
+        let (sink, writer) = HttpLogSink::start(db.clone());
+        self.credentials = Some(CredentialStore::new(db.clone(), keys));
+        self.http_logs = sink;
+        self.db = Some(db);
+        (self, writer)
+    }
+
+    /// Credential `id` of the run's owner, opened; a missing or foreign one is a credential
+    /// error naming the node, never the secret.
+    pub async fn credential(
+        &self,
+        run: &RunIds,
+        node_id: &str,
+        id: &str,
+    ) -> Result<Credential, NodeError> {
+        let store = self.credentials.as_ref().ok_or_else(|| {
+            NodeError::Credential(format!(
+                "node {node_id}: no credential store in this process"
+            ))
+        })?;
+        store.open(run.owner, id).await.map_err(|e| match e {
+            CredentialError::Database(..) => NodeError::Network(format!("node {node_id}: {e}")),
+            other => NodeError::Credential(format!("node {node_id}: {other}")),
         })
     }
 }
 
 impl Default for NodeServices {
-    /// Nothing internal allowed.
+    /// Nothing internal allowed, no database.
     fn default() -> Self {
-        Self::new(AllowedHosts::default()).expect("the default HTTP client builds")
+        Self::new(&OutboundConfig::default(), BreakerSettings::default())
+            .expect("the default HTTP client builds")
     }
+}
+
+/// Whose run this is: what a node's records and credential lookups are scoped by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunIds {
+    pub owner: Uuid,
+    pub workflow: Uuid,
+    pub execution: Uuid,
 }

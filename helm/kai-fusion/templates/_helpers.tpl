@@ -36,6 +36,7 @@ api:
     REDIS_URL: redisUrl
     KAI_JWT_SECRET: jwtSecret
     KAI_ENCRYPTION_KEY: encryptionKey
+    KAI_ENCRYPTION_KEYS_PREVIOUS: encryptionKeysPrevious
 worker:
   binary: kai-worker
   port: 9101
@@ -44,6 +45,8 @@ worker:
     DATABASE_URL: databaseUrl
     NATS_URL: natsUrl
     REDIS_URL: redisUrl
+    KAI_ENCRYPTION_KEY: encryptionKey
+    KAI_ENCRYPTION_KEYS_PREVIOUS: encryptionKeysPrevious
 scheduler:
   binary: kai-scheduler
   port: 9102
@@ -133,10 +136,13 @@ KAI_PUBLIC_URL: {{ $v.publicUrl | quote }}
 KAI_JWT_TTL_SECS: {{ $v.jwtTtlSeconds | int64 | quote }}
 KAI_TRUSTED_PROXIES: {{ $v.trustedProxies | quote }}
 KAI_API_MAX_INFLIGHT_BODY_BYTES: {{ $v.maxInflightBodyBytes | int64 | quote }}
+KAI_HTTP_ALLOWED_HOSTS: {{ $v.httpAllowedHosts | quote }}
+KAI_HTTP_MAX_RESPONSE_BYTES: {{ $g.httpMaxResponseBytes | int64 | quote }}
 {{- else if eq .component "worker" }}
 KAI_WORKER_CONCURRENCY: {{ $v.concurrency | int64 | quote }}
 KAI_WORKER_MAX_INFLIGHT_BYTES: {{ $v.maxInflightBytes | int64 | quote }}
 KAI_HTTP_ALLOWED_HOSTS: {{ $v.httpAllowedHosts | quote }}
+KAI_HTTP_MAX_RESPONSE_BYTES: {{ $g.httpMaxResponseBytes | int64 | quote }}
 KAI_JOB_ACK_WAIT_SECS: {{ $v.ackWaitSeconds | int64 | quote }}
 KAI_WORKER_DRAIN_SECS: {{ $v.drainSeconds | int64 | quote }}
 KAI_JOB_MAX_DELIVER: {{ $v.maxDeliver | int64 | quote }}

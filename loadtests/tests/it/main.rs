@@ -99,7 +99,8 @@ fn worker_config(env: &TestEnv, addr: std::net::SocketAddr) -> WorkerConfig {
         max_deliver: 5,
         max_inflight_bytes: 64 << 20,
         // Test services (custom node endpoints) listen on loopback.
-        http_allowed_hosts: "127.0.0.1".parse().unwrap(),
+        outbound: kai_common::outbound::OutboundConfig::allowing("127.0.0.1"),
+        encryption: Default::default(),
         execution_events: EventsMode::All,
     }
 }

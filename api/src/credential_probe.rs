@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use kai_common::credentials::Credential;
 use kai_common::outbound::auth::Auth;
-use kai_common::outbound::call::{self, CallError, HttpCall, Outbound, Oversize};
+use kai_common::outbound::call::{self, CallError, HttpCall, Method, Outbound, Oversize};
 use kai_common::outbound::redact::Redactor;
-use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 

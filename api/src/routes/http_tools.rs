@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kai_common::outbound::auth::Auth;
-use kai_common::outbound::call::{self, CallError, HttpCall, Oversize};
+use kai_common::outbound::call::{self, CallError, HttpCall, Method, Oversize};
 use kai_common::outbound::redact::Redactor;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
-use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 use sqlx::{Postgres, QueryBuilder};

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
+pub use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 

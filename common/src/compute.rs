@@ -40,9 +40,12 @@ impl ComputePool {
 }
 
 impl Default for ComputePool {
-    /// One slot per core.
+    /// Two slots per core, at least four: a few runs of heavy user code share the cores (the OS
+    /// time-slices them) instead of queueing every other run's code behind them, while the
+    /// async runtime's threads stay free either way.
     fn default() -> Self {
-        Self::new(std::thread::available_parallelism().map_or(2, usize::from))
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Self::new((2 * cores).max(4))
     }
 }
 

@@ -19,6 +19,8 @@ pub enum EventKind {
     NodeCompleted,
     NodeFailed,
     NodeSkipped,
+    /// Something a running node reported (a streamed token, a step), in `output`.
+    NodeProgress,
     ExecutionCompleted,
     ExecutionFailed,
 }
@@ -32,6 +34,7 @@ impl EventKind {
             EventKind::NodeCompleted => "node_completed",
             EventKind::NodeFailed => "node_failed",
             EventKind::NodeSkipped => "node_skipped",
+            EventKind::NodeProgress => "node_progress",
             EventKind::ExecutionCompleted => "execution_completed",
             EventKind::ExecutionFailed => "execution_failed",
         }

@@ -15,6 +15,7 @@ pub mod nats;
 pub mod nodes;
 pub mod outbound;
 pub mod redis;
+pub mod sandbox;
 pub mod schedule;
 pub mod shutdown;
 pub mod telemetry;

@@ -14,7 +14,9 @@ use kai_common::jobs::{ExecutionStatus, WebhookResponse};
 use kai_common::json::SharedValue;
 use kai_common::nodes::retry::retry_delay;
 use kai_common::nodes::services::{NodeServices, RunIds};
-use kai_common::nodes::{NodeContext, NodeError, NodeOutput, ProviderContext, Providers};
+use kai_common::nodes::{
+    NodeContext, NodeError, NodeEvents, NodeOutput, ProviderContext, Providers,
+};
 use kai_common::workflow::Graph;
 use kai_common::workflow::template::TemplateScope;
 use serde_json::{Map, Value, json};
@@ -81,8 +83,9 @@ fn base_scope(trigger: &SharedValue) -> TemplateScope {
     scope
 }
 
-/// Told about a run's progress as it happens (the worker publishes it as execution events).
-pub trait Observer: Sync {
+/// Told about a run's progress as it happens (the worker publishes it as execution events),
+/// including what its nodes report themselves (`NodeEvents`).
+pub trait Observer: NodeEvents {
     fn node_started(&self, node_id: &str, node_type: &str);
     fn node_settled(&self, node: &NodeRun);
 }
@@ -93,6 +96,10 @@ pub struct Unobserved;
 impl Observer for Unobserved {
     fn node_started(&self, _node_id: &str, _node_type: &str) {}
     fn node_settled(&self, _node: &NodeRun) {}
+}
+
+impl NodeEvents for Unobserved {
+    fn progress(&self, _node_id: &str, _data: &Value) {}
 }
 
 /// Runs `graph` to completion.
@@ -160,6 +167,7 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                                     providers: &providers,
                                     services,
                                     run,
+                                    events: observer,
                                 };
                                 let (result, attempts) = run_with_policy(step).await;
                                 (result.map_err(NodeFailure::own), attempts)
@@ -309,6 +317,7 @@ struct Step<'a> {
     providers: &'a Providers,
     services: &'a NodeServices,
     run: &'a RunIds,
+    events: &'a dyn NodeEvents,
 }
 
 /// Runs one node under its policy: each attempt bounded by the timeout, a retryable failure
@@ -325,6 +334,7 @@ async fn run_with_policy(step: Step<'_>) -> (Result<NodeOutput, NodeError>, u32)
         providers,
         services,
         run,
+        events,
     } = step;
     let definition = graph.definition(index);
     let mut policy = definition.policy(graph.node_config(index));
@@ -347,6 +357,7 @@ async fn run_with_policy(step: Step<'_>) -> (Result<NodeOutput, NodeError>, u32)
             providers,
             run,
             attempt,
+            events,
             services,
         };
         let outcome = match tokio::time::timeout(policy.timeout, definition.execute(context)).await
@@ -708,17 +719,19 @@ mod tests {
                     }
                     fn execute<'a>(
                         &'a self,
-                        _ctx: NodeContext<'a>,
+                        ctx: NodeContext<'a>,
                     ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
-                        let body: fn(&'a $ty) -> BoxFuture<'a, Result<NodeOutput, NodeError>> =
-                            $body;
-                        body(self)
+                        let body: fn(
+                            &'a $ty,
+                            NodeContext<'a>,
+                        ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> = $body;
+                        body(self, ctx)
                     }
                 }
             };
         }
 
-        probe!(Flaky, "Flaky", |_| async move {
+        probe!(Flaky, "Flaky", |_, _| async move {
             if FLAKY_CALLS.fetch_add(1, Ordering::SeqCst) < 2 {
                 Err(NodeError::Network("connection reset".into()))
             } else {
@@ -726,18 +739,18 @@ mod tests {
             }
         }
         .boxed());
-        probe!(Slow, "Slow", |_| async move {
+        probe!(Slow, "Slow", |_, _| async move {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok(NodeOutput::all(json!("too late")))
         }
         .boxed());
-        probe!(Refused, "Refused", |_| async move {
+        probe!(Refused, "Refused", |_, _| async move {
             REFUSED_CALLS.fetch_add(1, Ordering::SeqCst);
             Err(NodeError::Credential("the API key was refused".into()))
         }
         .boxed());
 
-        probe!(Throttled, "Throttled", |_| async move {
+        probe!(Throttled, "Throttled", |_, _| async move {
             if THROTTLED_CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
                 Err(NodeError::RateLimited(
                     "429".into(),
@@ -756,7 +769,7 @@ mod tests {
                 max_attempts: 1,
                 ..probe_policy()
             },
-            |_| async move {
+            |_, _| async move {
                 if FRAGILE_CALLS.fetch_add(1, Ordering::SeqCst) < 2 {
                     Err(NodeError::Network("connection reset".into()))
                 } else {
@@ -765,6 +778,52 @@ mod tests {
             }
             .boxed()
         );
+
+        /// Reports two pieces of progress while it runs.
+        struct Reporter;
+        probe!(Reporter, "Reporter", |_, ctx| async move {
+            ctx.events.progress(ctx.node_id, &json!({"token": "Hel"}));
+            ctx.events.progress(ctx.node_id, &json!({"token": "lo"}));
+            Ok(NodeOutput::all(json!("Hello")))
+        }
+        .boxed());
+
+        /// Records the progress nodes report.
+        #[derive(Default)]
+        struct Recorder {
+            progress: std::sync::Mutex<Vec<(String, Value)>>,
+        }
+
+        impl NodeEvents for Recorder {
+            fn progress(&self, node_id: &str, data: &Value) {
+                let mut progress = self.progress.lock().unwrap();
+                progress.push((node_id.to_owned(), data.clone()));
+            }
+        }
+
+        impl Observer for Recorder {
+            fn node_started(&self, _: &str, _: &str) {}
+            fn node_settled(&self, _: &NodeRun) {}
+        }
+
+        #[tokio::test]
+        async fn what_a_node_reports_while_it_runs_reaches_the_run_s_observer() {
+            let recorder = Recorder::default();
+            let input = RunInput {
+                trigger: json!({}).into(),
+                services: Default::default(),
+                run: Default::default(),
+            };
+            let record = run_observed(&probe_graph("Reporter"), &input, &recorder).await;
+            assert_eq!(record.status, ExecutionStatus::Completed);
+            assert_eq!(
+                *recorder.progress.lock().unwrap(),
+                [
+                    ("probe".to_owned(), json!({"token": "Hel"})),
+                    ("probe".to_owned(), json!({"token": "lo"}))
+                ]
+            );
+        }
 
         fn probe_graph(probe: &str) -> Graph {
             probe_graph_with(probe, json!(null))
@@ -784,6 +843,7 @@ mod tests {
                 "Refused" => Some(Arc::new(Refused) as NodeType),
                 "Throttled" => Some(Arc::new(Throttled) as NodeType),
                 "Fragile" => Some(Arc::new(Fragile) as NodeType),
+                "Reporter" => Some(Arc::new(Reporter) as NodeType),
                 other => kai_common::nodes::find(other),
             })
             .unwrap()

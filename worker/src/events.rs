@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use kai_common::events::{EventKind, ExecutionEvent};
 use kai_common::nats::Names;
+use kai_common::nodes::NodeEvents;
 use tokio::sync::mpsc;
 
 use crate::engine::{NodeRun, Observer};
@@ -55,6 +56,14 @@ impl EventBus {
 pub struct RunEvents<'a> {
     pub bus: &'a EventBus,
     pub job: &'a RunRequest,
+}
+
+impl NodeEvents for RunEvents<'_> {
+    fn progress(&self, node_id: &str, data: &serde_json::Value) {
+        let mut event = self.bus.event(self.job, EventKind::NodeProgress);
+        event.node_id = Some(node_id.to_owned());
+        self.bus.emit(&event.with_output(data));
+    }
 }
 
 impl Observer for RunEvents<'_> {

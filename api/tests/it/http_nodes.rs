@@ -460,3 +460,31 @@ async fn a_kai_fusion_webhook_workflow_calls_out_with_a_credential_and_answers_i
     assert_eq!(upstream.echoed()[0]["headers"]["x-api-key"], GOOD_KEY);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn tls_certificates_are_verified_unless_verify_ssl_is_false() {
+    let app = TestApp::spawn().await;
+    let url = crate::upstream::self_signed_https().await;
+    let token = app.user("http-tls@example.com").await;
+    let execution = run_http(
+        &app,
+        &token,
+        json!({"url": url, "max_retries": 0}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(execution["status"], "failed", "{execution}");
+    let error = execution["error"].as_str().unwrap();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+
+    let execution = run_http(
+        &app,
+        &token,
+        json!({"url": url, "max_retries": 0, "verify_ssl": false}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(execution["status"], "completed", "{execution}");
+    assert_eq!(call_node(&execution)["outputs"]["content"], "ok");
+    app.stop().await;
+}

@@ -2,6 +2,7 @@
 //! in-process worker; each test has its own database and NATS prefix.
 
 mod auth;
+mod code_nodes;
 mod credentials;
 mod cursor_paging;
 mod dead_letters;

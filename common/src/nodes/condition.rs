@@ -106,16 +106,21 @@ impl NodeDefinition for Condition {
     fn execute<'a>(&'a self, ctx: NodeContext<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
         async move {
             let config = ctx.config;
-            let render = |field: &str| -> Result<Option<String>, NodeError> {
+            let render = async |field: &str| -> Result<Option<String>, NodeError> {
                 match config.get(field).and_then(Value::as_str) {
-                    Some(text) if !text.is_empty() => template::render(text, ctx.scope, ctx.input)
-                        .map(Some)
-                        .map_err(|e| NodeError::Configuration(format!("field `{field}`: {e}"))),
+                    Some(text) if !text.is_empty() => {
+                        template::render_bounded(text, ctx.scope, ctx.input, &ctx.services.compute)
+                            .await
+                            .map(Some)
+                            .map_err(|e| NodeError::Configuration(format!("field `{field}`: {e}")))
+                    }
                     _ => Ok(None),
                 }
             };
-            let value1 = render("value1")?.unwrap_or_else(|| as_text(ctx.input));
-            let value2 = render("value2")?.unwrap_or_default();
+            let value1 = render("value1")
+                .await?
+                .unwrap_or_else(|| as_text(ctx.input));
+            let value2 = render("value2").await?.unwrap_or_default();
             let operation = config
                 .get("operation")
                 .and_then(Value::as_str)

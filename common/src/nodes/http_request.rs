@@ -177,10 +177,9 @@ const BODY_FIELDS: &[&str] = &["request_body", "body"];
 
 /// The URL to call: the configured one rendered, else the input's `url` (or the input itself
 /// when it is a string).
-fn resolve_url(ctx: &NodeContext<'_>) -> Result<url::Url, NodeError> {
+async fn resolve_url(ctx: &NodeContext<'_>) -> Result<url::Url, NodeError> {
     let text = match url_template(ctx.config) {
-        Some(url) => template::render(url, ctx.scope, ctx.input)
-            .map_err(|e| NodeError::Configuration(format!("field `url`: {e}")))?,
+        Some(url) => render_field(ctx, url, "url").await?,
         None => match &**ctx.input {
             Value::String(url) => url.clone(),
             input => input
@@ -199,34 +198,42 @@ fn resolve_url(ctx: &NodeContext<'_>) -> Result<url::Url, NodeError> {
 }
 
 /// The body as text: a string rendered through the templates, a JSON value serialised.
-fn resolve_body(ctx: &NodeContext<'_>, method: &Method) -> Result<Option<Vec<u8>>, NodeError> {
+async fn resolve_body(
+    ctx: &NodeContext<'_>,
+    method: &Method,
+) -> Result<Option<Vec<u8>>, NodeError> {
     if matches!(*method, Method::GET | Method::HEAD) {
         return Ok(None);
     }
     match field(ctx.config, BODY_FIELDS) {
         None => Ok(None),
         Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
-        Some(Value::String(text)) => template::render(text, ctx.scope, ctx.input)
-            .map(|body| Some(body.into_bytes()))
-            .map_err(|e| NodeError::Configuration(format!("field `request_body`: {e}"))),
+        Some(Value::String(text)) => render_field(ctx, text, "request_body")
+            .await
+            .map(|body| Some(body.into_bytes())),
         Some(value) => Ok(Some(value.to_string().into_bytes())),
     }
 }
 
+/// A templated field rendered (off the async runtime when it is heavy); the error names it.
+async fn render_field(ctx: &NodeContext<'_>, text: &str, field: &str) -> Result<String, NodeError> {
+    template::render_bounded(text, ctx.scope, ctx.input, &ctx.services.compute)
+        .await
+        .map_err(|e| NodeError::Configuration(format!("field `{field}`: {e}")))
+}
+
 /// Renders the values of name/value pairs.
-fn render_pairs(
+async fn render_pairs(
     ctx: &NodeContext<'_>,
     pairs: Vec<(String, String)>,
     field: &str,
 ) -> Result<Vec<(String, String)>, NodeError> {
-    pairs
-        .into_iter()
-        .map(|(name, value)| {
-            template::render(&value, ctx.scope, ctx.input)
-                .map(|value| (name.clone(), value))
-                .map_err(|e| NodeError::Configuration(format!("field `{field}.{name}`: {e}")))
-        })
-        .collect()
+    let mut rendered = Vec::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        let value = render_field(ctx, &value, &format!("{field}.{name}")).await?;
+        rendered.push((name, value));
+    }
+    Ok(rendered)
 }
 
 /// The breaker key of a URL: its host and port.
@@ -349,7 +356,7 @@ impl HttpRequest {
         let invalid = |e: ConfigError| NodeError::Configuration(e.to_string());
         let config = ctx.config;
         let method = method(config).map_err(invalid)?;
-        let url = resolve_url(&ctx)?;
+        let url = resolve_url(&ctx).await?;
         let auth = match credential_id(config) {
             None => Auth::None,
             Some(id) => {
@@ -363,9 +370,9 @@ impl HttpRequest {
         let query =
             string_pairs(config, &["url_params", "params", "query_params"]).map_err(invalid)?;
         let call = HttpCall {
-            headers: render_pairs(&ctx, headers, "custom_headers")?,
-            query: render_pairs(&ctx, query, "url_params")?,
-            body: resolve_body(&ctx, &method)?,
+            headers: render_pairs(&ctx, headers, "custom_headers").await?,
+            query: render_pairs(&ctx, query, "url_params").await?,
+            body: resolve_body(&ctx, &method).await?,
             content_type: Some(content_type(config).map_err(invalid)?),
             auth,
             timeout: timeout(config).map_err(invalid)?,

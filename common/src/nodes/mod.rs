@@ -2,6 +2,7 @@
 //! and how it runs. Adding a node type means adding one file here and one line in `registry`.
 
 pub mod breaker;
+mod code;
 mod condition;
 pub mod custom_http;
 pub mod custom_store;
@@ -226,6 +227,20 @@ impl Providers {
     }
 }
 
+/// Where a running node reports progress (streamed tokens, intermediate steps). The worker
+/// publishes each report with the run's execution events as `node_progress`; reports are a view,
+/// never part of the execution's record, and dropped when nobody can take them.
+pub trait NodeEvents: Sync {
+    fn progress(&self, node_id: &str, data: &Value);
+}
+
+/// Progress reports nobody receives (runs without events, tests).
+pub struct NoEvents;
+
+impl NodeEvents for NoEvents {
+    fn progress(&self, _node_id: &str, _data: &Value) {}
+}
+
 /// What a provider node sees when it is built for a processor.
 pub struct ProviderContext<'a> {
     pub node_id: &'a str,
@@ -258,6 +273,8 @@ pub struct NodeContext<'a> {
     pub run: &'a services::RunIds,
     /// Which attempt this is (1 for the first; retries count up).
     pub attempt: u32,
+    /// Where it reports progress while it runs.
+    pub events: &'a dyn NodeEvents,
     /// The worker process's run-time services (guarded HTTP, credentials, logs, database).
     pub services: &'a services::NodeServices,
 }

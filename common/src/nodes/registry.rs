@@ -13,6 +13,7 @@ static NODES: LazyLock<Vec<NodeType>> = LazyLock::new(|| {
         Arc::new(super::condition::Condition),
         Arc::new(super::respond_to_webhook::RespondToWebhook),
         Arc::new(super::http_request::HttpRequest),
+        Arc::new(super::code::Code),
     ]
 });
 

@@ -166,10 +166,16 @@ impl NodeDefinition for RespondToWebhook {
                 "all_incoming_items" => Value::clone(ctx.input),
                 _ => match config.get("response_body") {
                     Some(Value::String(text)) if !text.trim().is_empty() => {
-                        let rendered =
-                            template::render(text, ctx.scope, ctx.input).map_err(|e| {
-                                NodeError::Configuration(format!("field `response_body`: {e}"))
-                            })?;
+                        let rendered = template::render_bounded(
+                            text,
+                            ctx.scope,
+                            ctx.input,
+                            &ctx.services.compute,
+                        )
+                        .await
+                        .map_err(|e| {
+                            NodeError::Configuration(format!("field `response_body`: {e}"))
+                        })?;
                         // A body that renders to JSON is sent as that JSON value.
                         serde_json::from_str(&rendered).unwrap_or(Value::String(rendered))
                     }

@@ -131,15 +131,26 @@ impl Object for JsonView {
 /// milliseconds of rendering or about 64 MiB of output, far beyond what real templates use.
 pub const TEMPLATE_FUEL: u64 = 1_000_000;
 
+/// The work a render may do on the async runtime (well under a millisecond): a render that needs
+/// more is done again on the compute pool with the full `TEMPLATE_FUEL` (see `render_bounded`).
+pub const INLINE_FUEL: u64 = 20_000;
+
+fn environment_with(fuel: u64) -> Environment<'static> {
+    let mut env = Environment::new();
+    // A misspelt name is an error the user sees, not an empty string that hides it.
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(fuel));
+    env
+}
+
 fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        // A misspelt name is an error the user sees, not an empty string that hides it.
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_fuel(Some(TEMPLATE_FUEL));
-        env
-    })
+    ENV.get_or_init(|| environment_with(TEMPLATE_FUEL))
+}
+
+fn inline_environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| environment_with(INLINE_FUEL))
 }
 
 /// A render error as the user reads it; running out of fuel says which limit.
@@ -171,6 +182,33 @@ pub fn is_template(text: &str) -> bool {
 
 /// Renders `text` in `scope` with `input` bound. Text without template syntax is returned as is.
 pub fn render(text: &str, scope: &TemplateScope, input: &SharedValue) -> Result<String, String> {
+    render_in(environment(), text, scope, input).map_err(render_error)
+}
+
+/// Renders as [`render`] does, without holding the async runtime for more than a moment: a
+/// render runs here with `INLINE_FUEL`, and one that needs more runs again on `pool` (off the
+/// runtime) with the full `TEMPLATE_FUEL`. Rendering has no side effects, so the rerun is safe.
+pub async fn render_bounded(
+    text: &str,
+    scope: &TemplateScope,
+    input: &SharedValue,
+    pool: &crate::compute::ComputePool,
+) -> Result<String, String> {
+    match render_in(inline_environment(), text, scope, input) {
+        Err(error) if error.kind() == minijinja::ErrorKind::OutOfFuel => {
+            let (text, scope, input) = (text.to_owned(), scope.clone(), input.clone());
+            pool.run(move || render(&text, &scope, &input)).await
+        }
+        done => done.map_err(render_error),
+    }
+}
+
+fn render_in(
+    environment: &Environment<'static>,
+    text: &str,
+    scope: &TemplateScope,
+    input: &SharedValue,
+) -> Result<String, minijinja::Error> {
     if !is_template(text) {
         return Ok(text.to_owned());
     }
@@ -180,9 +218,7 @@ pub fn render(text: &str, scope: &TemplateScope, input: &SharedValue) -> Result<
         values: Arc::clone(&scope.values),
         input: JsonView::of(input.clone(), String::new()),
     });
-    environment()
-        .render_str(&source, context)
-        .map_err(render_error)
+    environment.render_str(&source, context)
 }
 
 /// What a template sees: `input`, then the scope's names; looked up, never copied.
@@ -216,6 +252,34 @@ pub fn check(text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_heavy_render_moves_off_the_runtime_with_the_same_result_and_limit() {
+        let pool = crate::compute::ComputePool::new(1);
+        let scope = TemplateScope::empty();
+        let input: SharedValue = serde_json::json!({"n": 3}).into();
+        // Far more than the inline budget, well within the full one.
+        let heavy = "{% for i in range(20000) %}{{ i }},{% endfor %}";
+        assert!(render_in(inline_environment(), heavy, &scope, &input).is_err());
+        let bounded = render_bounded(heavy, &scope, &input, &pool).await.unwrap();
+        assert_eq!(bounded, render(heavy, &scope, &input).unwrap());
+        assert_eq!(
+            render_bounded("{{ input.n * 2 }}", &scope, &input, &pool)
+                .await
+                .unwrap(),
+            "6"
+        );
+        let endless = "{% for i in range(20000) %}{% for j in range(20000) %}{{ j }}\
+                       {% endfor %}{% endfor %}";
+        let error = render_bounded(endless, &scope, &input, &pool)
+            .await
+            .unwrap_err();
+        assert!(error.contains("fuel"), "{error}");
+        let missing = render_bounded("{{ nothing.here }}", &scope, &input, &pool)
+            .await
+            .unwrap_err();
+        assert!(!missing.contains("fuel"), "{missing}");
+    }
 
     #[test]
     fn a_template_that_would_loop_for_minutes_stops_at_its_fuel_limit() {

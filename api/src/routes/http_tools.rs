@@ -280,7 +280,7 @@ impl HttpToolsApi {
             timeout: Duration::from_secs_f64(timeout),
             verify_tls: request.verify_ssl.unwrap_or(true),
         };
-        secrets.extend(call.auth.secrets().into_iter().map(str::to_owned));
+        secrets.extend(call.auth.secrets());
         let redactor = Redactor::new(secrets.iter().map(String::as_str));
         let limit = SHOWN_BODY_BYTES.min(self.state.outbound.max_response_bytes);
         let started = std::time::Instant::now();

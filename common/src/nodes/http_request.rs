@@ -407,7 +407,7 @@ impl HttpRequest {
         }
         // A server that reflects the credential (an echo, an error page) must not put it into
         // the execution's records.
-        let redactor = Redactor::new(call.auth.secrets());
+        let redactor = Redactor::new(call.auth.secrets().iter().map(String::as_str));
         let parse = move |answer: HttpAnswer| {
             let (content, is_json) = parse_body(&answer.body);
             redactor.json_values(&output(&answer, &method, content, is_json))
@@ -428,7 +428,7 @@ impl HttpRequest {
         sent: &Result<HttpAnswer, CallError>,
         started: chrono::DateTime<chrono::Utc>,
     ) {
-        let redactor = Redactor::new(call.auth.secrets());
+        let redactor = Redactor::new(call.auth.secrets().iter().map(String::as_str));
         let mut logged_url = call.url.clone();
         if !call.query.is_empty() {
             logged_url.query_pairs_mut().extend_pairs(&call.query);

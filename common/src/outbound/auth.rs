@@ -120,13 +120,24 @@ impl Auth {
         }
     }
 
-    /// The secret values it carries, for redaction.
-    pub fn secrets(&self) -> Vec<&str> {
+    /// The secret values it carries, for redaction: basic auth's password, and also its
+    /// `user:password` pair as the `Authorization` header encodes it (a server that echoes the
+    /// header must not put the credential into a record in base64).
+    pub fn secrets(&self) -> Vec<String> {
         match self {
             Auth::None => Vec::new(),
-            Auth::Bearer(token) => vec![token.expose_secret()],
-            Auth::Basic { password, .. } => vec![password.expose_secret()],
-            Auth::Header { value, .. } | Auth::Query { value, .. } => vec![value.expose_secret()],
+            Auth::Bearer(token) => vec![token.expose_secret().to_owned()],
+            Auth::Basic { username, password } => {
+                use base64::Engine;
+                let pair = format!("{username}:{}", password.expose_secret());
+                vec![
+                    password.expose_secret().to_owned(),
+                    base64::engine::general_purpose::STANDARD.encode(pair),
+                ]
+            }
+            Auth::Header { value, .. } | Auth::Query { value, .. } => {
+                vec![value.expose_secret().to_owned()]
+            }
         }
     }
 }

@@ -131,6 +131,10 @@ impl Object for JsonView {
 /// milliseconds of rendering or about 64 MiB of output, far beyond what real templates use.
 pub const TEMPLATE_FUEL: u64 = 1_000_000;
 
+/// The largest text a render may produce; a larger one fails the node naming the limit (fuel
+/// alone would let a render write about 64 MiB).
+pub const MAX_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
+
 /// The work a render may do on the async runtime (well under a millisecond): a render that needs
 /// more is done again on the compute pool with the full `TEMPLATE_FUEL` (see `render_bounded`).
 pub const INLINE_FUEL: u64 = 20_000;
@@ -218,7 +222,18 @@ fn render_in(
         values: Arc::clone(&scope.values),
         input: JsonView::of(input.clone(), String::new()),
     });
-    environment.render_str(&source, context)
+    let rendered = environment.render_str(&source, context)?;
+    if rendered.len() > MAX_OUTPUT_BYTES {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!(
+                "the template's output is {} bytes, more than a template may produce ({} MiB)",
+                rendered.len(),
+                MAX_OUTPUT_BYTES / (1024 * 1024)
+            ),
+        ));
+    }
+    Ok(rendered)
 }
 
 /// What a template sees: `input`, then the scope's names; looked up, never copied.
@@ -275,6 +290,14 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.contains("fuel"), "{error}");
+        let large = "{% for i in range(300) %}{{ 'x' * 30000 }}{% endfor %}";
+        let error = render_bounded(large, &scope, &input, &pool)
+            .await
+            .unwrap_err();
+        assert!(
+            error.contains("more than a template may produce"),
+            "{error}"
+        );
         let missing = render_bounded("{{ nothing.here }}", &scope, &input, &pool)
             .await
             .unwrap_err();

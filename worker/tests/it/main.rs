@@ -7,5 +7,6 @@ mod drain;
 mod harness;
 mod inflight;
 mod outage;
+mod secrets;
 mod stranded;
 mod writer;

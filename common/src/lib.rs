@@ -10,6 +10,7 @@ pub mod health;
 pub mod healthcheck;
 pub mod jobs;
 pub mod json;
+pub mod llm;
 pub mod metrics;
 pub mod nats;
 pub mod nodes;

@@ -2,6 +2,7 @@
 //! PostgreSQL and NATS servers, so tests run in parallel without seeing each other.
 
 pub mod deployment;
+pub mod fake_openai;
 
 use secrecy::SecretString;
 use uuid::Uuid;

@@ -29,6 +29,10 @@ stop() {
 trap stop EXIT INT TERM
 
 export KAI_API_ADDR=$API_ADDR KAI_PUBLIC_URL=$API
+# Local services (e.g. the model servers of docs, custom node endpoints) run on loopback, which
+# the SSRF guard refuses unless allowed: the worker's nodes and the API's HTTP and credential
+# tests may reach them here.
+export KAI_HTTP_ALLOWED_HOSTS=${KAI_HTTP_ALLOWED_HOSTS:-127.0.0.1,localhost}
 "$BIN/kai-api" >"$LOGS/api.log" 2>&1 & pids+=($!)
 for _ in $(seq 1 300); do
   curl -fsS "$API/health" >/dev/null 2>&1 && break
@@ -37,10 +41,7 @@ for _ in $(seq 1 300); do
   fi
   sleep 0.2
 done
-# Local services (e.g. the model servers of docs, custom node endpoints) run on loopback, which
-# the SSRF guard refuses unless allowed.
-KAI_HTTP_ALLOWED_HOSTS=${KAI_HTTP_ALLOWED_HOSTS:-127.0.0.1,localhost} \
-  "$BIN/kai-worker" >"$LOGS/worker.log" 2>&1 & pids+=($!)
+"$BIN/kai-worker" >"$LOGS/worker.log" 2>&1 & pids+=($!)
 "$BIN/kai-scheduler" >"$LOGS/scheduler.log" 2>&1 & pids+=($!)
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }

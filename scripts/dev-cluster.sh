@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 PROFILE=${KAI_PROFILE:-debug}
 API_ADDR=${KAI_API_ADDR:-127.0.0.1:8001}
 API=${KAI_PUBLIC_URL:-http://$API_ADDR}
+# Their health and metrics addresses, as the binaries default them.
+WORKER_ADDR=${KAI_WORKER_ADDR:-0.0.0.0:9101}
+SCHEDULER_ADDR=${KAI_SCHEDULER_ADDR:-0.0.0.0:9102}
 DEMO_EMAIL=${KAI_DEMO_EMAIL:-demo@kai.local}
 DEMO_PASSWORD=${KAI_DEMO_PASSWORD:-demo-password}
 LOGS=.dev/logs
@@ -62,7 +65,7 @@ job=$(curl -fsS "$API/api/v1/jobs/scheduled?workflow_id=$timed" -H "$auth" | jso
 
 cat <<EOF
 
-[dev] cluster is up: API $API (docs $API/docs), worker :9101, scheduler :9102; logs in $LOGS/
+[dev] cluster is up: API $API (docs $API/docs), worker $WORKER_ADDR, scheduler $SCHEDULER_ADDR; logs in $LOGS/
 [dev] demo user $DEMO_EMAIL / $DEMO_PASSWORD; example workflow $workflow
 
 Fire its webhook (waits for the result):

@@ -90,12 +90,18 @@ impl CredentialTestsApi {
         let Some((changed,)) = changed else {
             return Err(ApiError::not_found("credential"));
         };
+        // The URL is hashed: it may carry a secret, and a cache key is no place for one.
+        let url_hash = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(
+                body.url.as_deref().unwrap_or_default(),
+            ))
+        };
         let key = format!(
-            "{}:credential-test:{}:{}:{}",
+            "{}:credential-test:{}:{}:{url_hash}",
             self.state.names.prefix(),
             id.0,
             changed.timestamp_micros(),
-            body.url.as_deref().unwrap_or_default()
         );
         if !body.refresh
             && let Some(text) =

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use super::{
     ConfigError, NodeCategory, NodeContext, NodeDefinition, NodeError, NodeOutput, RunPolicy,
 };
+use crate::compute::ComputePool;
 use crate::workflow::template::{self, TemplateScope};
 
 /// The largest answer a custom node's endpoint may give.
@@ -135,39 +136,45 @@ pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, ConfigErr
         .map_err(|e| ConfigError::new("config_schema", format!("not a valid JSON Schema: {e}")))
 }
 
-/// `config` with every string rendered through the templates; the error names the field.
-fn render_config(
-    config: &Value,
-    scope: &TemplateScope,
-    input: &SharedValue,
-    path: &str,
-) -> Result<Value, NodeError> {
-    Ok(match config {
-        Value::String(text) => Value::String(
-            template::render(text, scope, input)
-                .map_err(|e| NodeError::Configuration(format!("field `{path}`: {e}")))?,
-        ),
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| render_config(item, scope, input, &format!("{path}[{i}]")))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|(key, value)| {
+/// `config` with every string rendered through the templates (a heavy one off the async
+/// runtime, on `pool`); the error names the field.
+fn render_config<'a>(
+    config: &'a Value,
+    scope: &'a TemplateScope,
+    input: &'a SharedValue,
+    path: String,
+    pool: &'a ComputePool,
+) -> BoxFuture<'a, Result<Value, NodeError>> {
+    Box::pin(async move {
+        Ok(match config {
+            Value::String(text) => Value::String(
+                template::render_bounded(text, scope, input, pool)
+                    .await
+                    .map_err(|e| NodeError::Configuration(format!("field `{path}`: {e}")))?,
+            ),
+            Value::Array(items) => {
+                let mut rendered = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let path = format!("{path}[{i}]");
+                    rendered.push(render_config(item, scope, input, path, pool).await?);
+                }
+                Value::Array(rendered)
+            }
+            Value::Object(fields) => {
+                let mut rendered = Map::new();
+                for (key, value) in fields {
                     let path = if path.is_empty() {
                         key.clone()
                     } else {
                         format!("{path}.{key}")
                     };
-                    Ok((key.clone(), render_config(value, scope, input, &path)?))
-                })
-                .collect::<Result<Map<_, _>, NodeError>>()?,
-        ),
-        other => other.clone(),
+                    let value = render_config(value, scope, input, path, pool).await?;
+                    rendered.insert(key.clone(), value);
+                }
+                Value::Object(rendered)
+            }
+            other => other.clone(),
+        })
     })
 }
 
@@ -289,7 +296,9 @@ impl NodeDefinition for HttpNodeType {
 
     fn execute<'a>(&'a self, ctx: NodeContext<'a>) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
         async move {
-            let config = render_config(ctx.config, ctx.scope, ctx.input, "")?;
+            let pool = &ctx.services.compute;
+            let config =
+                render_config(ctx.config, ctx.scope, ctx.input, String::new(), pool).await?;
             let request = json!({
                 "node_id": ctx.node_id,
                 "node_type": self.name,
@@ -409,27 +418,25 @@ mod tests {
         assert_eq!(error.field, "config_schema");
     }
 
-    #[test]
-    fn string_config_is_rendered_with_the_field_named_on_error() {
+    #[tokio::test]
+    async fn string_config_is_rendered_with_the_field_named_on_error() {
         let scope = TemplateScope::default();
-        let rendered = render_config(
-            &json!({"greeting": "hi {{ input.name }}", "n": 2, "list": ["{{ input.name }}"]}),
-            &scope,
-            &json!({"name": "Ada"}).into(),
-            "",
-        )
-        .unwrap();
+        let pool = ComputePool::new(1);
+        let input: SharedValue = json!({"name": "Ada"}).into();
+        let config =
+            json!({"greeting": "hi {{ input.name }}", "n": 2, "list": ["{{ input.name }}"]});
+        let rendered = render_config(&config, &scope, &input, String::new(), &pool)
+            .await
+            .unwrap();
         assert_eq!(
             rendered,
             json!({"greeting": "hi Ada", "n": 2, "list": ["Ada"]})
         );
-        let error = render_config(
-            &json!({"outer": {"inner": "{{ missing.x }}"}}),
-            &scope,
-            &Value::Null.into(),
-            "",
-        )
-        .unwrap_err();
+        let null: SharedValue = Value::Null.into();
+        let config = json!({"outer": {"inner": "{{ missing.x }}"}});
+        let error = render_config(&config, &scope, &null, String::new(), &pool)
+            .await
+            .unwrap_err();
         assert!(error.to_string().contains("field `outer.inner`"), "{error}");
     }
 }

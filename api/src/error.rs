@@ -142,6 +142,19 @@ impl ApiError {
     }
 }
 
+/// A credential opened for its owner: another user's or a missing one is a 404, never a hint
+/// that it exists; an unreadable one is the operator's problem (a key missing), not the caller's.
+impl From<kai_common::credentials::CredentialError> for ApiError {
+    fn from(err: kai_common::credentials::CredentialError) -> Self {
+        use kai_common::credentials::CredentialError;
+        match err {
+            CredentialError::NotFound(_) => ApiError::not_found("credential"),
+            CredentialError::Database(_, e) => e.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         match err {

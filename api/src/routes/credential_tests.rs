@@ -115,13 +115,7 @@ impl CredentialTestsApi {
             .state
             .credentials
             .open(owner, &id.0.to_string())
-            .await
-            .map_err(|e| match e {
-                kai_common::credentials::CredentialError::NotFound(_) => {
-                    ApiError::not_found("credential")
-                }
-                other => ApiError::internal(other),
-            })?;
+            .await?;
         let probe = credential_probe::probe(&self.state.outbound, &credential, body.url.as_deref())
             .await
             .map_err(|ProbeError::Unusable(why)| ApiError::unprocessable(why))?;

@@ -238,13 +238,7 @@ impl HttpToolsApi {
                     .state
                     .credentials
                     .open(auth.0.id, &id.to_string())
-                    .await
-                    .map_err(|e| match e {
-                        kai_common::credentials::CredentialError::NotFound(_) => {
-                            ApiError::not_found("credential")
-                        }
-                        other => ApiError::internal(other),
-                    })?;
+                    .await?;
                 secrets.extend(credential.secret_values().map(str::to_owned));
                 Auth::from_credential("", &credential).map_err(ApiError::unprocessable)?
             }
@@ -313,12 +307,11 @@ impl HttpToolsApi {
                     url: redactor.url(&answer.url),
                 }))
             }
-            Err(error @ (CallError::Guard(_) | CallError::Refused(_) | CallError::Invalid(_))) => {
-                Err(ApiError::unprocessable(format!(
-                    "url: {}",
-                    redactor.text(&error.to_string())
-                )))
-            }
+            Err(error @ (CallError::Guard(_) | CallError::Refused(_))) => Err(
+                ApiError::unprocessable(format!("url: {}", redactor.text(&error.to_string()))),
+            ),
+            // It names the header or value at fault.
+            Err(CallError::Invalid(why)) => Err(ApiError::unprocessable(redactor.text(&why))),
             Err(error) => Ok(Json(HttpTestOut {
                 status_code: None,
                 headers: Value::Object(Map::new()),

@@ -103,6 +103,10 @@ async fn the_http_test_api_answers_through_the_guard_and_keeps_secrets_out() {
             "timeout",
         ),
         (
+            json!({"url": upstream.url("/echo"), "headers": {"bad header": "x"}}),
+            "header `bad header` is not a valid name",
+        ),
+        (
             json!({"url": upstream.url("/echo"), "auth": {"type": "bearer"}}),
             "auth.token",
         ),
@@ -111,7 +115,13 @@ async fn the_http_test_api_answers_through_the_guard_and_keeps_secrets_out() {
             .post_json("/api/v1/tools/http/test", &token, &body)
             .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
-        assert!(answer.to_string().contains(says), "{body}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        // The message starts with the field at fault.
+        assert!(message.contains(says), "{body}: {answer}");
+        assert!(
+            !says.starts_with("header") || message.starts_with("header"),
+            "{body}: {answer}"
+        );
     }
     let (status, _) = app
         .post_json(

@@ -318,12 +318,15 @@ impl HttpRequest {
         string_pairs(config, &["url_params", "params", "query_params"])?;
         content_type(config)?;
         timeout(config)?;
-        number(
+        let retries = number(
             config,
             "max_retries",
             DEFAULT_RETRIES as f64,
             MAX_RETRIES as f64,
         )?;
+        if retries.fract() != 0.0 {
+            return Err(ConfigError::new("max_retries", "must be a whole number"));
+        }
         number(config, "retry_delay", 1.0, MAX_RETRY_DELAY_SECS)?;
         verify_tls(config)?;
         if auth_type(config)? != "none" && credential_id(config).is_none() {
@@ -385,7 +388,9 @@ impl HttpRequest {
         let started = chrono::Utc::now();
         let limit = services.outbound.max_response_bytes;
         let sent = call::send(&services.outbound, &call, limit, Oversize::Fail).await;
-        self.log(&ctx, &call, &sent, started);
+        // Log rows and the output keep no secret of the credential, wherever it shows up.
+        let redactor = Redactor::new(call.auth.secrets().iter().map(String::as_str));
+        self.log(&ctx, &call, &sent, started, &redactor);
         let answer = match sent {
             Ok(answer) => answer,
             Err(error) => {
@@ -407,7 +412,6 @@ impl HttpRequest {
         }
         // A server that reflects the credential (an echo, an error page) must not put it into
         // the execution's records.
-        let redactor = Redactor::new(call.auth.secrets().iter().map(String::as_str));
         let parse = move |answer: HttpAnswer| {
             let (content, is_json) = parse_body(&answer.body);
             redactor.json_values(&output(&answer, &method, content, is_json))
@@ -427,8 +431,8 @@ impl HttpRequest {
         call: &HttpCall,
         sent: &Result<HttpAnswer, CallError>,
         started: chrono::DateTime<chrono::Utc>,
+        redactor: &Redactor,
     ) {
-        let redactor = Redactor::new(call.auth.secrets().iter().map(String::as_str));
         let mut logged_url = call.url.clone();
         if !call.query.is_empty() {
             logged_url.query_pairs_mut().extend_pairs(&call.query);
@@ -590,6 +594,7 @@ mod tests {
             (json!({"timeout": 0}), "timeout"),
             (json!({"timeout": 100000}), "timeout"),
             (json!({"max_retries": 11}), "max_retries"),
+            (json!({"max_retries": 2.5}), "max_retries"),
             (json!({"auth_type": "bearer"}), "credential_id"),
             (
                 json!({"auth_type": "digest", "credential_id": "x"}),

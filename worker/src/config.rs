@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use kai_common::config::{CommonConfig, EncryptionKeysConfig, parse_positive, parse_seconds};
 use kai_common::healthcheck::HealthcheckArgs;
+use kai_common::llm::servers::ModelServersConfig;
 use kai_common::outbound::OutboundConfig;
 
 /// The command line: a subcommand, or none to run.
@@ -55,6 +56,9 @@ pub struct WorkerConfig {
 
     #[command(flatten)]
     pub encryption: EncryptionKeysConfig,
+
+    #[command(flatten)]
+    pub models: ModelServersConfig,
 
     /// Bytes of job messages this worker holds at once (payloads of the jobs it runs); further
     /// jobs wait in the queue until there is room. A run holds a few times its payload in

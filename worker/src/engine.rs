@@ -45,6 +45,8 @@ pub struct NodeRun {
     pub error: Option<String>,
     /// Attempts made (0 for a skipped node).
     pub attempts: u32,
+    /// What the node recorded beside its output (a model's usage, an agent's steps).
+    pub details: Option<Value>,
     pub started_at: DateTime<Utc>,
     pub completed_at: DateTime<Utc>,
 }
@@ -137,6 +139,7 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                         outputs: null(),
                         error: None,
                         attempts: 0,
+                        details: None,
                         started_at: now,
                         completed_at: now,
                     });
@@ -192,6 +195,7 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                     outputs: output.value.clone(),
                     error: None,
                     attempts,
+                    details: output.details.clone(),
                     started_at: started,
                     completed_at: Utc::now(),
                 });
@@ -202,7 +206,7 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                     .into_iter()
                     .chain(graph.node_data(index).get("name").and_then(Value::as_str))
                     .filter(|name| !RESERVED_NAMES.contains(name));
-                scope.set_names(names, &output.value);
+                scope.set_node(names, &output.value);
                 if response.is_none() {
                     response = output.response.clone();
                 }
@@ -219,6 +223,7 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                     outputs: null(),
                     error: Some(message.clone()),
                     attempts,
+                    details: None,
                     started_at: started,
                     completed_at: Utc::now(),
                 });
@@ -963,9 +968,11 @@ mod tests {
 
         use futures::FutureExt;
         use futures::future::BoxFuture;
+        use kai_common::llm::openai::ToolSpec;
+        use kai_common::nodes::capability::Tool;
         use kai_common::nodes::{
-            ConfigError, NodeCategory, NodeContext, NodeDefinition, NodeError, NodeOutput,
-            NodeType, Provided, ProviderContext,
+            Capability, ConfigError, NodeCategory, NodeContext, NodeDefinition, NodeError,
+            NodeOutput, NodeType, Provided, ProviderContext, ProviderInput,
         };
         use kai_common::workflow::GraphError;
         use kai_common::workflow::template;
@@ -978,6 +985,35 @@ mod tests {
         struct Broken;
         /// Greets its input with the text its `prefix` provider gives.
         struct Greeter;
+        /// Wants a chat model at `llm`.
+        struct NeedsModel;
+
+        /// What `Prefix` provides: a tool whose description is the text.
+        struct Text(String);
+
+        impl Tool for Text {
+            fn spec(&self) -> ToolSpec {
+                ToolSpec {
+                    name: "text".into(),
+                    description: self.0.clone(),
+                    parameters: json!({"type": "object"}),
+                }
+            }
+            fn call(&self, _: Value) -> BoxFuture<'_, Result<Value, NodeError>> {
+                async { Ok(Value::Null) }.boxed()
+            }
+        }
+
+        fn text_at(providers: &kai_common::nodes::Providers, handle: &str) -> Option<String> {
+            providers
+                .tools(handle)
+                .next()
+                .map(|tool| tool.spec().description)
+        }
+
+        const INNER: &[ProviderInput] = &[ProviderInput::optional("inner", Capability::Tool)];
+        const PREFIX: &[ProviderInput] = &[ProviderInput::optional("prefix", Capability::Tool)];
+        const LLM: &[ProviderInput] = &[ProviderInput::required("llm", Capability::ChatModel)];
 
         macro_rules! common_parts {
             ($name:literal, $category:expr, $inputs:expr, $providers:expr) => {
@@ -999,8 +1035,11 @@ mod tests {
                 fn input_handles(&self) -> &'static [&'static str] {
                     $inputs
                 }
-                fn provider_inputs(&self) -> &'static [&'static str] {
+                fn provider_inputs(&self) -> &'static [ProviderInput] {
                     $providers
+                }
+                fn provides(&self) -> Option<Capability> {
+                    ($category == NodeCategory::Provider).then_some(Capability::Tool)
                 }
                 fn validate(&self, _: &Value) -> Result<(), ConfigError> {
                     Ok(())
@@ -1013,7 +1052,7 @@ mod tests {
         }
 
         impl NodeDefinition for Prefix {
-            common_parts!("Prefix", NodeCategory::Provider, &[], &["inner"]);
+            common_parts!("Prefix", NodeCategory::Provider, &[], INNER);
             fn execute<'a>(
                 &'a self,
                 _: NodeContext<'a>,
@@ -1028,12 +1067,8 @@ mod tests {
                     let text = ctx.config["text"].as_str().unwrap_or_default();
                     let text = template::render(text, ctx.scope, &Value::Null.into())
                         .map_err(NodeError::Configuration)?;
-                    let inner = ctx
-                        .providers
-                        .get_as::<String>("inner")
-                        .cloned()
-                        .unwrap_or_default();
-                    Ok(Arc::new(format!("{inner}{text}")) as Provided)
+                    let inner = text_at(ctx.providers, "inner").unwrap_or_default();
+                    Ok(Provided::Tool(Arc::new(Text(format!("{inner}{text}")))))
                 }
                 .boxed()
             }
@@ -1056,15 +1091,13 @@ mod tests {
         }
 
         impl NodeDefinition for Greeter {
-            common_parts!("Greeter", NodeCategory::Processor, &["input"], &["prefix"]);
+            common_parts!("Greeter", NodeCategory::Processor, &["input"], PREFIX);
             fn execute<'a>(
                 &'a self,
                 ctx: NodeContext<'a>,
             ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
                 async move {
-                    let prefix = ctx
-                        .providers
-                        .get_as::<String>("prefix")
+                    let prefix = text_at(ctx.providers, "prefix")
                         .ok_or_else(|| NodeError::Configuration("no prefix provider".into()))?;
                     let name = ctx.input.as_str().unwrap_or_default();
                     Ok(NodeOutput::all(json!(format!("{prefix}{name}"))))
@@ -1073,11 +1106,22 @@ mod tests {
             }
         }
 
+        impl NodeDefinition for NeedsModel {
+            common_parts!("NeedsModel", NodeCategory::Processor, &["input"], LLM);
+            fn execute<'a>(
+                &'a self,
+                _: NodeContext<'a>,
+            ) -> BoxFuture<'a, Result<NodeOutput, NodeError>> {
+                async { Ok(NodeOutput::all(Value::Null)) }.boxed()
+            }
+        }
+
         fn build(value: Value) -> Result<Graph, GraphError> {
             Graph::with_node_types(FlowData::from_body(&value).unwrap(), &|name| match name {
                 "Prefix" => Some(Arc::new(Prefix) as NodeType),
                 "Broken" => Some(Arc::new(Broken) as NodeType),
                 "Greeter" => Some(Arc::new(Greeter) as NodeType),
+                "NeedsModel" => Some(Arc::new(NeedsModel) as NodeType),
                 other => kai_common::nodes::find(other),
             })
         }
@@ -1194,6 +1238,27 @@ mod tests {
                 {"source": "b", "target": "a", "targetHandle": "inner"}
             ]}));
             assert!(matches!(cycle, Err(GraphError::Cycle { .. })), "{cycle:?}");
+        }
+
+        #[test]
+        fn a_provider_must_give_what_the_input_accepts_and_required_ones_are_connected() {
+            let wrong = build(json!({"nodes": [
+                {"id": "start", "type": "StartNode"}, {"id": "ask", "type": "NeedsModel"},
+                {"id": "text", "type": "Prefix"}
+            ], "edges": [{"source": "start", "target": "ask"},
+                {"id": "e2", "source": "text", "target": "ask", "targetHandle": "llm"}]}));
+            assert_eq!(
+                wrong.unwrap_err().to_string(),
+                "edge e2: node `text` (Prefix) provides a tool, but input `llm` of node `ask` \
+                 (NeedsModel) accepts a chat_model"
+            );
+            let missing = build(json!({"nodes": [
+                {"id": "start", "type": "StartNode"}, {"id": "ask", "type": "NeedsModel"}
+            ], "edges": [{"source": "start", "target": "ask"}]}));
+            assert_eq!(
+                missing.unwrap_err().to_string(),
+                "node `ask` (NeedsModel) needs a chat_model connected to its `llm` input"
+            );
         }
     }
 }

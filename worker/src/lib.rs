@@ -74,7 +74,8 @@ pub async fn run(
         open_for: config.breaker_open,
     };
     let (services, http_logs) = NodeServices::new(&config.outbound, breakers)
-        .context("building the HTTP client for nodes")?
+        .and_then(|services| services.with_models(&config.models))
+        .context("building the HTTP clients for nodes")?
         .with_database(db.clone(), credential_keys);
     let handler = JobHandler::new(
         db.clone(),

@@ -142,6 +142,7 @@ pub async fn write_runs(db: &PgPool, runs: &[FinishedRun]) -> Result<Vec<Written
         .bind(&executions.outputs_are_inputs)
         .bind(&nodes.inputs_are_trigger)
         .bind(&nodes.outputs_are_trigger)
+        .bind(&nodes.details)
         .fetch_all(&mut *connection)
         .await
         .map_err(PersistError::classify)?;
@@ -191,12 +192,13 @@ WITH runs AS (
 ), nodes AS (
     INSERT INTO node_executions (execution_id, node_id, node_type, status, inputs, outputs,
         error, started_at, completed_at, duration_ms, attempts, inputs_are_trigger,
-        outputs_are_trigger)
+        outputs_are_trigger, details)
     SELECT n.* FROM UNNEST($16::uuid[], $17::text[], $18::text[], $19::text[], $20::jsonb[],
         $21::jsonb[], $22::text[], $23::timestamptz[], $24::timestamptz[], $25::int4[],
-        $36::int4[], $39::bool[], $40::bool[])
+        $36::int4[], $39::bool[], $40::bool[], $41::jsonb[])
         AS n(execution_id, node_id, node_type, status, inputs, outputs, error, started_at,
-             completed_at, duration_ms, attempts, inputs_are_trigger, outputs_are_trigger)
+             completed_at, duration_ms, attempts, inputs_are_trigger, outputs_are_trigger,
+             details)
     WHERE n.execution_id IN (SELECT id FROM inserted)
     ON CONFLICT DO NOTHING
 ), events AS (
@@ -286,6 +288,8 @@ struct NodeColumns<'a> {
     ends: Vec<DateTime<Utc>>,
     durations: Vec<i32>,
     attempts: Vec<i32>,
+    /// What model nodes record beside their output (usage, steps); NULL for most nodes.
+    details: Vec<Option<&'a Value>>,
 }
 
 impl<'a> NodeColumns<'a> {
@@ -320,6 +324,7 @@ impl<'a> NodeColumns<'a> {
             attempts: nodes()
                 .map(|(_, n)| n.attempts.min(i32::MAX as u32) as i32)
                 .collect(),
+            details: nodes().map(|(_, n)| n.details.as_ref()).collect(),
         }
     }
 }

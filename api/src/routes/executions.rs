@@ -64,6 +64,9 @@ pub struct NodeExecutionOut {
     pub duration_ms: Option<i32>,
     /// Attempts the node took (retryable failures are retried); 0 when skipped.
     pub attempts: i32,
+    /// What the node recorded beside its output: a model's `usage` (tokens), an agent's
+    /// `steps` (each model and tool call with its inputs, outputs, tokens and duration).
+    pub details: Option<Value>,
 }
 
 #[derive(Debug, Object)]
@@ -280,7 +283,7 @@ impl ExecutionsApi {
             "SELECT n.node_id, n.node_type, n.status, \
                 CASE WHEN n.inputs_are_trigger THEN e.inputs ELSE n.inputs END AS inputs, \
                 CASE WHEN n.outputs_are_trigger THEN e.inputs ELSE n.outputs END AS outputs, \
-                n.error, n.started_at, n.completed_at, n.duration_ms, n.attempts \
+                n.error, n.started_at, n.completed_at, n.duration_ms, n.attempts, n.details \
              FROM node_executions n JOIN workflow_executions e ON e.id = n.execution_id \
              WHERE n.execution_id = $1 ORDER BY n.started_at, n.node_id",
         )

@@ -22,17 +22,8 @@ fn through_code(language: &str, code: &str, timeout: u64) -> Value {
 /// Runs `workflow` with `inputs`, waiting for the result.
 async fn run(app: &TestApp, token: &str, workflow: &Value, inputs: Value) -> Value {
     let created = app.create_workflow(token, workflow).await;
-    let id = created["id"].as_str().unwrap();
-    let (status, answer) = app
-        .post_json(
-            &format!("/api/v1/workflows/{id}/execute?wait=true&timeout=60"),
-            token,
-            &json!({"inputs": inputs}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
-    let execution_id = answer["execution_id"].as_str().unwrap();
-    app.wait_for_execution(token, execution_id).await
+    app.execute_and_wait(token, created["id"].as_str().unwrap(), inputs)
+        .await
 }
 
 fn code_output(execution: &Value) -> &Value {

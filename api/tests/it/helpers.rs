@@ -80,6 +80,7 @@ impl TestApp {
             // Test services (custom node endpoints) listen on loopback.
             outbound: kai_common::outbound::OutboundConfig::allowing("127.0.0.1"),
             encryption: Default::default(),
+            models: Default::default(),
             execution_events: kai_worker::config::EventsMode::All,
         };
         adjust(&mut config);
@@ -231,6 +232,20 @@ impl TestApp {
             .await
             .unwrap();
         json_of(response).await
+    }
+
+    /// Runs workflow `id` with `inputs`, waiting for it to finish; its execution record.
+    pub async fn execute_and_wait(&self, token: &str, id: &str, inputs: Value) -> Value {
+        let (status, answer) = self
+            .post_json(
+                &format!("/api/v1/workflows/{id}/execute?wait=true&timeout=60"),
+                token,
+                &json!({"inputs": inputs}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        self.wait_for_execution(token, answer["execution_id"].as_str().unwrap())
+            .await
     }
 
     /// Polls `GET /api/v1/executions/{id}` until it exists.

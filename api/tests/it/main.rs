@@ -1,6 +1,7 @@
 //! Integration tests of the API against real PostgreSQL, NATS JetStream and Redis, with an
 //! in-process worker; each test has its own database and NATS prefix.
 
+mod agents;
 mod auth;
 mod code_nodes;
 mod credentials;

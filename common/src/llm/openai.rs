@@ -280,18 +280,24 @@ impl OpenAiServer {
     }
 }
 
-/// Sends a request; a failed answer becomes the `NodeError` the run policy acts on.
 async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, NodeError> {
+    send_to(request, "the model server").await
+}
+
+/// Sends a request to `service` (named in errors); a failed answer becomes the `NodeError` the
+/// retry policy acts on: 429 rate limited (with `Retry-After`), 408 and 5xx network errors,
+/// 401/403 credential errors, other 4xx configuration errors.
+pub(crate) async fn send_to(
+    request: reqwest::RequestBuilder,
+    service: &str,
+) -> Result<reqwest::Response, NodeError> {
     let response = request.send().await.map_err(|e| {
         if let Some(refused) = crate::outbound::refusal_of(&e) {
-            NodeError::Configuration(format!("the model server: {refused}"))
+            NodeError::Configuration(format!("{service}: {refused}"))
         } else if e.is_timeout() {
-            NodeError::Network("the model server did not answer in time".to_owned())
+            NodeError::Network(format!("{service} did not answer in time"))
         } else {
-            NodeError::Network(format!(
-                "could not reach the model server: {}",
-                e.without_url()
-            ))
+            NodeError::Network(format!("could not reach {service}: {}", e.without_url()))
         }
     })?;
     let status = response.status().as_u16();
@@ -306,17 +312,12 @@ async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, Nod
     let text = response.text().await.unwrap_or_default();
     let detail: String = text.chars().take(300).collect();
     Err(match status {
-        429 => NodeError::RateLimited(
-            format!("the model server answered 429: {detail}"),
-            retry_after,
-        ),
+        429 => NodeError::RateLimited(format!("{service} answered 429: {detail}"), retry_after),
         401 | 403 => NodeError::Credential(format!(
-            "the model server refused the credential ({status}): {detail}"
+            "{service} refused the credential ({status}): {detail}"
         )),
-        408 | 500..=599 => {
-            NodeError::Network(format!("the model server answered {status}: {detail}"))
-        }
-        _ => NodeError::Configuration(format!("the model server answered {status}: {detail}")),
+        408 | 500..=599 => NodeError::Network(format!("{service} answered {status}: {detail}")),
+        _ => NodeError::Configuration(format!("{service} answered {status}: {detail}")),
     })
 }
 

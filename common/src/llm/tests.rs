@@ -163,3 +163,169 @@ async fn embeddings_are_stable_ordered_and_an_empty_input_is_not_a_call() {
     assert!(none.is_empty());
     assert_eq!(fake.requests().len(), calls);
 }
+
+mod providers {
+    //! The providers model nodes build, against the fake: retries under the node's policy,
+    //! batching, the dimension probe, Cohere's rerank shape.
+
+    use std::time::Instant;
+
+    use super::*;
+    use crate::llm::chat::OpenAiChat;
+    use crate::llm::cohere::CohereReranker;
+    use crate::llm::connection::Connection;
+    use crate::llm::embedder::OpenAiEmbedder;
+    use crate::llm::policy::CallPolicy;
+    use crate::nodes::capability::{ChatModel, Embedder, Reranker};
+
+    fn policy(max_retries: u32) -> CallPolicy {
+        CallPolicy {
+            timeout: TIMEOUT,
+            max_retries,
+            backoff: Duration::from_millis(10),
+        }
+    }
+
+    fn connection(fake: &FakeOpenAi) -> Connection {
+        Connection {
+            server: server(fake, KEY),
+            http: client(),
+        }
+    }
+
+    fn chat(fake: &FakeOpenAi, streaming: bool, max_retries: u32) -> OpenAiChat {
+        OpenAiChat {
+            connection: connection(fake),
+            settings: ChatRequest {
+                model: "fake-chat".into(),
+                ..ChatRequest::default()
+            },
+            streaming,
+            policy: policy(max_retries),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_429_is_retried_after_its_retry_after_and_a_500_with_backoff() {
+        let fake = FakeOpenAi::start(Some(KEY), 8).await;
+        fake.script([
+            Scripted::Error(429, Some(1)),
+            Scripted::Error(500, None),
+            Scripted::Text("finally".into()),
+        ]);
+        let started = Instant::now();
+        let messages = [ChatMessage::new("user", "hi")];
+        let answer = chat(&fake, false, 2)
+            .complete(&messages, &[], None)
+            .await
+            .unwrap();
+        assert_eq!(answer.message.content.as_deref(), Some("finally"));
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "Retry-After: 1 was honoured"
+        );
+        assert_eq!(fake.requests().len(), 3);
+
+        fake.script([Scripted::Error(503, None), Scripted::Error(503, None)]);
+        let error = chat(&fake, false, 1)
+            .complete(&messages, &[], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, NodeError::Network(_)), "{error}");
+        assert_eq!(fake.requests().len(), 5, "one retry, then the failure");
+    }
+
+    #[tokio::test]
+    async fn streamed_tokens_reach_the_sink_and_a_refused_key_is_not_retried() {
+        let fake = FakeOpenAi::start(Some(KEY), 8).await;
+        fake.script([Scripted::Text("a b c".into())]);
+        let seen = std::sync::Mutex::new(Vec::new());
+        let sink = |t: &str| seen.lock().unwrap().push(t.to_owned());
+        let messages = [ChatMessage::new("user", "hi")];
+        chat(&fake, true, 2)
+            .complete(&messages, &[], Some(&sink))
+            .await
+            .unwrap();
+        assert_eq!(*seen.lock().unwrap(), ["a ", "b ", "c"]);
+
+        let mut wrong = chat(&fake, false, 3);
+        wrong.connection.server.api_key = Some(SecretString::from("sk-wrong".to_owned()));
+        let calls = fake.requests().len();
+        let error = wrong.complete(&messages, &[], None).await.unwrap_err();
+        assert!(matches!(error, NodeError::Credential(_)), "{error}");
+        assert!(!error.to_string().contains("sk-wrong"));
+        assert_eq!(fake.requests().len(), calls + 1);
+    }
+
+    #[tokio::test]
+    async fn embeddings_go_in_batches_and_an_unknown_model_is_probed_once() {
+        let fake = FakeOpenAi::start(Some(KEY), 12).await;
+        let embedder = OpenAiEmbedder {
+            connection: connection(&fake),
+            model: "local-e5".into(),
+            dimensions: None,
+            batch_size: 2,
+            policy: policy(0),
+            probed: Default::default(),
+        };
+        let texts: Vec<String> = (0..5).map(|i| format!("text {i}")).collect();
+        let vectors = embedder.embed(&texts).await.unwrap();
+        assert_eq!(vectors.len(), 5);
+        assert_eq!(vectors[4], stable_embedding("text 4", 12));
+        let sizes: Vec<usize> = fake
+            .received_at("/v1/embeddings")
+            .iter()
+            .map(|r| r.body["input"].as_array().unwrap().len())
+            .collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        assert!(embedder.embed(&[]).await.unwrap().is_empty());
+        assert_eq!(
+            embedder.dimension().await.unwrap(),
+            12,
+            "learnt from the answers"
+        );
+        assert_eq!(
+            fake.received_at("/v1/embeddings").len(),
+            3,
+            "no call for none"
+        );
+
+        let fresh = OpenAiEmbedder {
+            probed: Default::default(),
+            ..embedder
+        };
+        assert_eq!(fresh.dimension().await.unwrap(), 12);
+        assert_eq!(fresh.dimension().await.unwrap(), 12);
+        assert_eq!(fake.received_at("/v1/embeddings").len(), 4, "probed once");
+    }
+
+    #[tokio::test]
+    async fn cohere_rerank_sends_v2_shape_and_reads_indices() {
+        let fake = FakeOpenAi::start(None, 8).await;
+        let reranker = CohereReranker {
+            base_url: fake.root.parse().unwrap(),
+            api_key: Some(SecretString::from("co-key".to_owned())),
+            http: client(),
+            model: "rerank-english-v3.0".into(),
+            policy: policy(0),
+        };
+        let documents = [
+            "cats purr",
+            "rust borrow checker",
+            "the borrow checker in rust",
+        ]
+        .map(str::to_owned);
+        let ranked = reranker
+            .rerank("rust borrow checker", &documents, Some(2))
+            .await
+            .unwrap();
+        assert_eq!(ranked.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2]);
+        let sent = &fake.received_at("/v2/rerank")[0];
+        assert_eq!(sent.authorization.as_deref(), Some("Bearer co-key"));
+        assert_eq!(
+            sent.body,
+            json!({"model": "rerank-english-v3.0", "query": "rust borrow checker",
+                   "documents": documents, "top_n": 2})
+        );
+    }
+}

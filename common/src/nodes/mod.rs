@@ -1,21 +1,30 @@
 //! The node catalogue: what every node type declares (category, handles, config validation)
 //! and how it runs. Adding a node type means adding one file here and one line in `registry`.
 
+mod agent;
 pub mod breaker;
+pub mod capability;
 mod code;
 mod condition;
 pub mod custom_http;
 pub mod custom_store;
 mod end;
+pub mod fields;
 mod http_request;
+mod memory;
+mod openai_chat;
+mod openai_embedder;
 mod registry;
+mod reranker;
 mod respond_to_webhook;
 pub mod retry;
 pub mod services;
 mod start;
+mod tavily_search;
 mod timer_start;
 mod webhook_start;
 
+pub use capability::{Capability, Provided, ProviderInput, Providers};
 pub use registry::{find, registry};
 
 /// A node type as graphs hold it: built-in ones live for the whole process, custom ones (see
@@ -156,6 +165,9 @@ pub struct NodeOutput {
     pub route: Option<&'static str>,
     /// The answer for a caller waiting on the webhook (`RespondToWebhook`).
     pub response: Option<WebhookResponse>,
+    /// What the node records about how it worked, beside its output (a model's token usage,
+    /// an agent's steps): kept on the node execution, not passed on.
+    pub details: Option<Value>,
 }
 
 impl NodeOutput {
@@ -165,7 +177,14 @@ impl NodeOutput {
             value: value.into(),
             route: None,
             response: None,
+            details: None,
         }
+    }
+
+    /// The same output with `details` recorded beside it.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
     }
 
     /// A value carried on only through the `route` handle.
@@ -174,56 +193,8 @@ impl NodeOutput {
             value: value.into(),
             route: Some(route),
             response: None,
+            details: None,
         }
-    }
-}
-
-/// What a provider node builds for a processor: a chat model, an embedder, a tool... The
-/// consuming processor downcasts it to the interface it expects for that input.
-pub type Provided = std::sync::Arc<dyn std::any::Any + Send + Sync>;
-
-/// The providers handed to a node, by the input handle their edge arrives at.
-#[derive(Default, Clone)]
-pub struct Providers {
-    entries: Vec<(String, String, Provided)>,
-}
-
-impl Providers {
-    /// An empty set, for nodes no provider feeds.
-    pub const fn none() -> Self {
-        Self {
-            entries: Vec::new(),
-        }
-    }
-
-    pub fn push(&mut self, handle: &str, node_id: &str, provided: Provided) {
-        self.entries
-            .push((handle.to_owned(), node_id.to_owned(), provided));
-    }
-
-    /// The first provider at `handle`.
-    pub fn get(&self, handle: &str) -> Option<&Provided> {
-        self.entries
-            .iter()
-            .find(|(h, _, _)| h == handle)
-            .map(|(_, _, p)| p)
-    }
-
-    /// The first provider at `handle` as `T`, if it is one.
-    pub fn get_as<T: std::any::Any + Send + Sync>(&self, handle: &str) -> Option<&T> {
-        self.get(handle).and_then(|p| p.downcast_ref::<T>())
-    }
-
-    /// Every provider at `handle` (several tools, say), in edge order.
-    pub fn all<'a>(&'a self, handle: &'a str) -> impl Iterator<Item = &'a Provided> + 'a {
-        self.entries
-            .iter()
-            .filter(move |(h, _, _)| h == handle)
-            .map(|(_, _, p)| p)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 
@@ -288,9 +259,19 @@ pub trait NodeDefinition: Send + Sync + 'static {
     fn output_handles(&self) -> &'static [&'static str];
     /// Handles edges may arrive at; an edge without one arrives at `input`.
     fn input_handles(&self) -> &'static [&'static str];
-    /// Handles at which provider nodes are handed in (`llm`, `embedder`, `tools`, `memory`...).
-    fn provider_inputs(&self) -> &'static [&'static str] {
+    /// Handles at which provider nodes are handed in (`llm`, `embedder`, `tools`, `memory`...),
+    /// each with what it accepts.
+    fn provider_inputs(&self) -> &'static [ProviderInput] {
         &[]
+    }
+    /// What a `Provider` node builds for the nodes it feeds.
+    fn provides(&self) -> Option<Capability> {
+        None
+    }
+    /// Whether a provider also runs as a step of its own when a data edge reaches or leaves it
+    /// (a chat model answering its input, as older KAI-Fusion exports wire `OpenAINode`).
+    fn also_a_step(&self) -> bool {
+        false
     }
     /// One sentence for people choosing a node.
     fn description(&self) -> &str;
@@ -322,7 +303,11 @@ pub fn schema_definition(node: &dyn NodeDefinition) -> Value {
     serde_json::json!({
         "config": node.config_schema(),
         "inputs": node.input_handles(),
-        "providers": node.provider_inputs(),
+        "providers": node.provider_inputs().iter()
+            .map(|input| serde_json::json!({"handle": input.handle, "accepts": input.accepts.as_str(),
+                "required": input.required}))
+            .collect::<Vec<_>>(),
+        "provides": node.provides().map(Capability::as_str),
         "outputs": node.output_handles(),
         "category": node.category().as_str(),
     })

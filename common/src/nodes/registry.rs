@@ -14,6 +14,14 @@ static NODES: LazyLock<Vec<NodeType>> = LazyLock::new(|| {
         Arc::new(super::respond_to_webhook::RespondToWebhook),
         Arc::new(super::http_request::HttpRequest),
         Arc::new(super::code::Code),
+        Arc::new(super::openai_chat::OpenAIChat),
+        Arc::new(super::openai_chat::OpenAICompatibleNode),
+        Arc::new(super::openai_embedder::OpenAIEmbedder),
+        Arc::new(super::agent::Agent),
+        Arc::new(super::memory::BUFFER_MEMORY),
+        Arc::new(super::memory::CONVERSATION_MEMORY),
+        Arc::new(super::tavily_search::TavilySearch),
+        Arc::new(super::reranker::Reranker),
     ]
 });
 

@@ -199,6 +199,7 @@ impl NodeDefinition for RespondToWebhook {
                 value: value.into(),
                 route: None,
                 response: Some(response),
+                details: None,
             })
         }
         .boxed()

@@ -10,6 +10,7 @@ use super::NodeError;
 use super::breaker::{BreakerSettings, Breakers};
 use crate::compute::ComputePool;
 use crate::credentials::{Credential, CredentialError, CredentialStore, KeyRing};
+use crate::llm::servers::{ModelServers, ModelServersConfig};
 use crate::outbound::OutboundConfig;
 use crate::outbound::call::Outbound;
 use crate::outbound::request_log::{HttpLogSink, HttpLogWriter};
@@ -31,6 +32,8 @@ pub struct NodeServices {
     pub db: Option<PgPool>,
     /// Where CPU-heavy node work runs, bounded, off the async runtime.
     pub compute: ComputePool,
+    /// The operator's model servers (defaults for model nodes without a credential).
+    pub models: ModelServers,
 }
 
 impl NodeServices {
@@ -44,7 +47,15 @@ impl NodeServices {
             http_logs: HttpLogSink::discard(),
             db: None,
             compute: ComputePool::default(),
+            models: ModelServers::default(),
         })
+    }
+
+    /// The same services with the operator's model servers.
+    pub fn with_models(mut self, config: &ModelServersConfig) -> reqwest::Result<Self> {
+        let user_agent = concat!("kai-fusion-worker/", env!("CARGO_PKG_VERSION"));
+        self.models = ModelServers::new(config, user_agent)?;
+        Ok(self)
     }
 
     /// The same services with `db`: credentials opened with `keys`, HTTP calls logged by the

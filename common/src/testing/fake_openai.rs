@@ -1,7 +1,8 @@
 //! A deterministic OpenAI-compatible server for tests: chat completions answered from a script
 //! (text, tool calls, errors with `Retry-After`, delays), plain or streamed as Server-Sent
-//! Events; embeddings with stable vectors derived from the text; `/models`. Every request is
-//! recorded so tests can check what was sent.
+//! Events; embeddings with stable vectors derived from the text; `/models`. It also speaks
+//! Tavily's `/search` and Cohere's `/v2/rerank`, answering from the request alone. Every request
+//! is recorded so tests can check what was sent.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -25,10 +26,23 @@ pub enum Scripted {
     Delayed(Duration, Box<Scripted>),
 }
 
+/// A request as received: its path, `Authorization` header and JSON body.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+}
+
 #[derive(Default)]
 struct State {
     script: Mutex<VecDeque<Scripted>>,
     requests: Mutex<Vec<Value>>,
+    received: Mutex<Vec<Received>>,
+    /// How long every chat answer waits (a slow model server).
+    latency: Mutex<Duration>,
+    /// The pause before each event of a streamed answer.
+    stream_delay: Mutex<Option<Duration>>,
     api_key: Option<String>,
     dimensions: usize,
 }
@@ -36,6 +50,8 @@ struct State {
 pub struct FakeOpenAi {
     /// `http://127.0.0.1:PORT/v1`.
     pub base_url: String,
+    /// `http://127.0.0.1:PORT` (Tavily's and Cohere's paths are under it).
+    pub root: String,
     state: Arc<State>,
 }
 
@@ -52,14 +68,43 @@ impl FakeOpenAi {
             .at("/v1/chat/completions", poem::post(chat))
             .at("/v1/embeddings", poem::post(embeddings))
             .at("/v1/models", poem::get(models))
+            .at("/search", poem::post(tavily_search))
+            .at("/v2/rerank", poem::post(cohere_rerank))
+            .around(record)
             .data(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the fake model server");
-        let base_url = format!("http://{}/v1", listener.local_addr().expect("its address"));
+        let root = format!("http://{}", listener.local_addr().expect("its address"));
         let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).expect("an acceptor");
         tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(routes));
-        Self { base_url, state }
+        Self {
+            base_url: format!("{root}/v1"),
+            root,
+            state,
+        }
+    }
+
+    /// Every chat answer from now on waits `latency` first (a slow model server).
+    pub fn set_latency(&self, latency: Duration) {
+        *self.state.latency.lock().expect("latency") = latency;
+    }
+
+    /// Streamed answers pause `delay` before each event (5 ms by default).
+    pub fn set_stream_delay(&self, delay: Duration) {
+        *self.state.stream_delay.lock().expect("stream delay") = Some(delay);
+    }
+
+    /// The requests received at `path` (e.g. `/search`), in order.
+    pub fn received_at(&self, path: &str) -> Vec<Received> {
+        self.state
+            .received
+            .lock()
+            .expect("received")
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
     }
 
     /// Answers the next chat completions with these, in order; after them, each answer echoes
@@ -108,6 +153,10 @@ async fn chat(request: &Request, Json(body): Json<Value>, state: Data<&Arc<State
             .unwrap_or_default();
         Scripted::Text(format!("echo: {last}"))
     });
+    let latency = *state.latency.lock().expect("latency");
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     while let Scripted::Delayed(delay, inner) = answer {
         tokio::time::sleep(delay).await;
         answer = *inner;
@@ -124,8 +173,10 @@ async fn chat(request: &Request, Json(body): Json<Value>, state: Data<&Arc<State
             }
             response.body(json!({"error": {"message": format!("scripted {status}")}}).to_string())
         }
-        Scripted::Text(text) if stream => sse(&model, text_events(&text)),
-        Scripted::ToolCalls(calls) if stream => sse(&model, vec![tool_delta(&calls)]),
+        Scripted::Text(text) if stream => sse(&model, text_events(&text), stream_delay(&state)),
+        Scripted::ToolCalls(calls) if stream => {
+            sse(&model, vec![tool_delta(&calls)], stream_delay(&state))
+        }
         Scripted::Text(text) => completion(
             &model,
             json!({"role": "assistant", "content": text}),
@@ -181,7 +232,15 @@ fn tool_delta(calls: &[(String, Value)]) -> Value {
     json!({"index": 0, "delta": {"tool_calls": deltas}, "finish_reason": "tool_calls"})
 }
 
-fn sse(model: &str, choices: Vec<Value>) -> Response {
+fn stream_delay(state: &State) -> Duration {
+    state
+        .stream_delay
+        .lock()
+        .expect("stream delay")
+        .unwrap_or(Duration::from_millis(5))
+}
+
+fn sse(model: &str, choices: Vec<Value>, delay: Duration) -> Response {
     let mut events: Vec<String> = choices
         .into_iter()
         .map(|choice| {
@@ -196,8 +255,8 @@ fn sse(model: &str, choices: Vec<Value>) -> Response {
     events.push(format!("data: {usage}\n\n"));
     events.push("data: [DONE]\n\n".to_owned());
     // One event at a time, so a reader sees tokens before the answer ends.
-    let stream = futures::stream::iter(events).then(|event| async move {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let stream = futures::stream::iter(events).then(move |event| async move {
+        tokio::time::sleep(delay).await;
         Ok::<_, std::io::Error>(event.into_bytes())
     });
     Response::builder()
@@ -269,5 +328,85 @@ fn models(request: &Request, state: Data<&Arc<State>>) -> Response {
         json!({"object": "list", "data": [{"id": "fake-chat", "object": "model"},
                                             {"id": "fake-embed", "object": "model"}]}),
     )
+    .into_response()
+}
+
+/// Records every request's path, `Authorization` and JSON body before it is answered.
+async fn record<E: poem::Endpoint>(next: E, request: Request) -> poem::Result<Response> {
+    let state = request
+        .data::<Arc<State>>()
+        .cloned()
+        .expect("the fake's state");
+    let path = request.uri().path().to_owned();
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (parts, body) = request.into_parts();
+    let bytes = body.into_vec().await.unwrap_or_default();
+    state.received.lock().expect("received").push(Received {
+        path,
+        authorization,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    });
+    let request = Request::from_parts(parts, Body::from_vec(bytes));
+    next.call(request).await.map(IntoResponse::into_response)
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Tavily's `/search`: one result per requested slot, derived from the query.
+#[handler]
+fn tavily_search(Json(body): Json<Value>) -> Response {
+    let query = body["query"].as_str().unwrap_or_default();
+    let count = body["max_results"].as_u64().unwrap_or(5).min(3);
+    let results: Vec<Value> = (1..=count)
+        .map(|i| {
+            json!({"title": format!("Result {i} for {query}"),
+                   "url": format!("https://example.com/{i}"),
+                   "content": format!("Page {i} about {query}."),
+                   "score": 1.0 - i as f64 / 10.0, "raw_content": null})
+        })
+        .collect();
+    Json(
+        json!({"query": query, "answer": format!("An answer about {query}."),
+                "results": results, "images": [], "response_time": 0.01}),
+    )
+    .into_response()
+}
+
+/// Cohere's `/v2/rerank`: documents scored by the share of query words they contain.
+#[handler]
+fn cohere_rerank(Json(body): Json<Value>) -> Response {
+    let query = words(body["query"].as_str().unwrap_or_default());
+    let documents: Vec<String> = body["documents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| d.as_str().unwrap_or_default().to_owned())
+        .collect();
+    let mut scored: Vec<(usize, f64)> = documents
+        .iter()
+        .enumerate()
+        .map(|(index, document)| {
+            let words = words(document);
+            let hits = query.iter().filter(|w| words.contains(w)).count();
+            (index, hits as f64 / query.len().max(1) as f64)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.truncate(body["top_n"].as_u64().map_or(scored.len(), |n| n as usize));
+    let results: Vec<Value> = scored
+        .into_iter()
+        .map(|(index, score)| json!({"index": index, "relevance_score": score}))
+        .collect();
+    Json(json!({"id": "rerank-fake", "results": results,
+                "meta": {"billed_units": {"search_units": 1}}}))
     .into_response()
 }

@@ -36,6 +36,15 @@ pub enum GraphError {
     Cycle { node_id: String },
     #[error("the workflow has no entry node (StartNode or WebhookStartNode)")]
     NoEntry,
+    #[error("{0}")]
+    WrongProvider(Box<ProviderProblem>),
+    #[error("node `{node_id}` ({node_type}) needs a {accepts} connected to its `{handle}` input")]
+    MissingProvider {
+        node_id: String,
+        node_type: String,
+        handle: &'static str,
+        accepts: &'static str,
+    },
 }
 
 impl GraphError {
@@ -48,6 +57,8 @@ impl GraphError {
             | GraphError::MissingNode { node_id, .. }
             | GraphError::Cycle { node_id } => Some(node_id),
             GraphError::MissingHandle(problem) => Some(&problem.node_id),
+            GraphError::WrongProvider(problem) => Some(&problem.node_id),
+            GraphError::MissingProvider { node_id, .. } => Some(node_id),
             GraphError::NotAvailable { nodes } => nodes.first().map(|n| n.node_id.as_str()),
             _ => None,
         }
@@ -66,6 +77,23 @@ pub struct HandleProblem {
     pub side: &'static str,
     pub handle: String,
     pub available: String,
+}
+
+/// A provider wired to an input that accepts something else (memory where a model goes).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "edge {edge}: node `{source_id}` ({source_type}) provides a {provides}, but input `{handle}` \
+     of node `{node_id}` ({node_type}) accepts a {accepts}"
+)]
+pub struct ProviderProblem {
+    pub edge: String,
+    pub source_id: String,
+    pub source_type: String,
+    pub provides: &'static str,
+    pub node_id: String,
+    pub node_type: String,
+    pub handle: String,
+    pub accepts: &'static str,
 }
 
 /// A node whose KAI-Fusion type is known but not implemented yet.
@@ -126,6 +154,8 @@ pub struct Graph {
     outgoing: Vec<Vec<usize>>,
     /// For each node, the provider nodes handed to it.
     providers: Vec<Vec<ProviderEdge>>,
+    /// Whether each node runs as a step (every node but providers without data edges).
+    steps: Vec<bool>,
 }
 
 impl std::fmt::Debug for Graph {
@@ -271,29 +301,74 @@ impl Graph {
             )?;
             all_outgoing[source].push(target);
             all_incoming[target] += 1;
-            if definitions[source].category() == NodeCategory::Provider {
-                check(
-                    target,
-                    "provider input",
-                    &target_handle,
-                    definitions[target].provider_inputs(),
-                )?;
-                providers[target].push(ProviderEdge {
-                    source,
-                    target_handle,
-                });
-            } else {
-                check(
-                    target,
-                    "input",
-                    &target_handle,
-                    definitions[target].input_handles(),
-                )?;
-                incoming[target].push(Incoming {
-                    source,
-                    source_handle,
-                });
-                outgoing[source].push(target);
+            let target_definition = &definitions[target];
+            let provider_input = target_definition
+                .provider_inputs()
+                .iter()
+                .find(|input| input.handle == target_handle);
+            let from_provider = definitions[source].category() == NodeCategory::Provider;
+            match (from_provider, provider_input) {
+                (true, Some(input)) => {
+                    let provides = definitions[source].provides();
+                    if provides != Some(input.accepts) {
+                        return Err(GraphError::WrongProvider(Box::new(ProviderProblem {
+                            edge: label.clone(),
+                            source_id: flow.nodes[source].id.clone(),
+                            source_type: definitions[source].type_name().to_owned(),
+                            provides: provides.map_or("nothing", |p| p.as_str()),
+                            node_id: flow.nodes[target].id.clone(),
+                            node_type: target_definition.type_name().to_owned(),
+                            handle: target_handle,
+                            accepts: input.accepts.as_str(),
+                        })));
+                    }
+                    providers[target].push(ProviderEdge {
+                        source,
+                        target_handle,
+                    });
+                }
+                (true, None) if !definitions[source].also_a_step() => {
+                    let handles: Vec<&str> = target_definition
+                        .provider_inputs()
+                        .iter()
+                        .map(|input| input.handle)
+                        .collect();
+                    check(target, "provider input", &target_handle, &handles)?;
+                }
+                _ => {
+                    check(
+                        target,
+                        "input",
+                        &target_handle,
+                        target_definition.input_handles(),
+                    )?;
+                    incoming[target].push(Incoming {
+                        source,
+                        source_handle,
+                    });
+                    outgoing[source].push(target);
+                }
+            }
+        }
+
+        // A provider is a step of its own only where data edges reach or leave it.
+        let steps: Vec<bool> = (0..n)
+            .map(|i| {
+                definitions[i].category() != NodeCategory::Provider
+                    || !incoming[i].is_empty()
+                    || !outgoing[i].is_empty()
+            })
+            .collect();
+        for i in (0..n).filter(|&i| steps[i]) {
+            for input in definitions[i].provider_inputs() {
+                if input.required && !providers[i].iter().any(|p| p.target_handle == input.handle) {
+                    return Err(GraphError::MissingProvider {
+                        node_id: flow.nodes[i].id.clone(),
+                        node_type: definitions[i].type_name().to_owned(),
+                        handle: input.handle,
+                        accepts: input.accepts.as_str(),
+                    });
+                }
             }
         }
 
@@ -322,6 +397,7 @@ impl Graph {
             incoming,
             outgoing,
             providers,
+            steps,
         })
     }
 
@@ -382,9 +458,9 @@ impl Graph {
         &self.providers[index]
     }
 
-    /// Whether the node is a provider (built for its consumers, never a step of its own).
+    /// Whether the node is only a provider (built for its consumers, not a step of its own).
     pub fn is_provider(&self, index: usize) -> bool {
-        self.definitions[index].category() == NodeCategory::Provider
+        !self.steps[index]
     }
 
     /// The nodes whose outputs are the run's result: the end nodes, or when there are none,
@@ -491,11 +567,12 @@ mod tests {
         );
 
         let later = graph(json!({"nodes": [
-            {"id": "s", "type": "StartNode"}, {"id": "llm", "type": "OpenAINode"}, {"id": "a", "type": "Agent"}]}));
+            {"id": "s", "type": "StartNode"}, {"id": "qa", "type": "RetrievalQANode"},
+            {"id": "w", "type": "WebScraper"}]}));
         assert_eq!(
             later.unwrap_err().to_string(),
-            "node types not available in this version yet: OpenAIChat written as OpenAINode \
-             (node `llm`), Agent (node `a`)"
+            "node types not available in this version yet: RetrievalQA written as \
+             RetrievalQANode (node `qa`), WebScraper (node `w`)"
         );
 
         let bad_config = graph(json!({"nodes": [{"id": "s", "type": "StartNode"},

@@ -49,6 +49,118 @@ impl TemplateScope {
     }
 }
 
+/// Where a node's value is, as KAI-Fusion templates name it: its `output`, else its `content`,
+/// else the one field of a single-field object, else the whole value.
+fn primary_pointer(value: &Value) -> Option<String> {
+    let fields = value.as_object()?;
+    for name in ["output", "content"] {
+        if fields.contains_key(name) {
+            return Some(format!("/{name}"));
+        }
+    }
+    match fields.keys().next() {
+        Some(only) if fields.len() == 1 => {
+            Some(format!("/{}", only.replace('~', "~0").replace('/', "~1")))
+        }
+        _ => None,
+    }
+}
+
+impl TemplateScope {
+    /// Binds a node's output to its names as KAI-Fusion templates read it: the name alone is
+    /// the node's primary value (`output`, `content`, or its single field: `{{ agent_1 }}` is
+    /// the agent's answer), while its other fields stay reachable (`{{ lookup.status_code }}`).
+    pub fn set_node<'a>(&mut self, names: impl IntoIterator<Item = &'a str>, value: &SharedValue) {
+        let Some(primary) = primary_pointer(value) else {
+            return self.set_names(names, value);
+        };
+        let view = NodeView {
+            primary: JsonView::of(value.clone(), primary.clone()),
+            primary_pointer: primary,
+            whole: JsonView {
+                root: value.clone(),
+                pointer: String::new(),
+            },
+        };
+        // A text answer renders as itself; a list or an object as the collection it is.
+        let view = if view.primary.as_object().is_some() {
+            minijinja::Value::from_object(view)
+        } else {
+            minijinja::Value::from_object(TextNodeView(view))
+        };
+        let values = Arc::make_mut(&mut self.values);
+        for name in names {
+            values.insert(name.to_owned(), view.clone());
+        }
+    }
+}
+
+/// A node's value seen through its primary value (a list or an object), falling back to its
+/// other fields. Written out as JSON (`{"values": {{ code_node }}}` makes a JSON body, where
+/// the template engine's own rendering would write a Python-like list).
+#[derive(Debug)]
+struct NodeView {
+    primary: minijinja::Value,
+    primary_pointer: String,
+    whole: JsonView,
+}
+
+impl NodeView {
+    fn get(&self, key: &minijinja::Value) -> Option<minijinja::Value> {
+        self.primary
+            .get_item(key)
+            .ok()
+            .filter(|value| !value.is_undefined())
+            .or_else(|| {
+                let name = key.as_str()?;
+                self.whole.node().get(name).map(|_| self.whole.child(name))
+            })
+    }
+}
+
+impl Object for NodeView {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        self.primary
+            .as_object()
+            .map_or(ObjectRepr::Plain, |object| object.repr())
+    }
+
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        self.get(key)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        self.primary
+            .as_object()
+            .map_or(Enumerator::NonEnumerable, |object| object.enumerate())
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let primary = self.whole.root.pointer(&self.primary_pointer);
+        let json =
+            serde_json::to_string(primary.unwrap_or(&Value::Null)).map_err(|_| std::fmt::Error)?;
+        f.write_str(&json)
+    }
+}
+
+/// A node's value whose primary value is a scalar (an agent's answer): renders as it.
+#[derive(Debug)]
+struct TextNodeView(NodeView);
+
+impl Object for TextNodeView {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        self.0.get(key)
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0.primary, f)
+    }
+}
+
 /// A part of a shared JSON value (at a JSON pointer into it) as templates see it: objects and
 /// arrays are looked into on demand, so a template reading one field of a megabyte payload
 /// converts that field, not the payload.
@@ -371,5 +483,73 @@ mod tests {
         assert!(render("{{ nothing.here }}", &scope, &input).is_err());
         assert!(check("{{ unclosed").is_err());
         assert!(check("${{ fine }}").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod node_view_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scope_with(name: &str, value: Value) -> TemplateScope {
+        let mut scope = TemplateScope::default();
+        scope.set_node([name], &SharedValue::new(value));
+        scope
+    }
+
+    #[test]
+    fn a_node_name_is_its_primary_value_with_its_other_fields_reachable() {
+        let none = SharedValue::new(Value::Null);
+        let agent = scope_with(
+            "agent_1",
+            json!({"output": "hi \"there\"", "status": "finished"}),
+        );
+        assert_eq!(
+            render("{{ agent_1 }}", &agent, &none).unwrap(),
+            "hi \"there\""
+        );
+        assert_eq!(
+            render("{{ agent_1 | tojson }}", &agent, &none).unwrap(),
+            r#""hi \"there\"""#
+        );
+        assert_eq!(
+            render("{{ agent_1.status }}", &agent, &none).unwrap(),
+            "finished"
+        );
+
+        let code = scope_with("code", json!({"values": [1, 2]}));
+        assert_eq!(
+            render(r#"{"v":{{ code }}}"#, &code, &none).unwrap(),
+            r#"{"v":[1,2]}"#
+        );
+        let words = scope_with("words", json!({"values": ["a", "b"]}));
+        assert_eq!(
+            render("{{ words }}", &words, &none).unwrap(),
+            r#"["a","b"]"#
+        );
+        let mut plain_list = TemplateScope::default();
+        plain_list.set("list", &SharedValue::new(json!([1, 2])));
+        assert_eq!(
+            render("{{ code | tojson }}", &code, &none).unwrap(),
+            render("{{ list | tojson }}", &plain_list, &none).unwrap()
+        );
+        assert_eq!(render("{{ code.values[1] }}", &code, &none).unwrap(), "2");
+
+        let http = scope_with(
+            "lookup",
+            json!({"status_code": 200, "content": {"body": "x"}}),
+        );
+        assert_eq!(
+            render("{{ lookup.status_code }}", &http, &none).unwrap(),
+            "200"
+        );
+        assert_eq!(
+            render("{{ lookup.content.body }}", &http, &none).unwrap(),
+            "x"
+        );
+        assert_eq!(render("{{ lookup.body }}", &http, &none).unwrap(), "x");
+
+        let plain = scope_with("n", json!({"a": 1, "b": 2}));
+        assert_eq!(render("{{ n.a + n.b }}", &plain, &none).unwrap(), "3");
     }
 }

@@ -47,6 +47,9 @@ worker:
     REDIS_URL: redisUrl
     KAI_ENCRYPTION_KEY: encryptionKey
     KAI_ENCRYPTION_KEYS_PREVIOUS: encryptionKeysPrevious
+    KAI_OPENAI_API_KEY: openaiApiKey
+    KAI_EMBEDDINGS_API_KEY: embeddingsApiKey
+    KAI_RERANK_API_KEY: rerankApiKey
 scheduler:
   binary: kai-scheduler
   port: 9102
@@ -149,6 +152,11 @@ KAI_JOB_MAX_DELIVER: {{ $v.maxDeliver | int64 | quote }}
 KAI_BREAKER_FAILURES: {{ $v.breakerFailures | int64 | quote }}
 KAI_BREAKER_OPEN_SECS: {{ $v.breakerOpenSeconds | int64 | quote }}
 KAI_EXECUTION_EVENTS: {{ $v.executionEvents | quote }}
+KAI_OPENAI_BASE_URL: {{ $v.models.openaiBaseUrl | quote }}
+KAI_EMBEDDINGS_BASE_URL: {{ $v.models.embeddingsBaseUrl | quote }}
+KAI_RERANK_BASE_URL: {{ $v.models.rerankBaseUrl | quote }}
+KAI_TAVILY_BASE_URL: {{ $v.models.tavilyBaseUrl | quote }}
+KAI_COHERE_BASE_URL: {{ $v.models.cohereBaseUrl | quote }}
 {{- else if eq .component "scheduler" }}
 KAI_LOG_RETENTION_DAYS: {{ $v.logRetentionDays | int64 | quote }}
 KAI_EXECUTION_RETENTION_DAYS: {{ $v.executionRetentionDays | int64 | quote }}

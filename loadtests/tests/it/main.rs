@@ -101,6 +101,7 @@ fn worker_config(env: &TestEnv, addr: std::net::SocketAddr) -> WorkerConfig {
         // Test services (custom node endpoints) listen on loopback.
         outbound: kai_common::outbound::OutboundConfig::allowing("127.0.0.1"),
         encryption: Default::default(),
+        models: Default::default(),
         execution_events: EventsMode::All,
     }
 }

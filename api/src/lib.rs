@@ -7,6 +7,7 @@ pub mod config;
 pub mod credential_probe;
 pub mod enqueue;
 pub mod error;
+pub mod live_events;
 pub mod middleware;
 pub mod node_lookup;
 pub mod rejections;

@@ -23,6 +23,7 @@ pub enum EventKind {
     NodeProgress,
     ExecutionCompleted,
     ExecutionFailed,
+    ExecutionCancelled,
 }
 
 impl EventKind {
@@ -37,6 +38,7 @@ impl EventKind {
             EventKind::NodeProgress => "node_progress",
             EventKind::ExecutionCompleted => "execution_completed",
             EventKind::ExecutionFailed => "execution_failed",
+            EventKind::ExecutionCancelled => "execution_cancelled",
         }
     }
 
@@ -44,7 +46,9 @@ impl EventKind {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            EventKind::ExecutionCompleted | EventKind::ExecutionFailed
+            EventKind::ExecutionCompleted
+                | EventKind::ExecutionFailed
+                | EventKind::ExecutionCancelled
         )
     }
 

@@ -239,6 +239,8 @@ pub enum ExecutionStatus {
     Running,
     Completed,
     Failed,
+    /// Stopped at its owner's request (`POST /api/v1/executions/{id}/cancel`).
+    Cancelled,
 }
 
 impl ExecutionStatus {
@@ -247,6 +249,7 @@ impl ExecutionStatus {
             ExecutionStatus::Running => "running",
             ExecutionStatus::Completed => "completed",
             ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Cancelled => "cancelled",
         }
     }
 
@@ -255,6 +258,7 @@ impl ExecutionStatus {
             "running" => Some(Self::Running),
             "completed" => Some(Self::Completed),
             "failed" => Some(Self::Failed),
+            "cancelled" => Some(Self::Cancelled),
             _ => None,
         }
     }

@@ -69,6 +69,16 @@ impl Names {
         format!("{}.dlq.>", self.prefix)
     }
 
+    /// Core NATS subject on which every worker hears that execution `execution_id` is to be
+    /// cancelled.
+    pub fn cancel_subject(&self, execution_id: uuid::Uuid) -> String {
+        format!("{}.cancel.{execution_id}", self.prefix)
+    }
+
+    pub fn cancel_wildcard(&self) -> String {
+        format!("{}.cancel.*", self.prefix)
+    }
+
     /// Core NATS subject where one API instance receives execution results.
     pub fn reply_subject(&self, instance: &str) -> String {
         format!("{}.replies.{instance}", self.prefix)

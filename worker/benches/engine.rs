@@ -103,6 +103,7 @@ fn bench(c: &mut Criterion) {
         trigger: json!({"data": {"hello": "world"}}).into(),
         services: Default::default(),
         run: Default::default(),
+        cancel: Default::default(),
     };
 
     c.bench_function("engine: plan a 50-node graph", |b| b.iter(|| graph(false)));

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::budget::{self, ByteBudget};
+use crate::cancellations::Cancellations;
 use crate::config::EventsMode;
 use crate::dead_letters::{self, DeadLetter};
 use crate::engine::{self, RunInput};
@@ -30,6 +31,8 @@ use kai_common::events::{EventKind, ExecutionEvent};
 
 /// Concurrent write transactions, and runs per transaction at most, and their job messages'
 /// bytes at most (past which a batch takes no further run).
+/// How long a run goes on before it is recorded as `running` (see `visible_while_long`).
+const LIVE_AFTER: Duration = Duration::from_secs(1);
 const WRITERS: usize = 4;
 const MAX_BATCH: usize = 128;
 const MAX_BATCH_BYTES: usize = 2 << 20;
@@ -80,6 +83,8 @@ pub struct JobHandler {
     gate: DatabaseGate,
     /// What nodes get at run time (the guarded HTTP client), built once per process.
     services: Arc<NodeServices>,
+    /// The runs in progress here, for cancellation requests.
+    cancellations: Cancellations,
 }
 
 impl JobHandler {
@@ -94,7 +99,10 @@ impl JobHandler {
         let versions = Versions::new(db.clone());
         let writer = RunWriter::start(db.clone(), WRITERS, MAX_BATCH, MAX_BATCH_BYTES);
         let events = EventBus::start(nats.clone(), names.clone());
+        let cancellations = Cancellations::default();
+        cancellations.listen(nats.clone(), &names);
         Self {
+            cancellations,
             gate: DatabaseGate::new(db.clone()),
             db,
             nats,
@@ -129,6 +137,7 @@ impl JobHandler {
         let mut event = event.with_output(&reply.result);
         event.event = match reply.status {
             ExecutionStatus::Failed => EventKind::ExecutionFailed,
+            ExecutionStatus::Cancelled => EventKind::ExecutionCancelled,
             _ => EventKind::ExecutionCompleted,
         };
         event.at = chrono::Utc::now();
@@ -194,6 +203,7 @@ impl JobHandler {
             .await
         {
             Ok(graph) => {
+                let registered = self.cancellations.start(job.execution_id);
                 let input = RunInput {
                     trigger: job.trigger.clone(),
                     services: self.services.clone(),
@@ -202,19 +212,23 @@ impl JobHandler {
                         workflow: job.workflow_id,
                         execution: job.execution_id,
                     },
+                    cancel: registered.token.clone(),
                 };
-                if self.events_mode.covers(job.trigger_type) {
-                    let mut started = self.events.event(&job, EventKind::ExecutionStarted);
-                    started.attempts = Some(attempt.unsigned_abs());
-                    self.events.emit(&started);
-                    let observer = RunEvents {
-                        bus: &self.events,
-                        job: &job,
-                    };
-                    engine::run_observed(&graph, &input, &observer).await
-                } else {
-                    engine::run(&graph, &input).await
-                }
+                let run = async {
+                    if self.events_mode.covers(job.trigger_type) {
+                        let mut started = self.events.event(&job, EventKind::ExecutionStarted);
+                        started.attempts = Some(attempt.unsigned_abs());
+                        self.events.emit(&started);
+                        let observer = RunEvents {
+                            bus: &self.events,
+                            job: &job,
+                        };
+                        engine::run_observed(&graph, &input, &observer).await
+                    } else {
+                        engine::run(&graph, &input).await
+                    }
+                };
+                self.visible_while_long(&job, attempt, run).await
             }
             Err(VersionError::Database(e)) => return Outcome::Retry(format!("database: {e}")),
             Err(VersionError::Missing { .. }) => {
@@ -279,6 +293,33 @@ impl JobHandler {
                 Outcome::Dead(error)
             }
             (Err(WriteFailure::Retry(reason)), _) => Outcome::Retry(reason),
+        }
+    }
+
+    /// Runs `run`; once it has lasted `LIVE_AFTER`, records the execution as `running` (in the
+    /// background: the run does not wait) so that its owner sees it, lists it and can cancel
+    /// it. Short runs, nearly all of them, are written once, when they end.
+    async fn visible_while_long(
+        &self,
+        job: &RunRequest,
+        attempt: i32,
+        run: impl Future<Output = engine::RunRecord>,
+    ) -> engine::RunRecord {
+        let run = std::pin::pin!(run);
+        let mut run = run;
+        tokio::select! {
+            biased;
+            record = &mut run => record,
+            () = tokio::time::sleep(LIVE_AFTER) => {
+                let db = self.db.clone();
+                let running = persist::RunningExecution::of(job, attempt);
+                tokio::spawn(async move {
+                    if let Err(e) = persist::mark_running(&db, &running).await {
+                        tracing::warn!(error = %e, "could not record a long run as running");
+                    }
+                });
+                run.await
+            }
         }
     }
 

@@ -53,7 +53,7 @@ pub async fn record(db: &PgPool, letter: DeadLetter<'_>) -> sqlx::Result<()> {
 
 /// Records the job's execution as failed with `reason` (error type `dead_letter`), when its
 /// message can be decoded and its workflow still exists; an execution already recorded is left
-/// as it is.
+/// as it is, unless it was only recorded `running` (a long run whose worker died).
 pub async fn mark_failed(
     db: &PgPool,
     payload: &[u8],
@@ -77,7 +77,11 @@ pub async fn mark_failed(
          SELECT $1, w.id, $3, w.user_id, $4, $5, 'failed', $6, $7, 'dead_letter', $8, now(), \
             now(), 0, $9 \
          FROM workflows w WHERE w.id = $2 AND w.user_id = $10 \
-         ON CONFLICT (id) DO NOTHING",
+         ON CONFLICT (id) DO UPDATE SET status = 'failed', error = EXCLUDED.error, \
+            error_type = 'dead_letter', completed_at = now(), attempt = EXCLUDED.attempt, \
+            duration_ms = GREATEST(0, round(extract(epoch FROM now() - \
+                workflow_executions.started_at) * 1000))::int \
+         WHERE workflow_executions.status = 'running'",
     )
     .bind(run.execution_id)
     .bind(run.workflow_id)

@@ -20,6 +20,7 @@ use kai_common::nodes::{
 use kai_common::workflow::Graph;
 use kai_common::workflow::template::TemplateScope;
 use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
 
 /// What a run is given.
 #[derive(Debug, Clone)]
@@ -30,6 +31,9 @@ pub struct RunInput {
     pub services: Arc<NodeServices>,
     /// Whose run it is.
     pub run: RunIds,
+    /// Cancelled when the run's owner cancels it: nothing further starts, and what is running
+    /// (a model call, an HTTP call) is dropped.
+    pub cancel: CancellationToken,
 }
 
 /// One node's recorded run.
@@ -126,7 +130,12 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
     let mut failure: Option<(String, &'static str)> = None;
     let mut response: Option<WebhookResponse> = None;
 
+    let mut cancelled = false;
     loop {
+        if input.cancel.is_cancelled() {
+            cancelled = true;
+            break;
+        }
         while let Some(index) = ready.pop() {
             match node_input(graph, index, &settled) {
                 None => {
@@ -182,7 +191,16 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                 }
             }
         }
-        let Some((index, node_input, result, started, attempts)) = running.next().await else {
+        let next = tokio::select! {
+            biased;
+            next = running.next() => next,
+            // What is still running is dropped: its model or HTTP call stops here.
+            () = input.cancel.cancelled() => {
+                cancelled = true;
+                break;
+            }
+        };
+        let Some((index, node_input, result, started, attempts)) = next else {
             break;
         };
         match result {
@@ -236,6 +254,21 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
     }
 
     let completed_at = Utc::now();
+    if cancelled {
+        let error = "cancelled at the owner's request".to_owned();
+        return RunRecord {
+            status: ExecutionStatus::Cancelled,
+            result: SharedValue::new(
+                json!({"success": false, "error": error, "error_type": "cancelled"}),
+            ),
+            error: Some(error),
+            error_type: Some("cancelled"),
+            nodes,
+            started_at,
+            completed_at,
+            response: None,
+        };
+    }
     match failure {
         Some((error, error_type)) => RunRecord {
             status: ExecutionStatus::Failed,
@@ -514,6 +547,7 @@ mod tests {
                 trigger: json!({"data": {"a": 1}}).into(),
                 services: Default::default(),
                 run: Default::default(),
+                cancel: Default::default(),
             },
         )
         .await;
@@ -535,6 +569,7 @@ mod tests {
                 trigger: json!(1).into(),
                 services: Default::default(),
                 run: Default::default(),
+                cancel: Default::default(),
             },
         )
         .await;
@@ -564,6 +599,7 @@ mod tests {
                 trigger: trigger.clone().into(),
                 services: Default::default(),
                 run: Default::default(),
+                cancel: Default::default(),
             },
         )
         .await;
@@ -581,6 +617,7 @@ mod tests {
                 trigger: trigger.into(),
                 services: Default::default(),
                 run: Default::default(),
+                cancel: Default::default(),
             },
         )
         .await;
@@ -606,6 +643,7 @@ mod tests {
                 trigger: Value::Null.into(),
                 services: Default::default(),
                 run: Default::default(),
+                cancel: Default::default(),
             },
         )
         .await;
@@ -638,6 +676,7 @@ mod tests {
                 trigger: json!({"data": {}}).into(),
                 services: Default::default(),
                 run: Default::default(),
+                cancel: Default::default(),
             },
         )
         .await;
@@ -818,6 +857,7 @@ mod tests {
                 trigger: json!({}).into(),
                 services: Default::default(),
                 run: Default::default(),
+                cancel: Default::default(),
             };
             let record = run_observed(&probe_graph("Reporter"), &input, &recorder).await;
             assert_eq!(record.status, ExecutionStatus::Completed);
@@ -866,6 +906,7 @@ mod tests {
                     trigger: json!({}).into(),
                     services: Default::default(),
                     run: Default::default(),
+                    cancel: Default::default(),
                 },
             )
             .await;
@@ -888,6 +929,7 @@ mod tests {
                     trigger: json!({}).into(),
                     services: Default::default(),
                     run: Default::default(),
+                    cancel: Default::default(),
                 },
             )
             .await;
@@ -910,6 +952,7 @@ mod tests {
                     trigger: json!({}).into(),
                     services: Default::default(),
                     run: Default::default(),
+                    cancel: Default::default(),
                 },
             )
             .await;
@@ -927,6 +970,7 @@ mod tests {
                     trigger: json!({}).into(),
                     services: Default::default(),
                     run: Default::default(),
+                    cancel: Default::default(),
                 },
             )
             .await;
@@ -948,6 +992,7 @@ mod tests {
                     trigger: json!({}).into(),
                     services: Default::default(),
                     run: Default::default(),
+                    cancel: Default::default(),
                 },
             )
             .await;
@@ -1166,6 +1211,7 @@ mod tests {
                     trigger: json!({"data": {"mood": "Cheerfully"}}).into(),
                     services: Default::default(),
                     run: Default::default(),
+                    cancel: Default::default(),
                 },
             )
             .await;
@@ -1197,6 +1243,7 @@ mod tests {
                     trigger: Value::Null.into(),
                     services: Default::default(),
                     run: Default::default(),
+                    cancel: Default::default(),
                 },
             )
             .await;

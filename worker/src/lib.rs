@@ -2,6 +2,7 @@
 //! and records their executions, idempotently.
 
 pub mod budget;
+pub mod cancellations;
 pub mod config;
 pub mod consumer;
 pub mod dead_letters;

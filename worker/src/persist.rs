@@ -79,6 +79,61 @@ pub async fn recorded_reply(
     }))
 }
 
+/// An execution still running, as its owner may see it meanwhile.
+pub struct RunningExecution {
+    id: Uuid,
+    workflow_id: Uuid,
+    workflow_version: i32,
+    user_id: Uuid,
+    trigger_type: &'static str,
+    trigger_id: Option<String>,
+    inputs: SharedValue,
+    enqueued_at: DateTime<Utc>,
+    started_at: DateTime<Utc>,
+    attempt: i32,
+}
+
+impl RunningExecution {
+    pub fn of(job: &RunRequest, attempt: i32) -> Self {
+        Self {
+            id: job.execution_id,
+            workflow_id: job.workflow_id,
+            workflow_version: job.workflow_version,
+            user_id: job.user_id,
+            trigger_type: job.trigger_type,
+            trigger_id: job.trigger_id.clone(),
+            inputs: job.trigger.clone(),
+            enqueued_at: job.enqueued_at,
+            started_at: Utc::now(),
+            attempt,
+        }
+    }
+}
+
+/// Records a long run as `running`, unless its outcome is already recorded (the outcome's write
+/// completes this row; see `WRITE_RUNS`).
+pub async fn mark_running(db: &PgPool, run: &RunningExecution) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO workflow_executions (id, workflow_id, workflow_version, user_id, \
+            trigger_type, trigger_id, status, inputs, enqueued_at, started_at, attempt) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $8, $9, $10) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(run.id)
+    .bind(run.workflow_id)
+    .bind(run.workflow_version)
+    .bind(run.user_id)
+    .bind(run.trigger_type)
+    .bind(run.trigger_id.as_deref())
+    .bind(&*run.inputs)
+    .bind(run.enqueued_at)
+    .bind(run.started_at)
+    .bind(run.attempt)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Writes `runs` in one statement (atomic by itself: one round trip, no explicit transaction).
 /// Returns, in order, whether each was new or already there. Fails as a whole; a foreign-key
 /// failure (one run's workflow was deleted) is reported as `OwnerGone` so the caller can retry
@@ -187,7 +242,14 @@ WITH runs AS (
         error, error_type, enqueued_at, started_at, completed_at, duration_ms, attempt,
         outputs_are_inputs
     FROM runs
-    ON CONFLICT (id) DO NOTHING
+    -- A long run was recorded `running` while it went on: its outcome completes that row. A
+    -- finished row is never overwritten (a redelivered job's second outcome is not recorded).
+    ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, outputs = EXCLUDED.outputs,
+        error = EXCLUDED.error, error_type = EXCLUDED.error_type,
+        started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
+        duration_ms = EXCLUDED.duration_ms, attempt = EXCLUDED.attempt,
+        outputs_are_inputs = EXCLUDED.outputs_are_inputs
+    WHERE workflow_executions.status = 'running'
     RETURNING id
 ), nodes AS (
     INSERT INTO node_executions (execution_id, node_id, node_type, status, inputs, outputs,

@@ -63,8 +63,9 @@ struct RecordedNode {
 #[OpenApi(tag = "ApiTags::Executions")]
 impl ExecutionEventsApi {
     /// Follow an execution: `execution_queued`, `execution_started`, `node_started`,
-    /// `node_completed` / `node_failed` / `node_skipped`, then `execution_completed` or
-    /// `execution_failed`, each a JSON event named by its kind. Finished runs are replayed.
+    /// `node_completed` / `node_failed` / `node_skipped`, `node_progress` (streamed tokens, an
+    /// agent's tool calls), then `execution_completed`, `execution_failed` or
+    /// `execution_cancelled`, each a JSON event named by its kind. Finished runs are replayed.
     #[oai(
         path = "/api/v1/executions/:id/events",
         method = "get",
@@ -147,10 +148,10 @@ impl ExecutionEventsApi {
             }
             events.push(settled);
         }
-        let kind = if execution.status == "failed" {
-            EventKind::ExecutionFailed
-        } else {
-            EventKind::ExecutionCompleted
+        let kind = match execution.status.as_str() {
+            "failed" => EventKind::ExecutionFailed,
+            "cancelled" => EventKind::ExecutionCancelled,
+            _ => EventKind::ExecutionCompleted,
         };
         let finished_at = execution.completed_at.unwrap_or(execution.started_at);
         let mut finished =

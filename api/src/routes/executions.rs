@@ -33,7 +33,7 @@ pub struct ExecutionOut {
     pub workflow_id: Uuid,
     /// The workflow version this run executed.
     pub workflow_version: i32,
-    /// `running`, `completed` or `failed`.
+    /// `running`, `completed`, `failed` or `cancelled`.
     pub status: String,
     /// `webhook`, `timer` or `manual`.
     pub trigger_type: String,
@@ -77,6 +77,37 @@ pub struct ExecutionDetail {
     pub node_executions: Vec<NodeExecutionOut>,
 }
 
+/// The nodes of a running execution that have settled so far, from its events (its record is
+/// written when it ends): outputs, errors and timings, not inputs.
+async fn settled_so_far(state: &AppState, execution_id: Uuid) -> Vec<NodeExecutionOut> {
+    crate::live_events::so_far(state, execution_id)
+        .await
+        .into_iter()
+        .filter(crate::live_events::is_settled_node)
+        .map(|event| {
+            let duration = event.duration_ms.unwrap_or(0);
+            NodeExecutionOut {
+                node_id: event.node_id.unwrap_or_default(),
+                node_type: event.node_type.unwrap_or_default(),
+                status: match event.event {
+                    kai_common::events::EventKind::NodeCompleted => "completed",
+                    kai_common::events::EventKind::NodeSkipped => "skipped",
+                    _ => "failed",
+                }
+                .to_owned(),
+                inputs: None,
+                outputs: event.output,
+                error: event.error,
+                started_at: event.at - chrono::Duration::milliseconds(duration),
+                completed_at: Some(event.at),
+                duration_ms: Some(i32::try_from(duration).unwrap_or(i32::MAX)),
+                attempts: event.attempts.map_or(0, |a| a.min(i32::MAX as u32) as i32),
+                details: None,
+            }
+        })
+        .collect()
+}
+
 /// Columns of `ExecutionSummary`.
 macro_rules! summary_columns {
     () => {
@@ -110,7 +141,7 @@ enum ExecutionsPage {
 pub struct ExecutionSummary {
     pub id: Uuid,
     pub workflow_id: Uuid,
-    /// `running`, `completed` or `failed`.
+    /// `running`, `completed`, `failed` or `cancelled`.
     pub status: String,
     /// When the API accepted the trigger (queued it).
     pub enqueued_at: DateTime<Utc>,
@@ -165,7 +196,7 @@ impl ExecutionsApi {
         offset: Query<Option<i64>>,
         /// The `X-Next-Cursor` of the previous page.
         cursor: Query<Option<String>>,
-        /// Only executions with this status: `running`, `completed` or `failed`.
+        /// Only executions with this status: `running`, `completed`, `failed` or `cancelled`.
         status: Query<Option<String>>,
         /// Only executions started at or after this time (RFC 3339).
         start_date: Query<Option<DateTime<Utc>>>,
@@ -204,7 +235,7 @@ impl ExecutionsApi {
         limit: Query<Option<i64>>,
         /// The `next_cursor` of the previous page (or the full listing's `X-Next-Cursor`).
         cursor: Query<Option<String>>,
-        /// Only executions with this status: `running`, `completed` or `failed`.
+        /// Only executions with this status: `running`, `completed`, `failed` or `cancelled`.
         status: Query<Option<String>>,
         /// Only executions started at or after this time (RFC 3339).
         start_date: Query<Option<DateTime<Utc>>>,
@@ -290,6 +321,10 @@ impl ExecutionsApi {
         .bind(id.0)
         .fetch_all(&self.state.db)
         .await?;
+        let mut node_executions = node_executions;
+        if execution.status == "running" {
+            node_executions.extend(settled_so_far(&self.state, id.0).await);
+        }
         Ok(Json(ExecutionDetail {
             execution,
             node_executions,
@@ -351,7 +386,7 @@ impl Filters {
             && ExecutionStatus::parse(status).is_none()
         {
             return Err(ApiError::unprocessable(
-                "status: must be one of running, completed, failed",
+                "status: must be one of running, completed, failed, cancelled",
             ));
         }
         Ok(Self {

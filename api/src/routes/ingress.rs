@@ -561,6 +561,7 @@ impl IngressApi {
                 }
                 let status = match reply.status {
                     ExecutionStatus::Failed => "failed",
+                    ExecutionStatus::Cancelled => "cancelled",
                     _ => "completed",
                 };
                 Answer::Finished(ExecutionResult {

@@ -5,6 +5,7 @@ pub mod credential_tests;
 pub mod credentials;
 pub mod cursor;
 pub mod dead_letters;
+pub mod execution_cancel;
 pub mod execution_events;
 pub mod executions;
 pub mod health;
@@ -62,7 +63,11 @@ pub type Apis = (
     ),
     workflows::WorkflowsApi,
     workflow_nodes::WorkflowNodesApi,
-    (executions::ExecutionsApi, dead_letters::DeadLettersApi),
+    (
+        executions::ExecutionsApi,
+        dead_letters::DeadLettersApi,
+        execution_cancel::ExecutionCancelApi,
+    ),
     execution_events::ExecutionEventsApi,
     runs::RunsApi,
     nodes::NodesApi,
@@ -110,6 +115,9 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
                     state: state.clone(),
                 },
                 dead_letters::DeadLettersApi {
+                    state: state.clone(),
+                },
+                execution_cancel::ExecutionCancelApi {
                     state: state.clone(),
                 },
             ),

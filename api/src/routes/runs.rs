@@ -148,6 +148,7 @@ impl RunsApi {
                 execution_id,
                 status: match reply.status {
                     ExecutionStatus::Failed => "failed",
+                    ExecutionStatus::Cancelled => "cancelled",
                     _ => "completed",
                 }
                 .to_owned(),

@@ -542,3 +542,96 @@ async fn wiring_a_provider_to_the_wrong_input_or_leaving_out_the_model_is_refuse
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_long_run_is_visible_while_it_runs_and_its_owner_can_cancel_it() {
+    let fake = FakeOpenAi::start(None, 8).await;
+    fake.set_latency(Duration::from_secs(60));
+    let app = app_with_models(&fake).await;
+    let token = app.user("watcher@example.com").await;
+    let other = app.user("stranger@example.com").await;
+    let workflow = app
+        .create_workflow(
+            &token,
+            &json!({"name": "slow model", "nodes": [
+                {"id": "start", "type": "StartNode", "data": {"initial_input": "think hard"}},
+                {"id": "chat", "type": "OpenAIChat", "data": {"timeout": 120}},
+                {"id": "end", "type": "EndNode"}
+            ], "edges": [{"source": "start", "target": "chat"}, {"source": "chat", "target": "end"}]}),
+        )
+        .await;
+    let workflow_id = workflow["id"].as_str().unwrap();
+    let (status, queued) = app
+        .post_json(
+            &format!("/api/v1/workflows/{workflow_id}/execute"),
+            &token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let id = queued["execution_id"].as_str().unwrap();
+
+    let running = poll(&app, &token, id, |e| e["status"] == "running").await;
+    let settled: Vec<&str> = running["node_executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(settled, ["start"], "the nodes settled so far: {running}");
+    let (_, listed) = app
+        .get_json(
+            &format!("/api/v1/workflows/{workflow_id}/executions"),
+            &token,
+        )
+        .await;
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["id"] == id && e["status"] == "running"),
+        "{listed}"
+    );
+
+    let cancel = format!("/api/v1/executions/{id}/cancel");
+    let (status, _) = app.post_json(&cancel, &other, &json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "only the owner may cancel");
+    let started = Instant::now();
+    let (status, answer) = app.post_json(&cancel, &token, &json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["status"], "cancelling");
+    let cancelled = poll(&app, &token, id, |e| e["status"] != "running").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the model call was dropped"
+    );
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["error_type"], "cancelled");
+    assert!(
+        cancelled["node_executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["node_id"] != "chat" && n["node_id"] != "end"),
+        "{cancelled}"
+    );
+    let (status, answer) = app.post_json(&cancel, &token, &json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(fake.received_at("/v1/chat/completions").len(), 1);
+    app.stop().await;
+}
+
+/// Polls execution `id` until `done` holds of it.
+async fn poll(app: &TestApp, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..300 {
+        let (status, execution) = app
+            .get_json(&format!("/api/v1/executions/{id}"), token)
+            .await;
+        if status == StatusCode::OK && done(&execution) {
+            return execution;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("execution {id} never reached the expected state");
+}

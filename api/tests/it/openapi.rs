@@ -30,6 +30,7 @@ async fn the_document_lists_every_endpoint() {
             "/api/v1/dlq/{id}/replay",
             "/api/v1/executions/lookup",
             "/api/v1/executions/{id}",
+            "/api/v1/executions/{id}/cancel",
             "/api/v1/executions/{id}/events",
             "/api/v1/jobs/scheduled",
             "/api/v1/jobs/scheduled/preview",

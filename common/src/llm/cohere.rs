@@ -19,6 +19,8 @@ pub struct CohereReranker {
     pub api_key: Option<SecretString>,
     pub http: reqwest::Client,
     pub model: String,
+    /// The node's `top_n`, used when the consumer asks for no number.
+    pub top_n: Option<usize>,
     pub policy: CallPolicy,
 }
 
@@ -42,7 +44,7 @@ impl CohereReranker {
     ) -> Result<Vec<(usize, f64)>, NodeError> {
         let url = format!("{}/v2/rerank", self.base_url.as_str().trim_end_matches('/'));
         let mut body = json!({"model": self.model, "query": query, "documents": documents});
-        if let Some(top_n) = top_n {
+        if let Some(top_n) = top_n.or(self.top_n) {
             body["top_n"] = json!(top_n);
         }
         let mut request = self.http.post(url).timeout(self.policy.timeout).json(&body);

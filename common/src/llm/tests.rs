@@ -307,6 +307,7 @@ mod providers {
             api_key: Some(SecretString::from("co-key".to_owned())),
             http: client(),
             model: "rerank-english-v3.0".into(),
+            top_n: None,
             policy: policy(0),
         };
         let documents = [

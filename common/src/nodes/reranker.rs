@@ -29,9 +29,10 @@ pub struct Reranker;
 const DEFAULT_MODEL: &str = "rerank-english-v3.0";
 const DEFAULT_TIMEOUT_SECS: f64 = 30.0;
 
-fn parse(config: &Value) -> Result<(String, CallPolicy), ConfigError> {
+/// The model, `top_n` and the call policy.
+fn parse(config: &Value) -> Result<(String, Option<usize>, CallPolicy), ConfigError> {
     let model = fields::text(config, &["model", "model_name"])?.unwrap_or(DEFAULT_MODEL);
-    fields::integer(config, &["top_n"], 1, 1000)?;
+    let top_n = fields::integer(config, &["top_n"], 1, 1000)?.map(|n| n as usize);
     let policy = CallPolicy {
         timeout: Duration::from_secs_f64(
             fields::number(config, &["timeout"], 1.0, 600.0)?.unwrap_or(DEFAULT_TIMEOUT_SECS),
@@ -39,11 +40,12 @@ fn parse(config: &Value) -> Result<(String, CallPolicy), ConfigError> {
         max_retries: fields::integer(config, &["max_retries"], 0, 10)?.unwrap_or(2) as u32,
         backoff: Duration::from_secs(1),
     };
-    Ok((model.to_owned(), policy))
+    Ok((model.to_owned(), top_n, policy))
 }
 
 async fn build(ctx: &ProviderContext<'_>) -> Result<Provided, NodeError> {
-    let (model, policy) = parse(ctx.config).map_err(|e| NodeError::Configuration(e.to_string()))?;
+    let (model, top_n, policy) =
+        parse(ctx.config).map_err(|e| NodeError::Configuration(e.to_string()))?;
     let node = ctx.node_id;
     let services = ctx.services;
     let cohere = |base_url, api_key, http| {
@@ -52,6 +54,7 @@ async fn build(ctx: &ProviderContext<'_>) -> Result<Provided, NodeError> {
             api_key,
             http,
             model: model.clone(),
+            top_n,
             policy,
         }))
     };
@@ -81,7 +84,7 @@ async fn build(ctx: &ProviderContext<'_>) -> Result<Provided, NodeError> {
     }
     Ok(match &services.models.rerank {
         Some((url, key)) => cohere(url.clone(), key.clone(), services.models.http.clone()),
-        None => Provided::Reranker(Arc::new(Bm25Reranker)),
+        None => Provided::Reranker(Arc::new(Bm25Reranker { top_n })),
     })
 }
 
@@ -132,5 +135,40 @@ impl NodeDefinition for Reranker {
         ctx: ProviderContext<'a>,
     ) -> BoxFuture<'a, Result<Provided, NodeError>> {
         async move { build(&ctx).await }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nodes::Providers;
+    use crate::nodes::services::{NodeServices, RunIds};
+    use crate::workflow::template::TemplateScope;
+
+    #[tokio::test]
+    async fn without_a_credential_or_a_rerank_server_it_ranks_locally_and_says_so() {
+        let services = NodeServices::default();
+        let (run, scope, providers) =
+            (RunIds::default(), TemplateScope::empty(), Providers::none());
+        let config = json!({"top_n": 1});
+        let ctx = ProviderContext {
+            node_id: "rerank",
+            config: &config,
+            scope: &scope,
+            providers: &providers,
+            run: &run,
+            services: &services,
+        };
+        let Ok(Provided::Reranker(reranker)) = Reranker.provide(ctx).await else {
+            panic!("a reranker");
+        };
+        assert_eq!(reranker.method(), "bm25");
+        let documents = ["cats", "the borrow checker"].map(str::to_owned);
+        let ranked = reranker
+            .rerank("borrow checker", &documents, None)
+            .await
+            .unwrap();
+        assert_eq!(ranked.len(), 1, "the node's top_n");
+        assert_eq!(ranked[0].0, 1);
     }
 }

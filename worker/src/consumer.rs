@@ -216,7 +216,15 @@ impl JobHandler {
                 };
                 let run = async {
                     if self.events_mode.covers(job.trigger_type) {
-                        let mut started = self.events.event(&job, EventKind::ExecutionStarted);
+                        let mut started = self
+                            .events
+                            .event(&job, EventKind::ExecutionStarted)
+                            .with_output(&serde_json::json!({
+                                "workflow_version": job.workflow_version,
+                                "trigger_type": job.trigger_type,
+                                "trigger_id": job.trigger_id,
+                                "enqueued_at": job.enqueued_at,
+                            }));
                         started.attempts = Some(attempt.unsigned_abs());
                         self.events.emit(&started);
                         let observer = RunEvents {

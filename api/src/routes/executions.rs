@@ -33,7 +33,9 @@ pub struct ExecutionOut {
     pub workflow_id: Uuid,
     /// The workflow version this run executed.
     pub workflow_version: i32,
-    /// `running`, `completed`, `failed` or `cancelled`.
+    /// `running`, `completed`, `failed` or `cancelled`; `queued` for a manual run announced but
+    /// not started yet (then, and in a run's first half second, the execution is read from its
+    /// events: `inputs` is null until the record is written).
     pub status: String,
     /// `webhook`, `timer` or `manual`.
     pub trigger_type: String,
@@ -77,11 +79,56 @@ pub struct ExecutionDetail {
     pub node_executions: Vec<NodeExecutionOut>,
 }
 
+/// An execution not recorded yet, from its events: `queued` (a manual run announced) or
+/// `running`, with the nodes settled so far; `None` when it has no events or is not `user`'s.
+async fn live_execution(state: &AppState, id: Uuid, user: Uuid) -> Option<ExecutionDetail> {
+    use kai_common::events::EventKind;
+    let events = crate::live_events::so_far(state, id).await;
+    let first = events.first()?;
+    if first.user_id != user {
+        return None;
+    }
+    let started = events
+        .iter()
+        .rev()
+        .find(|e| e.event == EventKind::ExecutionStarted);
+    let info = started
+        .and_then(|e| e.output.clone())
+        .unwrap_or(Value::Null);
+    let execution = ExecutionOut {
+        id,
+        workflow_id: first.workflow_id,
+        workflow_version: info["workflow_version"].as_i64().map_or(0, |v| v as i32),
+        status: if started.is_some() {
+            "running"
+        } else {
+            "queued"
+        }
+        .to_owned(),
+        trigger_type: info["trigger_type"].as_str().unwrap_or("manual").to_owned(),
+        trigger_id: info["trigger_id"].as_str().map(str::to_owned),
+        inputs: Value::Null,
+        outputs: None,
+        error: None,
+        error_type: None,
+        enqueued_at: serde_json::from_value(info["enqueued_at"].clone()).unwrap_or(first.at),
+        started_at: started.map_or(first.at, |e| e.at),
+        completed_at: None,
+        duration_ms: None,
+        attempt: started
+            .and_then(|e| e.attempts)
+            .map_or(1, |a| a.min(i32::MAX as u32) as i32),
+    };
+    Some(ExecutionDetail {
+        execution,
+        node_executions: settled_nodes(events),
+    })
+}
+
 /// The nodes of a running execution that have settled so far, from its events (its record is
 /// written when it ends): outputs, errors and timings, not inputs.
-async fn settled_so_far(state: &AppState, execution_id: Uuid) -> Vec<NodeExecutionOut> {
-    crate::live_events::so_far(state, execution_id)
-        .await
+fn settled_nodes(events: Vec<kai_common::events::ExecutionEvent>) -> Vec<NodeExecutionOut> {
+    events
         .into_iter()
         .filter(crate::live_events::is_settled_node)
         .map(|event| {
@@ -309,7 +356,14 @@ impl ExecutionsApi {
         .bind(auth.0.id)
         .fetch_optional(&self.state.db)
         .await?;
-        let execution = execution.ok_or_else(|| ApiError::not_found("execution"))?;
+        let Some(execution) = execution else {
+            // Not recorded yet: a run that just started (or a queued manual run) is known by
+            // its events.
+            return live_execution(&self.state, id.0, auth.0.id)
+                .await
+                .map(Json)
+                .ok_or_else(|| ApiError::not_found("execution"));
+        };
         let node_executions: Vec<NodeExecutionOut> = sqlx::query_as(
             "SELECT n.node_id, n.node_type, n.status, \
                 CASE WHEN n.inputs_are_trigger THEN e.inputs ELSE n.inputs END AS inputs, \
@@ -323,7 +377,8 @@ impl ExecutionsApi {
         .await?;
         let mut node_executions = node_executions;
         if execution.status == "running" {
-            node_executions.extend(settled_so_far(&self.state, id.0).await);
+            let events = crate::live_events::so_far(&self.state, id.0).await;
+            node_executions.extend(settled_nodes(events));
         }
         Ok(Json(ExecutionDetail {
             execution,

@@ -547,7 +547,8 @@ async fn wiring_a_provider_to_the_wrong_input_or_leaving_out_the_model_is_refuse
 async fn a_long_run_is_visible_while_it_runs_and_its_owner_can_cancel_it() {
     let fake = FakeOpenAi::start(None, 8).await;
     fake.set_latency(Duration::from_secs(60));
-    let app = app_with_models(&fake).await;
+    // No worker yet: the run stays queued.
+    let mut app = TestApp::spawn_api_only().await;
     let token = app.user("watcher@example.com").await;
     let other = app.user("stranger@example.com").await;
     let workflow = app
@@ -570,7 +571,20 @@ async fn a_long_run_is_visible_while_it_runs_and_its_owner_can_cancel_it() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
     let id = queued["execution_id"].as_str().unwrap();
+    let (status, waiting) = app
+        .get_json(&format!("/api/v1/executions/{id}"), &token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{waiting}");
+    assert_eq!(waiting["status"], "queued", "{waiting}");
+    assert_eq!(waiting["workflow_id"], workflow_id);
+    let (status, _) = app
+        .get_json(&format!("/api/v1/executions/{id}"), &other)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another user's");
 
+    let root = fake.root.clone();
+    app.start_worker_with(|config| config.models = ModelServersConfig::all_at(&root))
+        .await;
     let running = poll(&app, &token, id, |e| e["status"] == "running").await;
     let settled: Vec<&str> = running["node_executions"]
         .as_array()
@@ -579,12 +593,21 @@ async fn a_long_run_is_visible_while_it_runs_and_its_owner_can_cancel_it() {
         .map(|n| n["node_id"].as_str().unwrap())
         .collect();
     assert_eq!(settled, ["start"], "the nodes settled so far: {running}");
-    let (_, listed) = app
-        .get_json(
-            &format!("/api/v1/workflows/{workflow_id}/executions"),
-            &token,
-        )
-        .await;
+    // Listed as running once the worker has recorded it (after half a second).
+    let mut listed = Value::Null;
+    for _ in 0..100 {
+        listed = app
+            .get_json(
+                &format!("/api/v1/workflows/{workflow_id}/executions"),
+                &token,
+            )
+            .await
+            .1;
+        if listed.as_array().is_some_and(|l| !l.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         listed
             .as_array()

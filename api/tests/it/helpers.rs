@@ -248,13 +248,16 @@ impl TestApp {
             .await
     }
 
-    /// Polls `GET /api/v1/executions/{id}` until it exists.
+    /// Polls `GET /api/v1/executions/{id}` until its outcome is recorded (not `queued` or
+    /// `running`).
     pub async fn wait_for_execution(&self, token: &str, execution_id: &str) -> Value {
-        for _ in 0..200 {
+        for _ in 0..600 {
             let (status, body) = self
                 .get_json(&format!("/api/v1/executions/{execution_id}"), token)
                 .await;
-            if status == StatusCode::OK {
+            if status == StatusCode::OK
+                && !matches!(body["status"].as_str(), Some("queued" | "running"))
+            {
                 return body;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -658,3 +658,47 @@ async fn poll(app: &TestApp, token: &str, id: &str, done: impl Fn(&Value) -> boo
     }
     panic!("execution {id} never reached the expected state");
 }
+
+#[tokio::test]
+async fn an_openai_compatible_step_reaches_the_server_its_template_names_through_the_guard() {
+    let fake = FakeOpenAi::start(None, 8).await;
+    let app = TestApp::spawn().await;
+    let token = app.user("compatible@example.com").await;
+    let workflow = app
+        .create_workflow(
+            &token,
+            &json!({"name": "compatible", "nodes": [
+                {"id": "start", "type": "StartNode"},
+                {"id": "chat", "type": "OpenAICompatibleNode",
+                 "data": {"base_url": "{{ input.server }}", "model": "local"}},
+                {"id": "end", "type": "EndNode"}
+            ], "edges": [{"source": "start", "target": "chat"}, {"source": "chat", "target": "end"}]}),
+        )
+        .await;
+    let id = workflow["id"].as_str().unwrap();
+    let run = execute(
+        &app,
+        &token,
+        id,
+        json!({"server": fake.base_url, "input": "hello there"}),
+    )
+    .await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["outputs"]["output"], "echo: hello there");
+    assert_eq!(
+        fake.received_at("/v1/chat/completions")[0].body["model"],
+        "local"
+    );
+
+    // An internal address the operator did not allow is refused by the SSRF guard.
+    let run = execute(
+        &app,
+        &token,
+        id,
+        json!({"server": "http://169.254.169.254/v1", "input": "steal"}),
+    )
+    .await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(run["error"].as_str().unwrap().contains("base_url"), "{run}");
+    app.stop().await;
+}

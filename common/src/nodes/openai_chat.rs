@@ -213,15 +213,27 @@ fn configuration(config: &Value) -> Result<ChatConfig, NodeError> {
     ChatConfig::parse(config).map_err(|e| NodeError::Configuration(e.to_string()))
 }
 
-async fn provide(ctx: ProviderContext<'_>) -> Result<Provided, NodeError> {
-    let mut config = configuration(ctx.config)?;
+/// `config` with its `base_url` rendered (it may name the server through a template).
+async fn with_base_url_rendered(
+    mut config: ChatConfig,
+    scope: &crate::workflow::template::TemplateScope,
+    input: &crate::json::SharedValue,
+    services: &NodeServices,
+) -> Result<ChatConfig, NodeError> {
     if let Some(url) = &config.base_url {
         config.base_url = Some(
-            template::render_bounded(url, ctx.scope, &Value::Null.into(), &ctx.services.compute)
+            template::render_bounded(url, scope, input, &services.compute)
                 .await
                 .map_err(|e| NodeError::Configuration(format!("field `base_url`: {e}")))?,
         );
     }
+    Ok(config)
+}
+
+async fn provide(ctx: ProviderContext<'_>) -> Result<Provided, NodeError> {
+    let config = configuration(ctx.config)?;
+    let config =
+        with_base_url_rendered(config, ctx.scope, &Value::Null.into(), ctx.services).await?;
     let model = config.model(ctx.node_id, ctx.run, ctx.services).await?;
     Ok(Provided::ChatModel(Arc::new(model)))
 }
@@ -229,6 +241,7 @@ async fn provide(ctx: ProviderContext<'_>) -> Result<Provided, NodeError> {
 /// As a step: one answer to the input (or the rendered `prompt`), streamed to watchers.
 async fn answer(ctx: NodeContext<'_>) -> Result<NodeOutput, NodeError> {
     let config = configuration(ctx.config)?;
+    let config = with_base_url_rendered(config, ctx.scope, ctx.input, ctx.services).await?;
     let render = |text: &str, field: &'static str| {
         let ctx = &ctx;
         let text = text.to_owned();

@@ -350,6 +350,18 @@ async fn an_agent_calls_two_tools_and_a_failing_tool_answers_with_its_error() {
     let kinds: Vec<&str> = steps.iter().map(|s| s["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["model", "tool", "tool", "model"]);
     assert_eq!(steps[1]["arguments"], json!({"query": "rust async"}));
+    assert_eq!(
+        steps[0]["input"][1],
+        json!({"role": "user", "content": "Tell me about rust async"}),
+        "a model step records what it was sent"
+    );
+    let second_input = steps[3]["input"].as_array().unwrap();
+    assert_eq!(
+        second_input.len(),
+        2,
+        "the two tools' answers: {second_input:?}"
+    );
+    assert!(second_input.iter().all(|m| m["role"] == "tool"));
     assert_eq!(steps[2]["error"], true);
     assert!(steps.iter().all(|s| s["duration_ms"].is_number()));
     assert_eq!(node(&run, "agent")["details"]["usage"]["total_tokens"], 30);

@@ -240,6 +240,8 @@ async fn run(ctx: NodeContext<'_>) -> Result<NodeOutput, NodeError> {
     let mut usage = Usage::default();
     let mut answer = None;
     let mut iterations = 0;
+    // Messages up to here were recorded as an earlier step's input.
+    let mut recorded = 0;
     while iterations < config.max_iterations {
         iterations += 1;
         let iteration = iterations;
@@ -256,6 +258,9 @@ async fn run(ctx: NodeContext<'_>) -> Result<NodeOutput, NodeError> {
             "type": "model",
             "iteration": iteration,
             "messages": messages.len(),
+            // What this call added to the conversation: the prompt (with the system message and
+            // history) first, then the tools' answers.
+            "input": &messages[recorded..],
             "output": response.message.content,
             "tool_calls": response.message.tool_calls.iter()
                 .map(|c| json!({"id": c.id, "tool": c.function.name, "arguments": c.function.arguments}))
@@ -274,6 +279,7 @@ async fn run(ctx: NodeContext<'_>) -> Result<NodeOutput, NodeError> {
         }
         let calls = response.message.tool_calls.clone();
         messages.push(response.message);
+        recorded = messages.len();
         // The model asked for these together: they run concurrently, answered in its order.
         let answers = join_all(calls.iter().map(|call| call_tool(call, &tools, iteration))).await;
         for (call, (text, step)) in calls.iter().zip(answers) {

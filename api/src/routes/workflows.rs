@@ -26,7 +26,8 @@ pub struct WorkflowsApi {
 /// `flow_data: {nodes, edges}`.
 #[derive(Debug, Object)]
 pub struct WorkflowIn {
-    /// Required when creating.
+    /// When creating without one (bare `{nodes, edges}` exports have none), the workflow is
+    /// named `Untitled workflow` and the time; an empty name is refused.
     pub name: Option<String>,
     pub description: Option<String>,
     pub nodes: Option<Vec<Value>>,
@@ -197,7 +198,13 @@ impl WorkflowsApi {
         auth: UserAuth,
         body: Json<WorkflowIn>,
     ) -> Result<CreatedWorkflow, ApiError> {
-        let name = validate_name(body.name.as_deref().unwrap_or_default())?;
+        let name = match body.name.as_deref() {
+            Some(name) => validate_name(name)?,
+            None => format!(
+                "Untitled workflow {}",
+                chrono::Utc::now().format("%Y-%m-%d %H:%M:%S")
+            ),
+        };
         validate_description(body.description.as_deref())?;
         let graph = graph_of(&self.state.db, auth.0.id, &body)
             .await?

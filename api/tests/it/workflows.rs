@@ -67,7 +67,7 @@ async fn invalid_graphs_are_refused_naming_the_node_and_nothing_is_stored() {
     let (status, body) = post_workflow(
         &app,
         &token,
-        json!({"nodes": [{"id": "s", "type": "StartNode"}]}),
+        json!({"name": "  ", "nodes": [{"id": "s", "type": "StartNode"}]}),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -78,11 +78,28 @@ async fn invalid_graphs_are_refused_naming_the_node_and_nothing_is_stored() {
 
     let (_, list) = app.get_json("/api/v1/workflows", &token).await;
     assert_eq!(list, json!([]));
+
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM workflow_versions")
         .fetch_one(&app.state.db)
         .await
         .unwrap();
     assert_eq!(count, 0);
+
+    // A bare `{nodes, edges}` export has no name: it gets one.
+    let (status, body) = post_workflow(
+        &app,
+        &token,
+        json!({"nodes": [{"id": "s", "type": "StartNode"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(
+        body["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("Untitled workflow 20"),
+        "{body}"
+    );
     app.stop().await;
 }
 
@@ -298,11 +315,8 @@ async fn every_kai_fusion_export_imports_or_names_each_type_not_available_yet() 
     );
     let mut runnable = 0;
     for path in files {
-        let mut body: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        if body.get("name").is_none() {
-            body["name"] = json!(path.file_stem().unwrap().to_string_lossy());
-        }
+        // Unchanged: an export without a name gets a default one.
+        let body: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let flow = body.get("flow_data").unwrap_or(&body).clone();
         let unavailable: Vec<(String, &str)> = flow["nodes"]
             .as_array()

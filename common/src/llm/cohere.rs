@@ -9,10 +9,12 @@ use serde::Deserialize;
 use serde_json::json;
 use url::Url;
 
-use super::openai::send_to;
+use super::openai::{read_json, send_to};
 use super::policy::CallPolicy;
 use crate::nodes::NodeError;
 use crate::nodes::capability::Reranker;
+
+const SERVICE: &str = "the rerank server";
 
 pub struct CohereReranker {
     pub base_url: Url,
@@ -51,11 +53,8 @@ impl CohereReranker {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose_secret());
         }
-        let answer: Answer = send_to(request, "the rerank server")
-            .await?
-            .json()
-            .await
-            .map_err(|e| NodeError::Network(format!("reading the rerank answer: {e}")))?;
+        let key = self.api_key.as_ref().map(|key| key.expose_secret());
+        let answer: Answer = read_json(send_to(request, SERVICE, key).await?, SERVICE).await?;
         answer
             .results
             .into_iter()

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::nodes::NodeError;
+use crate::outbound::redact::Redactor;
 
 /// A message of a conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,12 +188,10 @@ impl OpenAiServer {
         request: &ChatRequest,
         timeout: Duration,
     ) -> Result<ChatResponse, NodeError> {
-        let response =
-            send(self.post(http, "chat/completions", &request.body(false), timeout)?).await?;
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| NodeError::Network(format!("reading the model's answer: {e}")))?;
+        let response = self
+            .send(self.post(http, "chat/completions", &request.body(false), timeout)?)
+            .await?;
+        let body: Value = read_json(response, MODEL_SERVER).await?;
         let choice = &body["choices"][0];
         let message: ChatMessage = serde_json::from_value(choice["message"].clone())
             .map_err(|e| NodeError::Configuration(format!("the model's answer: {e}")))?;
@@ -212,18 +211,19 @@ impl OpenAiServer {
         timeout: Duration,
         mut on_token: impl FnMut(&str),
     ) -> Result<ChatResponse, NodeError> {
-        let mut response =
-            send(self.post(http, "chat/completions", &request.body(true), timeout)?).await?;
+        let mut response = self
+            .send(self.post(http, "chat/completions", &request.body(true), timeout)?)
+            .await?;
         let mut answer = StreamedAnswer::default();
         let mut pending = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| NodeError::Network(format!("reading the model's stream: {e}")))?
-        {
+        let mut read = 0;
+        while let Some(chunk) = next_chunk(&mut response, &mut read, MODEL_SERVER).await? {
+            // Only the new bytes are searched: a long line is not rescanned with every piece.
+            let mut searched = pending.len();
             pending.extend_from_slice(&chunk);
-            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
+            while let Some(at) = pending[searched..].iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=searched + at).collect();
+                searched = 0;
                 let line = String::from_utf8_lossy(&line);
                 if let Some(token) = answer.read_line(line.trim())? {
                     on_token(&token);
@@ -249,7 +249,9 @@ impl OpenAiServer {
         if let Some(dimensions) = dimensions {
             body["dimensions"] = json!(dimensions);
         }
-        let response = send(self.post(http, "embeddings", &body, timeout)?).await?;
+        let response = self
+            .send(self.post(http, "embeddings", &body, timeout)?)
+            .await?;
         #[derive(Deserialize)]
         struct Embedding {
             index: usize,
@@ -261,10 +263,7 @@ impl OpenAiServer {
             #[serde(default)]
             usage: Usage,
         }
-        let mut answer: Answer = response
-            .json()
-            .await
-            .map_err(|e| NodeError::Network(format!("reading the embeddings: {e}")))?;
+        let mut answer: Answer = read_json(response, MODEL_SERVER).await?;
         if answer.data.len() != inputs.len() {
             return Err(NodeError::Configuration(format!(
                 "the server returned {} embeddings for {} inputs",
@@ -280,16 +279,68 @@ impl OpenAiServer {
     }
 }
 
-async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, NodeError> {
-    send_to(request, "the model server").await
+impl OpenAiServer {
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, NodeError> {
+        let key = self.api_key.as_ref().map(|key| key.expose_secret());
+        send_to(request, MODEL_SERVER, key).await
+    }
 }
 
-/// Sends a request to `service` (named in errors); a failed answer becomes the `NodeError` the
-/// retry policy acts on: 429 rate limited (with `Retry-After`), 408 and 5xx network errors,
-/// 401/403 credential errors, other 4xx configuration errors.
+const MODEL_SERVER: &str = "the model server";
+
+/// The most an answer of a model, rerank or search server may weigh: the largest legitimate one
+/// is a full embeddings batch (2,048 inputs × 3,072 dimensions as JSON, about 60 MB). A larger
+/// answer, or an endless stream, fails the call instead of filling the worker's memory.
+pub const MAX_ANSWER_BYTES: usize = 64 << 20;
+
+/// Of a failed answer, what is quoted in the error.
+const QUOTED_ERROR_BYTES: usize = 4096;
+
+/// The next piece of `response`, counting into `read`; an answer past `MAX_ANSWER_BYTES` fails.
+pub(crate) async fn next_chunk(
+    response: &mut reqwest::Response,
+    read: &mut usize,
+    service: &str,
+) -> Result<Option<bytes::Bytes>, NodeError> {
+    let chunk = response
+        .chunk()
+        .await
+        .map_err(|e| NodeError::Network(format!("reading the answer of {service}: {e}")))?;
+    if let Some(chunk) = &chunk {
+        *read += chunk.len();
+        if *read > MAX_ANSWER_BYTES {
+            return Err(NodeError::Configuration(format!(
+                "the answer of {service} is larger than {} MiB",
+                MAX_ANSWER_BYTES >> 20
+            )));
+        }
+    }
+    Ok(chunk)
+}
+
+/// Reads a JSON answer of `service`, at most `MAX_ANSWER_BYTES`.
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    mut response: reqwest::Response,
+    service: &str,
+) -> Result<T, NodeError> {
+    let mut body = Vec::new();
+    let mut read = 0;
+    while let Some(chunk) = next_chunk(&mut response, &mut read, service).await? {
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        NodeError::Configuration(format!("the answer of {service} is not as expected: {e}"))
+    })
+}
+
+/// Sends a request to `service` (named in errors) authenticated with `secret`; a failed answer
+/// becomes the `NodeError` the retry policy acts on: 429 rate limited (with `Retry-After`), 408
+/// and 5xx network errors, 401/403 credential errors, other 4xx configuration errors. The
+/// error quotes the start of the answer with `secret` redacted (a server may echo it).
 pub(crate) async fn send_to(
     request: reqwest::RequestBuilder,
     service: &str,
+    secret: Option<&str>,
 ) -> Result<reqwest::Response, NodeError> {
     let response = request.send().await.map_err(|e| {
         if let Some(refused) = crate::outbound::refusal_of(&e) {
@@ -309,7 +360,14 @@ pub(crate) async fn send_to(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| crate::nodes::retry::parse_retry_after(v, chrono::Utc::now()));
-    let text = response.text().await.unwrap_or_default();
+    let mut quoted = Vec::new();
+    let mut response = response;
+    while quoted.len() < QUOTED_ERROR_BYTES
+        && let Ok(Some(chunk)) = response.chunk().await
+    {
+        quoted.extend_from_slice(&chunk);
+    }
+    let text = Redactor::new(secret).text(&String::from_utf8_lossy(&quoted));
     let detail: String = text.chars().take(300).collect();
     Err(match status {
         429 => NodeError::RateLimited(format!("{service} answered 429: {detail}"), retry_after),

@@ -330,3 +330,83 @@ mod providers {
         );
     }
 }
+
+mod hostile_servers {
+    //! Servers a workflow author points at may echo the key or never stop answering.
+
+    use poem::{Body, Response, Route, handler, http::StatusCode, post};
+
+    use super::*;
+
+    #[handler]
+    fn echo_key(request: &poem::Request) -> Response {
+        let key = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .body(format!("{{\"error\": \"bad request made with {key}\"}}"))
+    }
+
+    #[handler]
+    fn endless() -> Response {
+        let chunk = bytes::Bytes::from(vec![b' '; 1 << 20]);
+        let stream = futures::stream::repeat(chunk).map(Ok::<_, std::io::Error>);
+        Response::builder()
+            .content_type("application/json")
+            .body(Body::from_bytes_stream(stream))
+    }
+
+    async fn start() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let root = format!("http://{}", listener.local_addr().unwrap());
+        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+        let routes = Route::new()
+            .at("/echo/chat/completions", post(echo_key))
+            .at("/endless/chat/completions", post(endless))
+            .at("/endless/embeddings", post(endless));
+        tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(routes));
+        root
+    }
+
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn an_echoed_key_is_redacted_and_an_endless_answer_stops_at_the_limit() {
+        let root = start().await;
+        let http = client();
+        let at = |path: &str| OpenAiServer {
+            base_url: format!("{root}/{path}").parse().unwrap(),
+            api_key: Some(SecretString::from(KEY.to_owned())),
+            organization: None,
+        };
+        let error = at("echo")
+            .chat(&http, &ask("hi"), TIMEOUT)
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("bad request made with Bearer"),
+            "{error}"
+        );
+        assert!(!error.to_string().contains(KEY), "{error}");
+
+        let long = Duration::from_secs(120);
+        for outcome in [
+            at("endless").chat(&http, &ask("hi"), long).await.map(drop),
+            at("endless")
+                .chat_streamed(&http, &ask("hi"), long, |_| {})
+                .await
+                .map(drop),
+            at("endless")
+                .embed(&http, "m", &["x".to_owned()], None, long)
+                .await
+                .map(drop),
+        ] {
+            let error = outcome.unwrap_err();
+            assert!(error.to_string().contains("larger than 64 MiB"), "{error}");
+        }
+    }
+}

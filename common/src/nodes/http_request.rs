@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
+use super::fields::{credential_id, field};
 use super::{
     ConfigError, NodeCategory, NodeContext, NodeDefinition, NodeError, NodeOutput, RunPolicy,
 };
@@ -33,13 +34,6 @@ const MAX_RETRY_DELAY_SECS: f64 = 60.0;
 const LOGGED_BODY_CHARS: usize = 4096;
 /// Answers larger than this are parsed in the compute pool, not on the async runtime.
 const PARSE_INLINE_BYTES: usize = 64 * 1024;
-
-/// A field under its KAI-Fusion name or the legacy node's.
-fn field<'a>(config: &'a Value, names: &[&str]) -> Option<&'a Value> {
-    names
-        .iter()
-        .find_map(|name| config.get(*name).filter(|v| !v.is_null()))
-}
 
 fn method(config: &Value) -> Result<Method, ConfigError> {
     match field(config, &["method"]) {
@@ -125,13 +119,6 @@ fn auth_type(config: &Value) -> Result<&str, ConfigError> {
             format!("must be one of {}", AUTH_TYPES.join(", ")),
         )),
     }
-}
-
-fn credential_id(config: &Value) -> Option<&str> {
-    field(config, &["credential_id", "credential"])
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|id| !id.is_empty())
 }
 
 fn verify_tls(config: &Value) -> Result<bool, ConfigError> {

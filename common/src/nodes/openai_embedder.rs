@@ -145,3 +145,68 @@ impl NodeDefinition for OpenAIEmbedder {
         .boxed()
     }
 }
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::llm::servers::ModelServersConfig;
+    use crate::nodes::Providers;
+    use crate::nodes::services::{NodeServices, RunIds};
+    use crate::testing::fake_openai::{FakeOpenAi, stable_embedding};
+    use crate::workflow::template::TemplateScope;
+
+    fn provider<'a>(
+        config: &'a Value,
+        services: &'a NodeServices,
+        parts: &'a (RunIds, TemplateScope, Providers),
+    ) -> ProviderContext<'a> {
+        ProviderContext {
+            node_id: "embed",
+            config,
+            scope: &parts.1,
+            providers: &parts.2,
+            run: &parts.0,
+            services,
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_credential_it_embeds_on_the_default_server_in_batches() {
+        let fake = FakeOpenAi::start(None, 6).await;
+        let services = NodeServices::default()
+            .with_models(&ModelServersConfig::all_at(&fake.root))
+            .unwrap();
+        let parts = (RunIds::default(), TemplateScope::empty(), Providers::none());
+        let config = json!({"model": "local-e5", "batch_size": 2});
+        let Ok(Provided::Embedder(embedder)) = OpenAIEmbedder
+            .provide(provider(&config, &services, &parts))
+            .await
+        else {
+            panic!("an embedder");
+        };
+        let texts: Vec<String> = ["a", "b", "c"].map(str::to_owned).to_vec();
+        let vectors = embedder.embed(&texts).await.unwrap();
+        assert_eq!(vectors[2], stable_embedding("c", 6));
+        assert_eq!(fake.received_at("/v1/embeddings").len(), 2);
+        assert_eq!(
+            fake.received_at("/v1/embeddings")[0].body["model"],
+            "local-e5"
+        );
+        assert_eq!(embedder.dimension().await.unwrap(), 6);
+
+        // No credential and no default server: a credential error naming the node.
+        let bare = NodeServices::default();
+        let error = OpenAIEmbedder
+            .provide(provider(&config, &bare, &parts))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(error.kind(), "credential");
+        assert!(error.to_string().contains("node embed"), "{error}");
+        assert!(
+            OpenAIEmbedder
+                .validate(&json!({"batch_size": 5000}))
+                .is_err()
+        );
+    }
+}

@@ -20,7 +20,7 @@ use super::{
     ProviderContext,
 };
 use crate::llm::connection::guarded_url;
-use crate::llm::openai::{ToolSpec, send_to};
+use crate::llm::openai::{ToolSpec, read_json, send_to};
 use crate::llm::policy::CallPolicy;
 
 pub struct TavilySearch;
@@ -106,11 +106,8 @@ impl Search {
             .timeout(TIMEOUT)
             .bearer_auth(self.api_key.expose_secret())
             .json(&body);
-        let answer: Value = send_to(request, "Tavily")
-            .await?
-            .json()
-            .await
-            .map_err(|e| NodeError::Network(format!("reading Tavily's answer: {e}")))?;
+        let key = Some(self.api_key.expose_secret());
+        let answer: Value = read_json(send_to(request, "Tavily", key).await?, "Tavily").await?;
         let results: Vec<Value> = answer["results"]
             .as_array()
             .into_iter()

@@ -85,6 +85,14 @@ pub struct ApiConfig {
     /// The SSRF guard's exceptions and the response limit of the HTTP test API.
     #[command(flatten)]
     pub outbound: kai_common::outbound::OutboundConfig,
+
+    /// The embeddings server of vector collections without their own embedder (and the other
+    /// model servers, shared with the worker's settings).
+    #[command(flatten)]
+    pub models: kai_common::llm::servers::ModelServersConfig,
+
+    #[command(flatten)]
+    pub vector_index: kai_common::vectors::index::IndexSettings,
 }
 
 /// A list of networks given as one comma-separated value.

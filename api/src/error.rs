@@ -155,6 +155,38 @@ impl From<kai_common::credentials::CredentialError> for ApiError {
     }
 }
 
+impl From<kai_common::vectors::VectorError> for ApiError {
+    fn from(err: kai_common::vectors::VectorError) -> Self {
+        use kai_common::vectors::VectorError;
+        match err {
+            VectorError::NotFound(what) => ApiError::not_found(&what),
+            VectorError::Conflict(message) => ApiError::conflict(message),
+            VectorError::Database(e) => e.into(),
+            invalid => ApiError::unprocessable(invalid.to_string()),
+        }
+    }
+}
+
+impl From<kai_common::nodes::NodeError> for ApiError {
+    /// A model server's failure while serving a request (embedding a query): the caller's
+    /// configuration is a 422, the server's trouble a 503.
+    fn from(err: kai_common::nodes::NodeError) -> Self {
+        use kai_common::nodes::NodeError;
+        match err {
+            NodeError::Configuration(_) | NodeError::Credential(_) | NodeError::VectorStore(_) => {
+                ApiError::unprocessable(err.to_string())
+            }
+            NodeError::RateLimited(_, after) => ApiError::unavailable(
+                err.to_string(),
+                after.map_or(5, |a| a.as_secs().clamp(1, 3600) as u32),
+            ),
+            NodeError::Network(_) | NodeError::Timeout(_) => {
+                ApiError::unavailable(err.to_string(), 5)
+            }
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         match err {

@@ -75,11 +75,24 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
         concat!("kai-fusion-api/", env!("CARGO_PKG_VERSION")),
     )
     .context("building the outbound HTTP client")?;
+    let credentials =
+        kai_common::credentials::CredentialStore::new(db.clone(), credential_keys.clone());
+    let mut node_services =
+        kai_common::nodes::services::NodeServices::new(&config.outbound, Default::default())
+            .and_then(|services| services.with_models(&config.models))
+            .context("building the model server clients")?;
+    node_services.credentials = Some(credentials.clone());
+    node_services.db = Some(db.clone());
+    let node_services = node_services.with_vector_index(config.vector_index.clone());
+    if let Some(builder) = &node_services.vector_index
+        && let Err(error) = builder.resume().await
+    {
+        tracing::warn!(%error, "could not look for collections waiting for their index");
+    }
     Ok(Arc::new(AppState {
-        credentials: kai_common::credentials::CredentialStore::new(
-            db.clone(),
-            credential_keys.clone(),
-        ),
+        node_services,
+        redis_prefix: format!("{}:", common.nats_prefix),
+        credentials,
         credential_keys,
         outbound,
         rejections: RejectionLog::start(db.clone()),

@@ -42,6 +42,12 @@ pub struct AppState {
     pub trusted_proxies: Vec<IpNet>,
     /// Webhook body bytes held at once (`KAI_API_MAX_INFLIGHT_BODY_BYTES`).
     pub bodies: crate::webhooks::body::BodyBudget,
+    /// What embedding a vector collection's text needs (its owner's credentials, the
+    /// deployment's embeddings server, the SSRF guard) and the collection index builder: the
+    /// same services the worker's nodes get.
+    pub node_services: kai_common::nodes::services::NodeServices,
+    /// Prefix of this deployment's Redis keys (the NATS prefix).
+    pub redis_prefix: String,
 }
 
 impl AppState {

@@ -50,6 +50,8 @@ pub async fn start_with(
         jwt_ttl: Duration::from_secs(3600),
         trusted_proxies: Default::default(),
         max_inflight_body_bytes: 32 << 20,
+        models: Default::default(),
+        vector_index: Default::default(),
     };
     adjust(&mut config);
     let state = crate::build_state(&config).await.expect("API state");

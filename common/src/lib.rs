@@ -21,6 +21,7 @@ pub mod schedule;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod vectors;
 pub mod workflow;
 
 #[cfg(feature = "testing")]

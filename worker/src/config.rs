@@ -60,6 +60,9 @@ pub struct WorkerConfig {
     #[command(flatten)]
     pub models: ModelServersConfig,
 
+    #[command(flatten)]
+    pub vector_index: kai_common::vectors::index::IndexSettings,
+
     /// Bytes of job messages this worker holds at once (payloads of the jobs it runs); further
     /// jobs wait in the queue until there is room. A run holds a few times its payload in
     /// memory (docs/DEPLOYMENT.md sizes the pod from it). Raised to NATS's largest message

@@ -78,6 +78,7 @@ pub async fn run(
         .and_then(|services| services.with_models(&config.models))
         .context("building the HTTP clients for nodes")?
         .with_database(db.clone(), credential_keys);
+    let services = services.with_vector_index(config.vector_index.clone());
     let handler = JobHandler::new(
         db.clone(),
         nats_client.clone(),

@@ -18,6 +18,8 @@ pub mod runs;
 pub mod schedule_preview;
 pub mod scheduled_job_runs;
 pub mod scheduled_jobs;
+pub mod vector_collections;
+pub mod vector_documents;
 pub mod webhook_admin;
 pub mod webhook_info;
 pub mod webhook_logs;
@@ -50,6 +52,8 @@ pub enum ApiTags {
     Webhooks,
     /// Scheduled jobs: timers that start workflows.
     Schedules,
+    /// Vector collections: documents, embeddings and similarity search.
+    Vectors,
     /// Liveness, readiness and metrics.
     Health,
 }
@@ -68,8 +72,7 @@ pub type Apis = (
         dead_letters::DeadLettersApi,
         execution_cancel::ExecutionCancelApi,
     ),
-    execution_events::ExecutionEventsApi,
-    runs::RunsApi,
+    (execution_events::ExecutionEventsApi, runs::RunsApi),
     nodes::NodesApi,
     webhooks::WebhooksApi,
     webhook_admin::WebhookAdminApi,
@@ -81,6 +84,10 @@ pub type Apis = (
         schedule_preview::SchedulePreviewApi,
         scheduled_jobs::ScheduledJobsApi,
         scheduled_job_runs::ScheduledJobRunsApi,
+    ),
+    (
+        vector_collections::VectorCollectionsApi,
+        vector_documents::VectorDocumentsApi,
     ),
     ingress::IngressApi,
     health::HealthApi,
@@ -121,12 +128,14 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
                     state: state.clone(),
                 },
             ),
-            execution_events::ExecutionEventsApi {
-                state: state.clone(),
-            },
-            runs::RunsApi {
-                state: state.clone(),
-            },
+            (
+                execution_events::ExecutionEventsApi {
+                    state: state.clone(),
+                },
+                runs::RunsApi {
+                    state: state.clone(),
+                },
+            ),
             nodes::NodesApi {
                 state: state.clone(),
             },
@@ -151,6 +160,14 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
                     state: state.clone(),
                 },
                 scheduled_job_runs::ScheduledJobRunsApi {
+                    state: state.clone(),
+                },
+            ),
+            (
+                vector_collections::VectorCollectionsApi {
+                    state: state.clone(),
+                },
+                vector_documents::VectorDocumentsApi {
                     state: state.clone(),
                 },
             ),

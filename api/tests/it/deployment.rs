@@ -42,13 +42,21 @@ fn the_chart_gives_the_api_every_secret_it_needs_from_the_secret_it_names() {
                 Some((var["name"].as_str()?, reference["key"].as_str()?))
             })
             .collect();
-        // Only the previous encryption keys may be missing from the Secret (outside a rotation).
+        // Only the previous encryption keys (outside a rotation) and the model servers' keys
+        // (the API embeds collections' text queries) may be missing from the Secret.
         let optional: Vec<&str> = env
             .iter()
             .filter(|var| var["valueFrom"]["secretKeyRef"]["optional"] == true)
             .filter_map(|var| var["name"].as_str())
             .collect();
-        assert_eq!(optional, ["KAI_ENCRYPTION_KEYS_PREVIOUS"]);
+        assert_eq!(
+            optional,
+            [
+                "KAI_EMBEDDINGS_API_KEY",
+                "KAI_ENCRYPTION_KEYS_PREVIOUS",
+                "KAI_OPENAI_API_KEY"
+            ]
+        );
         let names: Vec<&str> = from_secret.iter().map(|(name, _)| *name).collect();
         for needed in [
             "DATABASE_URL",

@@ -81,6 +81,7 @@ impl TestApp {
             outbound: kai_common::outbound::OutboundConfig::allowing("127.0.0.1"),
             encryption: Default::default(),
             models: Default::default(),
+            vector_index: Default::default(),
             execution_events: kai_worker::config::EventsMode::All,
         };
         adjust(&mut config);

@@ -17,6 +17,7 @@ mod runs;
 mod schedules;
 mod startup;
 mod upstream;
+mod vectors;
 mod webhook_checks;
 mod webhook_faults;
 mod webhook_reads;

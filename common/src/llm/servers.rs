@@ -11,6 +11,9 @@ use url::Url;
 
 use super::openai::OpenAiServer;
 
+/// The embeddings model of collections without an embedder, unless the operator names another.
+pub const DEFAULT_EMBEDDINGS_MODEL: &str = "text-embedding-3-small";
+
 /// What operators set (each also a flag). Empty means unset.
 #[derive(Debug, Clone, Args)]
 pub struct ModelServersConfig {
@@ -35,6 +38,12 @@ pub struct ModelServersConfig {
     #[arg(long, env = "KAI_EMBEDDINGS_API_KEY", value_name = "KAI_EMBEDDINGS_API_KEY",
           hide_env_values = true, default_value = "", value_parser = parse_optional_secret)]
     pub embeddings_api_key: OptionalSecret,
+
+    /// The embeddings model asked of the deployment's embeddings server for vector collections
+    /// that name no embedder (their text queries and documents).
+    #[arg(long, env = "KAI_EMBEDDINGS_MODEL", value_name = "KAI_EMBEDDINGS_MODEL",
+          default_value = DEFAULT_EMBEDDINGS_MODEL)]
+    pub embeddings_model: String,
 
     /// Cohere-compatible rerank server (`POST {url}/v2/rerank`) for Reranker nodes without a
     /// credential; empty: those rank locally (BM25) and say so.
@@ -65,6 +74,7 @@ impl Default for ModelServersConfig {
             openai_api_key: OptionalSecret(None),
             embeddings_base_url: OptionalUrl(None),
             embeddings_api_key: OptionalSecret(None),
+            embeddings_model: DEFAULT_EMBEDDINGS_MODEL.to_owned(),
             rerank_base_url: OptionalUrl(None),
             rerank_api_key: OptionalSecret(None),
             tavily_base_url: OptionalUrl(Url::parse("https://api.tavily.com").ok()),
@@ -121,6 +131,8 @@ fn parse_optional_secret(text: &str) -> Result<OptionalSecret, String> {
 pub struct ModelServers {
     pub chat: Option<OpenAiServer>,
     pub embeddings: Option<OpenAiServer>,
+    /// `KAI_EMBEDDINGS_MODEL`.
+    pub embeddings_model: String,
     pub rerank: Option<(Url, Option<SecretString>)>,
     pub tavily: Option<Url>,
     pub cohere: Option<Url>,
@@ -157,6 +169,7 @@ impl ModelServers {
         Ok(Self {
             chat,
             embeddings,
+            embeddings_model: config.embeddings_model.clone(),
             rerank: config
                 .rerank_base_url
                 .0

@@ -13,7 +13,7 @@ pub mod fields;
 mod http_request;
 mod memory;
 mod openai_chat;
-mod openai_embedder;
+pub mod openai_embedder;
 mod registry;
 mod reranker;
 mod respond_to_webhook;

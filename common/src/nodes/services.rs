@@ -14,6 +14,7 @@ use crate::llm::servers::{ModelServers, ModelServersConfig};
 use crate::outbound::OutboundConfig;
 use crate::outbound::call::Outbound;
 use crate::outbound::request_log::{HttpLogSink, HttpLogWriter};
+use crate::vectors::index::{IndexBuilder, IndexSettings};
 
 /// The run-time services of a worker process.
 #[derive(Debug, Clone)]
@@ -34,6 +35,9 @@ pub struct NodeServices {
     pub compute: ComputePool,
     /// The operator's model servers (defaults for model nodes without a credential).
     pub models: ModelServers,
+    /// Builds a vector collection's index once a write leaves it large and quiet (`None`
+    /// without a database).
+    pub vector_index: Option<IndexBuilder>,
 }
 
 impl NodeServices {
@@ -48,6 +52,7 @@ impl NodeServices {
             db: None,
             compute: ComputePool::default(),
             models: ModelServers::default(),
+            vector_index: None,
         })
     }
 
@@ -66,6 +71,22 @@ impl NodeServices {
         self.http_logs = sink;
         self.db = Some(db);
         (self, writer)
+    }
+
+    /// The same services building vector indexes by `settings` (needs the database first).
+    pub fn with_vector_index(mut self, settings: IndexSettings) -> Self {
+        self.vector_index = self
+            .db
+            .as_ref()
+            .map(|db| IndexBuilder::new(db.clone(), settings));
+        self
+    }
+
+    /// Notes a write to a vector collection (its index may be due).
+    pub fn vector_written(&self, collection: Uuid) {
+        if let Some(builder) = &self.vector_index {
+            builder.touch(collection);
+        }
     }
 
     /// Credential `id` of the run's owner, opened; a missing or foreign one is a credential

@@ -37,6 +37,8 @@ api:
     KAI_JWT_SECRET: jwtSecret
     KAI_ENCRYPTION_KEY: encryptionKey
     KAI_ENCRYPTION_KEYS_PREVIOUS: encryptionKeysPrevious
+    KAI_OPENAI_API_KEY: openaiApiKey
+    KAI_EMBEDDINGS_API_KEY: embeddingsApiKey
 worker:
   binary: kai-worker
   port: 9101
@@ -130,6 +132,14 @@ RUST_LOG: {{ $g.logLevel | quote }}
 KAI_DATABASE_MAX_CONNECTIONS: {{ $g.databaseMaxConnections | int64 | quote }}
 KAI_JOBS_MAX_MESSAGES: {{ $g.jobsMaxMessages | int64 | quote }}
 KAI_JOBS_MAX_BYTES: {{ $g.jobsMaxBytes | int64 | quote }}
+{{- if ne .component "scheduler" }}
+KAI_VECTOR_INDEX_AFTER_ROWS: {{ $g.vectorIndexAfterRows | int64 | quote }}
+KAI_VECTOR_INDEX_QUIET_MS: {{ $g.vectorIndexQuietMs | int64 | quote }}
+{{- $models := .root.Values.worker.models }}
+KAI_OPENAI_BASE_URL: {{ $models.openaiBaseUrl | quote }}
+KAI_EMBEDDINGS_BASE_URL: {{ $models.embeddingsBaseUrl | quote }}
+KAI_EMBEDDINGS_MODEL: {{ $models.embeddingsModel | quote }}
+{{- end }}
 {{- with $g.otlpEndpoint }}
 OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
 {{- end }}
@@ -152,8 +162,6 @@ KAI_JOB_MAX_DELIVER: {{ $v.maxDeliver | int64 | quote }}
 KAI_BREAKER_FAILURES: {{ $v.breakerFailures | int64 | quote }}
 KAI_BREAKER_OPEN_SECS: {{ $v.breakerOpenSeconds | int64 | quote }}
 KAI_EXECUTION_EVENTS: {{ $v.executionEvents | quote }}
-KAI_OPENAI_BASE_URL: {{ $v.models.openaiBaseUrl | quote }}
-KAI_EMBEDDINGS_BASE_URL: {{ $v.models.embeddingsBaseUrl | quote }}
 KAI_RERANK_BASE_URL: {{ $v.models.rerankBaseUrl | quote }}
 KAI_TAVILY_BASE_URL: {{ $v.models.tavilyBaseUrl | quote }}
 KAI_COHERE_BASE_URL: {{ $v.models.cohereBaseUrl | quote }}

@@ -102,6 +102,7 @@ fn worker_config(env: &TestEnv, addr: std::net::SocketAddr) -> WorkerConfig {
         outbound: kai_common::outbound::OutboundConfig::allowing("127.0.0.1"),
         encryption: Default::default(),
         models: Default::default(),
+        vector_index: Default::default(),
         execution_events: EventsMode::All,
     }
 }

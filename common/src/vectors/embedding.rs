@@ -1,0 +1,60 @@
+//! The embedder of a collection: the one it was created with (a credential's server and a
+//! model), else the deployment's embeddings server with `KAI_EMBEDDINGS_MODEL`, asked for the
+//! collection's dimension when the model's own size is unknown or different.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::catalogue::Collection;
+use crate::llm::embedder::known_dimension;
+use crate::nodes::capability::{Embedder, Provided};
+use crate::nodes::services::{NodeServices, RunIds};
+use crate::nodes::{NodeDefinition, NodeError, ProviderContext, Providers};
+use crate::workflow::template::TemplateScope;
+
+/// Builds `collection`'s embedder for its owner, through the OpenAIEmbedder node's own code.
+pub async fn collection_embedder(
+    collection: &Collection,
+    services: &NodeServices,
+) -> Result<Arc<dyn Embedder>, NodeError> {
+    let config = embedder_config(collection, &services.models.embeddings_model);
+    let run = RunIds {
+        owner: collection.owner,
+        ..RunIds::default()
+    };
+    let scope = TemplateScope::empty();
+    let providers = Providers::none();
+    let node_id = format!("collection {}", collection.name);
+    let provided = crate::nodes::openai_embedder::OpenAIEmbedder
+        .provide(ProviderContext {
+            node_id: &node_id,
+            config: &config,
+            scope: &scope,
+            providers: &providers,
+            run: &run,
+            services,
+        })
+        .await?;
+    match provided {
+        Provided::Embedder(embedder) => Ok(embedder),
+        _ => Err(NodeError::Configuration(
+            "the embedder node provided something else".into(),
+        )),
+    }
+}
+
+fn embedder_config(collection: &Collection, default_model: &str) -> Value {
+    let (model, credential) = match &collection.embedder {
+        Some(spec) => (spec.model.as_str(), spec.credential_id.as_deref()),
+        None => (default_model, None),
+    };
+    let mut config = json!({"model": model});
+    if let Some(credential) = credential {
+        config["credential_id"] = json!(credential);
+    }
+    if known_dimension(model) != Some(collection.dimension) {
+        config["dimensions"] = json!(collection.dimension);
+    }
+    config
+}

@@ -167,7 +167,8 @@ pub async fn run_observed(graph: &Graph, input: &RunInput, observer: &dyn Observ
                         observer.node_started(graph.node_id(index), graph.type_name(index));
                         let started = Utc::now();
                         let scope = node_scope.as_ref().unwrap_or(&EMPTY_SCOPE);
-                        let built = build_providers(graph, index, scope, run, services).await;
+                        let built =
+                            build_providers(graph, index, scope, trigger, run, services).await;
                         let (result, attempts) = match built {
                             Ok(providers) => {
                                 let step = Step {
@@ -316,19 +317,21 @@ fn build_providers<'a>(
     graph: &'a Graph,
     index: usize,
     scope: &'a TemplateScope,
+    trigger: &'a SharedValue,
     run: &'a RunIds,
     services: &'a NodeServices,
 ) -> BoxFuture<'a, Result<Providers, NodeFailure>> {
     Box::pin(async move {
         let mut providers = Providers::none();
         for edge in graph.providers(index) {
-            let own = build_providers(graph, edge.source, scope, run, services).await?;
+            let own = build_providers(graph, edge.source, scope, trigger, run, services).await?;
             let context = ProviderContext {
                 node_id: graph.node_id(edge.source),
                 config: graph.node_config(edge.source),
                 scope,
                 providers: &own,
                 run,
+                trigger,
                 services,
             };
             let provided = graph

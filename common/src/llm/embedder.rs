@@ -33,6 +33,8 @@ pub struct OpenAiEmbedder {
     pub policy: CallPolicy,
     /// The size learnt from the first answer when not known beforehand.
     pub probed: OnceCell<usize>,
+    /// The credential its server came from, if any.
+    pub credential_id: Option<String>,
 }
 
 impl OpenAiEmbedder {
@@ -60,6 +62,10 @@ impl OpenAiEmbedder {
 impl Embedder for OpenAiEmbedder {
     fn model(&self) -> &str {
         &self.model
+    }
+
+    fn credential_id(&self) -> Option<&str> {
+        self.credential_id.as_deref()
     }
 
     fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Vec<Vec<f32>>, NodeError>> {

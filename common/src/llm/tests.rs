@@ -267,6 +267,7 @@ mod providers {
             batch_size: 2,
             policy: policy(0),
             probed: Default::default(),
+            credential_id: None,
         };
         let texts: Vec<String> = (0..5).map(|i| format!("text {i}")).collect();
         let vectors = embedder.embed(&texts).await.unwrap();

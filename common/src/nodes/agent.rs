@@ -120,7 +120,7 @@ impl NodeDefinition for Agent {
 
 /// The conversation's session: the trigger's `session_id` (a manual run's inputs, a webhook's
 /// payload), else the execution.
-fn session_of(ctx: &NodeContext<'_>) -> String {
+pub(super) fn session_of(ctx: &NodeContext<'_>) -> String {
     let trigger = &**ctx.trigger;
     [&trigger["session_id"], &trigger["data"]["session_id"]]
         .into_iter()

@@ -86,6 +86,11 @@ pub trait Embedder: Send + Sync {
     /// How many dimensions its vectors have: known for the model or configured, else probed
     /// once with a call.
     fn dimension(&self) -> BoxFuture<'_, Result<usize, NodeError>>;
+    /// The credential it uses, if any: recorded with a collection it fills so that a retriever
+    /// without an embedder of its own embeds questions the same way.
+    fn credential_id(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// A tool an agent may call (TavilySearch, a retriever).

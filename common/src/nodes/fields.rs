@@ -101,6 +101,17 @@ pub fn as_prompt(value: &Value) -> String {
     }
 }
 
+/// A text setting the run supplies when the node leaves it unset (KAI-Fusion looked in the
+/// execution's inputs): the trigger's `name`, or its payload's (`data.name`).
+pub fn from_run(trigger: &Value, names: &[&str]) -> Option<String> {
+    names.iter().find_map(|name| {
+        [&trigger[*name], &trigger["data"][*name]]
+            .into_iter()
+            .find_map(|v| v.as_str().map(str::trim).filter(|t| !t.is_empty()))
+            .map(str::to_owned)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

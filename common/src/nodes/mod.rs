@@ -4,24 +4,30 @@
 mod agent;
 pub mod breaker;
 pub mod capability;
+mod chunk_splitter;
 mod code;
 mod condition;
 pub mod custom_http;
 pub mod custom_store;
+mod document_loader;
 mod end;
 pub mod fields;
 mod http_request;
 mod memory;
 mod openai_chat;
 pub mod openai_embedder;
+mod pg_vector_store;
 mod registry;
 mod reranker;
 mod respond_to_webhook;
+mod retrieval_qa;
+mod retriever_provider;
 pub mod retry;
 pub mod services;
 mod start;
 mod tavily_search;
 mod timer_start;
+mod web_scraper;
 mod webhook_start;
 
 pub use capability::{Capability, Provided, ProviderInput, Providers};
@@ -222,6 +228,9 @@ pub struct ProviderContext<'a> {
     pub providers: &'a Providers,
     /// Whose run it is built for.
     pub run: &'a services::RunIds,
+    /// The run's trigger (a manual run's inputs, a webhook's event), for settings a run may
+    /// supply (a retriever's `collection_name`).
+    pub trigger: &'a SharedValue,
     /// The worker process's run-time services.
     pub services: &'a services::NodeServices,
 }

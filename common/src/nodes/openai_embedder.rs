@@ -48,7 +48,7 @@ impl EmbedderConfig {
                 .map_err(|e| ConfigError::new("base_url", format!("not a URL: {e}")))?;
         }
         Ok(Self {
-            model: fields::text(config, &["model", "model_name"])?
+            model: fields::text(config, &["model", "model_name", "embed_model"])?
                 .unwrap_or(DEFAULT_MODEL)
                 .to_owned(),
             dimensions: fields::integer(config, &["dimensions"], 1, 16_000)?.map(|d| d as u32),
@@ -140,6 +140,7 @@ impl NodeDefinition for OpenAIEmbedder {
                     backoff: Duration::from_secs(1),
                 },
                 probed: Default::default(),
+                credential_id: config.credential_id,
             })))
         }
         .boxed()
@@ -158,7 +159,7 @@ mod tests {
     fn provider<'a>(
         config: &'a Value,
         services: &'a NodeServices,
-        parts: &'a (RunIds, TemplateScope, Providers),
+        parts: &'a (RunIds, TemplateScope, Providers, crate::json::SharedValue),
     ) -> ProviderContext<'a> {
         ProviderContext {
             node_id: "embed",
@@ -166,6 +167,7 @@ mod tests {
             scope: &parts.1,
             providers: &parts.2,
             run: &parts.0,
+            trigger: &parts.3,
             services,
         }
     }
@@ -176,7 +178,12 @@ mod tests {
         let services = NodeServices::default()
             .with_models(&ModelServersConfig::all_at(&fake.root))
             .unwrap();
-        let parts = (RunIds::default(), TemplateScope::empty(), Providers::none());
+        let parts = (
+            RunIds::default(),
+            TemplateScope::empty(),
+            Providers::none(),
+            Default::default(),
+        );
         let config = json!({"model": "local-e5", "batch_size": 2});
         let Ok(Provided::Embedder(embedder)) = OpenAIEmbedder
             .provide(provider(&config, &services, &parts))

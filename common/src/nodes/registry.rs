@@ -22,6 +22,12 @@ static NODES: LazyLock<Vec<NodeType>> = LazyLock::new(|| {
         Arc::new(super::memory::CONVERSATION_MEMORY),
         Arc::new(super::tavily_search::TavilySearch),
         Arc::new(super::reranker::Reranker),
+        Arc::new(super::web_scraper::WebScraper),
+        Arc::new(super::document_loader::DocumentLoader),
+        Arc::new(super::chunk_splitter::ChunkSplitter),
+        Arc::new(super::pg_vector_store::PGVectorStore),
+        Arc::new(super::retriever_provider::RetrieverProvider),
+        Arc::new(super::retrieval_qa::RetrievalQA),
     ]
 });
 

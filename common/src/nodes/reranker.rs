@@ -32,7 +32,7 @@ const DEFAULT_TIMEOUT_SECS: f64 = 30.0;
 /// The model, `top_n` and the call policy.
 fn parse(config: &Value) -> Result<(String, Option<usize>, CallPolicy), ConfigError> {
     let model = fields::text(config, &["model", "model_name"])?.unwrap_or(DEFAULT_MODEL);
-    let top_n = fields::integer(config, &["top_n"], 1, 1000)?.map(|n| n as usize);
+    let top_n = fields::integer(config, &["top_n", "top_k"], 1, 1000)?.map(|n| n as usize);
     let policy = CallPolicy {
         timeout: Duration::from_secs_f64(
             fields::number(config, &["timeout"], 1.0, 600.0)?.unwrap_or(DEFAULT_TIMEOUT_SECS),
@@ -157,6 +157,7 @@ mod tests {
             scope: &scope,
             providers: &providers,
             run: &run,
+            trigger: &Default::default(),
             services: &services,
         };
         let Ok(Provided::Reranker(reranker)) = Reranker.provide(ctx).await else {

@@ -1,5 +1,6 @@
 //! `StartNode`: the manual entry point. Its output is `initial_input` when set, else the run's
-//! input.
+//! input. Older exports also put one after a timer (`timer → start → ...`): there, unless it
+//! has its own `initial_input`, it passes on what reaches it.
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -36,7 +37,7 @@ impl NodeDefinition for Start {
     }
 
     fn input_handles(&self) -> &'static [&'static str] {
-        &[]
+        &["input"]
     }
 
     fn validate(&self, config: &Value) -> Result<(), ConfigError> {
@@ -50,6 +51,7 @@ impl NodeDefinition for Start {
         async move {
             let value = match ctx.config.get("initial_input") {
                 Some(Value::String(text)) if !text.is_empty() => Value::String(text.clone()).into(),
+                _ if !ctx.input.is_null() => ctx.input.clone(),
                 _ => ctx.trigger.clone(),
             };
             Ok(NodeOutput::all(value))

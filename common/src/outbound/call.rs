@@ -24,15 +24,20 @@ impl Outbound {
     pub fn new(config: &OutboundConfig, user_agent: &str) -> reqwest::Result<Self> {
         crate::tls::install_crypto_provider();
         let builder = || {
-            reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .user_agent(user_agent)
+            config.http_ca_file.0.iter().fold(
+                reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .user_agent(user_agent),
+                |builder, certificate| builder.add_root_certificate(certificate.clone()),
+            )
         };
         let allowed = config.http_allowed_hosts.clone();
+        let overrides = config.resolve_overrides.clone();
         Ok(Self {
-            verified: GuardedClient::new(allowed.clone(), builder())?,
-            unverified: GuardedClient::new(
+            verified: GuardedClient::with_overrides(allowed.clone(), overrides.clone(), builder())?,
+            unverified: GuardedClient::with_overrides(
                 allowed,
+                overrides,
                 builder().tls_danger_accept_invalid_certs(true),
             )?,
             max_response_bytes: config.http_max_response_bytes,

@@ -37,12 +37,23 @@ impl GuardedClient {
     /// Builds the guarded client from `builder` (timeouts, TLS settings), replacing its DNS
     /// resolver, redirect policy and proxies.
     pub fn new(allowed: AllowedHosts, builder: reqwest::ClientBuilder) -> reqwest::Result<Self> {
+        Self::with_overrides(allowed, Vec::new(), builder)
+    }
+
+    /// The same, with host names answered by fixed addresses instead of DNS (tests serve
+    /// `example.com` locally this way); those addresses are checked by the guard all the same.
+    pub fn with_overrides(
+        allowed: AllowedHosts,
+        overrides: Vec<(String, SocketAddr)>,
+        builder: reqwest::ClientBuilder,
+    ) -> reqwest::Result<Self> {
         let allowed = Arc::new(allowed);
         let redirects = allowed.clone();
         let client = builder
             .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver {
                 allowed: allowed.clone(),
+                overrides: Arc::new(overrides),
             }))
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 if attempt.previous().len() > MAX_REDIRECTS {
@@ -99,15 +110,25 @@ pub fn refusal_of<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'
 
 struct GuardedResolver {
     allowed: Arc<AllowedHosts>,
+    overrides: Arc<Vec<(String, SocketAddr)>>,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let allowed = self.allowed.clone();
+        let overrides = self.overrides.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addresses: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let fixed: Vec<SocketAddr> = overrides
+                .iter()
+                .filter(|(name, _)| name.eq_ignore_ascii_case(&host))
+                .map(|(_, address)| *address)
+                .collect();
+            let addresses: Vec<SocketAddr> = if fixed.is_empty() {
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect()
+            } else {
+                fixed
+            };
             for address in &addresses {
                 allowed.check(&host, address.ip())?;
             }

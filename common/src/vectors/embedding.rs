@@ -25,6 +25,7 @@ pub async fn collection_embedder(
     };
     let scope = TemplateScope::empty();
     let providers = Providers::none();
+    let trigger: crate::json::SharedValue = Default::default();
     let node_id = format!("collection {}", collection.name);
     let provided = crate::nodes::openai_embedder::OpenAIEmbedder
         .provide(ProviderContext {
@@ -33,6 +34,7 @@ pub async fn collection_embedder(
             scope: &scope,
             providers: &providers,
             run: &run,
+            trigger: &trigger,
             services,
         })
         .await?;

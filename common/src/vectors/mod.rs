@@ -6,6 +6,7 @@
 pub mod catalogue;
 pub mod embedding;
 pub mod index;
+pub mod retrieve;
 pub mod search;
 pub mod spec;
 pub mod stats;

@@ -3,6 +3,7 @@
 pub mod catalogue;
 pub mod flow;
 pub mod graph;
+mod legacy_chains;
 pub mod template;
 
 pub use flow::{Edge, FlowData, FlowError, Node};

@@ -392,3 +392,77 @@ async fn the_scraper_honours_robots_txt_refuses_internal_addresses_and_limits_ea
     assert_eq!(site.max_in_flight.load(Ordering::SeqCst), 2);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_loader_reads_inline_pdf_and_markdown_files_and_the_splitter_keeps_their_headings() {
+    use base64::Engine;
+    let fake = FakeOpenAi::start(None, 8).await;
+    let site = ExampleSite::start().await;
+    site.page(
+        "docs.example.com/manual.md",
+        "text/plain",
+        "# Manual\nIntro text.\n## Setup\nInstall it with the installer.\n## Use\nRun it daily.\n",
+    );
+    let app = app(&fake, &site).await;
+    let token = app.user("loader@example.com").await;
+    let pdf = base64::engine::general_purpose::STANDARD.encode(kai_common::testing::one_page_pdf(
+        "Quarterly report numbers",
+    ));
+    let workflow = json!({"name": "load", "nodes": [
+        {"id": "start", "type": "StartNode"},
+        {"id": "pdf", "type": "DocumentLoader", "data": {"content_base64": pdf, "source_name": "report.pdf"}},
+        {"id": "md", "type": "DocumentLoader", "data": {"web_urls": "https://docs.example.com/manual.md"}},
+        {"id": "split", "type": "ChunkSplitter", "data": {"split_strategy": "markdown_headers", "chunk_size": 200, "chunk_overlap": 0}},
+        {"id": "end", "type": "EndNode"}],
+      "edges": [{"source": "start", "target": "pdf"}, {"source": "start", "target": "md"},
+                {"source": "pdf", "target": "split"}, {"source": "md", "target": "split"},
+                {"source": "split", "target": "end"}]});
+    let created = app.create_workflow(&token, &workflow).await;
+    let execution = app
+        .execute_and_wait(&token, created["id"].as_str().unwrap(), json!({}))
+        .await;
+    assert_eq!(execution["status"], "completed", "{execution}");
+    let pdf_doc = &node(&execution, "pdf")["outputs"]["documents"][0];
+    assert_eq!(pdf_doc["metadata"]["content_type"], "pdf");
+    assert_eq!(pdf_doc["metadata"]["source"], "report.pdf");
+    assert!(
+        pdf_doc["page_content"]
+            .as_str()
+            .unwrap()
+            .contains("Quarterly report numbers")
+    );
+    let chunks = node(&execution, "split")["outputs"]["chunks"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let setup = chunks
+        .iter()
+        .find(|c| c["page_content"].as_str().unwrap().starts_with("## Setup"))
+        .unwrap_or_else(|| panic!("{chunks:?}"));
+    assert_eq!(setup["metadata"]["h1"], "Manual");
+    assert_eq!(setup["metadata"]["h2"], "Setup");
+    assert_eq!(
+        setup["metadata"]["source"],
+        "https://docs.example.com/manual.md"
+    );
+    assert_eq!(setup["metadata"]["content_type"], "markdown");
+    // A size that cannot work is refused when the workflow is saved.
+    let (status, refused) = app
+        .post_json(
+            "/api/v1/workflows",
+            &token,
+            &json!({"name": "bad", "nodes": [{"id": "start", "type": "StartNode"},
+                {"id": "split", "type": "ChunkSplitter", "data": {"chunk_size": 100, "chunk_overlap": 150}}],
+              "edges": [{"source": "start", "target": "split"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("chunk_overlap (150) must be smaller than chunk_size (100)"),
+        "{refused}"
+    );
+    app.stop().await;
+}

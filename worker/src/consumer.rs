@@ -147,6 +147,9 @@ impl JobHandler {
 
     /// Handles the payload of delivery number `attempt`.
     pub async fn handle(&self, payload: &[u8], attempt: i32) -> Outcome {
+        if let Some(job) = kai_common::documents::sources::DocumentJobMessage::decode(payload) {
+            return crate::document_jobs::process(&self.db, &self.services, job).await;
+        }
         match JobMessage::decode(payload) {
             Ok(job) => {
                 let mut job = RunRequest::from(job);

@@ -6,6 +6,7 @@ pub mod cancellations;
 pub mod config;
 pub mod consumer;
 pub mod dead_letters;
+pub mod document_jobs;
 pub mod durability;
 pub mod engine;
 pub mod events;

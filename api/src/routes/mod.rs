@@ -5,6 +5,7 @@ pub mod credential_tests;
 pub mod credentials;
 pub mod cursor;
 pub mod dead_letters;
+pub mod document_sources;
 pub mod execution_cancel;
 pub mod execution_events;
 pub mod executions;
@@ -88,6 +89,7 @@ pub type Apis = (
     (
         vector_collections::VectorCollectionsApi,
         vector_documents::VectorDocumentsApi,
+        document_sources::DocumentSourcesApi,
     ),
     ingress::IngressApi,
     health::HealthApi,
@@ -168,6 +170,9 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
                     state: state.clone(),
                 },
                 vector_documents::VectorDocumentsApi {
+                    state: state.clone(),
+                },
+                document_sources::DocumentSourcesApi {
                     state: state.clone(),
                 },
             ),

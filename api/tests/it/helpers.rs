@@ -66,6 +66,15 @@ impl TestApp {
 
     /// A worker configured as `start_worker`'s, then changed by `adjust`.
     pub async fn start_worker_with(&mut self, adjust: impl FnOnce(&mut WorkerConfig)) {
+        self.start_abortable_worker(adjust).await;
+    }
+
+    /// A worker as `start_worker_with` starts it, and the handle that kills it on the spot (as
+    /// a crash would: nothing acknowledged, nothing finished).
+    pub async fn start_abortable_worker(
+        &mut self,
+        adjust: impl FnOnce(&mut WorkerConfig),
+    ) -> tokio::task::AbortHandle {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut config = WorkerConfig {
             common: self.env.common_config(),
@@ -86,11 +95,14 @@ impl TestApp {
         };
         adjust(&mut config);
         let shutdown = self.shutdown.clone();
-        self.tasks.push(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             kai_worker::run(config, listener, shutdown)
                 .await
                 .expect("worker runs")
-        }));
+        });
+        let handle = task.abort_handle();
+        self.tasks.push(task);
+        handle
     }
 
     /// Another API replica in this test's environment (same database, NATS prefix, Redis),

@@ -8,6 +8,7 @@ mod credentials;
 mod cursor_paging;
 mod dead_letters;
 mod deployment;
+mod document_sources;
 mod helpers;
 mod http_nodes;
 mod http_tools;

@@ -9,6 +9,7 @@ pub mod html;
 pub mod load;
 pub mod pdf;
 pub mod robots;
+pub mod sources;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};

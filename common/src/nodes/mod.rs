@@ -27,7 +27,7 @@ pub mod services;
 mod start;
 mod tavily_search;
 mod timer_start;
-mod web_scraper;
+pub mod web_scraper;
 mod webhook_start;
 
 pub use capability::{Capability, Provided, ProviderInput, Providers};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::catalogue::Collection;
+use super::spec::EmbedderSpec;
 use crate::llm::embedder::known_dimension;
 use crate::nodes::capability::{Embedder, Provided};
 use crate::nodes::services::{NodeServices, RunIds};
@@ -18,18 +19,36 @@ pub async fn collection_embedder(
     collection: &Collection,
     services: &NodeServices,
 ) -> Result<Arc<dyn Embedder>, NodeError> {
-    let config = embedder_config(collection, &services.models.embeddings_model);
+    embedder_for(
+        collection.embedder.as_ref(),
+        Some(collection.dimension),
+        collection.owner,
+        &format!("collection {}", collection.name),
+        services,
+    )
+    .await
+}
+
+/// The embedder `spec` names for `owner` (none: the deployment's server and model), asked for
+/// `dimension` when its model's own size is unknown or different.
+pub async fn embedder_for(
+    spec: Option<&EmbedderSpec>,
+    dimension: Option<usize>,
+    owner: uuid::Uuid,
+    label: &str,
+    services: &NodeServices,
+) -> Result<Arc<dyn Embedder>, NodeError> {
+    let config = embedder_config(spec, dimension, &services.models.embeddings_model);
     let run = RunIds {
-        owner: collection.owner,
+        owner,
         ..RunIds::default()
     };
     let scope = TemplateScope::empty();
     let providers = Providers::none();
     let trigger: crate::json::SharedValue = Default::default();
-    let node_id = format!("collection {}", collection.name);
     let provided = crate::nodes::openai_embedder::OpenAIEmbedder
         .provide(ProviderContext {
-            node_id: &node_id,
+            node_id: label,
             config: &config,
             scope: &scope,
             providers: &providers,
@@ -46,8 +65,12 @@ pub async fn collection_embedder(
     }
 }
 
-fn embedder_config(collection: &Collection, default_model: &str) -> Value {
-    let (model, credential) = match &collection.embedder {
+fn embedder_config(
+    spec: Option<&EmbedderSpec>,
+    dimension: Option<usize>,
+    default_model: &str,
+) -> Value {
+    let (model, credential) = match spec {
         Some(spec) => (spec.model.as_str(), spec.credential_id.as_deref()),
         None => (default_model, None),
     };
@@ -55,8 +78,10 @@ fn embedder_config(collection: &Collection, default_model: &str) -> Value {
     if let Some(credential) = credential {
         config["credential_id"] = json!(credential);
     }
-    if known_dimension(model) != Some(collection.dimension) {
-        config["dimensions"] = json!(collection.dimension);
+    if let Some(dimension) = dimension
+        && known_dimension(model) != Some(dimension)
+    {
+        config["dimensions"] = json!(dimension);
     }
     config
 }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::VectorError;
 use super::catalogue::{self, Collection};
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 
 /// Rows per INSERT statement: large enough to amortise the round trip, small enough that one
 /// statement's parameters stay a few megabytes at 1,536 dimensions.
@@ -85,6 +85,20 @@ pub async fn replace_documents(
     chunks: &[NewChunk],
     clear_first: bool,
 ) -> Result<WriteSummary, VectorError> {
+    let mut tx = db.begin().await?;
+    let summary = replace_documents_in(&mut tx, collection, chunks, clear_first).await?;
+    tx.commit().await?;
+    Ok(summary)
+}
+
+/// `replace_documents` inside the caller's transaction, so that what else the caller records
+/// (a processing job's progress) commits with the chunks or not at all.
+pub async fn replace_documents_in(
+    tx: &mut Transaction<'_, Postgres>,
+    collection: &Collection,
+    chunks: &[NewChunk],
+    clear_first: bool,
+) -> Result<WriteSummary, VectorError> {
     check(collection, chunks)?;
     let mut document_ids: Vec<String> = Vec::new();
     let mut seen = HashSet::new();
@@ -93,12 +107,11 @@ pub async fn replace_documents(
             document_ids.push(chunk.document_id.clone());
         }
     }
-    let mut tx = db.begin().await?;
-    let collection = catalogue::lock(&mut tx, collection).await?;
+    let collection = catalogue::lock(tx, collection).await?;
     let table = collection.table();
     let replaced = if clear_first {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?
             .rows_affected()
     } else {
@@ -106,7 +119,7 @@ pub async fn replace_documents(
             "DELETE FROM {table} WHERE document_id = ANY($1)"
         )))
         .bind(&document_ids)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected()
     };
@@ -134,12 +147,11 @@ pub async fn replace_documents(
             .bind(contents)
             .bind(metadata)
             .bind(vectors)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
     }
     let written = chunks.len() as u64;
-    catalogue::record_write(&mut tx, collection.id, written as i64 - replaced as i64).await?;
-    tx.commit().await?;
+    catalogue::record_write(tx, collection.id, written as i64 - replaced as i64).await?;
     Ok(WriteSummary {
         document_ids,
         chunks_written: written,

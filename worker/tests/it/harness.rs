@@ -51,6 +51,11 @@ impl Harness {
         self.hook_for(&token, None).await
     }
 
+    /// The API's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Signs up `email`; its access token.
     pub async fn token(&self, email: &str) -> String {
         kai_api::testing::access_token(&self.base, email).await

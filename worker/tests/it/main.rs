@@ -3,6 +3,7 @@
 
 mod crash;
 mod deployment;
+mod document_jobs;
 mod drain;
 mod harness;
 mod inflight;

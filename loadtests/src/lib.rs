@@ -15,4 +15,5 @@ pub mod schedules;
 pub mod seed;
 pub mod target;
 pub mod thresholds;
+pub mod vectors;
 pub mod webhook;

@@ -78,6 +78,53 @@ enum Scenario {
     /// A workflow's execution listing at depth: every execution read once by cursor, then its
     /// first page against its deepest page by cursor (and by offset), timed.
     Listing(ListingArgs),
+    /// A vector collection: bulk load with precomputed embeddings, the index built after it,
+    /// concurrent top-k searches (latency, recall against exact search), filtered searches.
+    Vectors(VectorsArgs),
+}
+
+#[derive(Debug, Args)]
+struct VectorsArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long, default_value = "100000")]
+    rows: usize,
+    #[arg(long, default_value = "384")]
+    dimension: usize,
+    /// Vectors per documents request.
+    #[arg(long, default_value = "500")]
+    batch: usize,
+    /// Documents requests in flight at once.
+    #[arg(long, default_value = "4")]
+    writers: usize,
+    /// Timed searches (and as many filtered ones).
+    #[arg(long, default_value = "5000")]
+    searches: usize,
+    /// Searches in flight at once.
+    #[arg(long, default_value = "50")]
+    concurrency: usize,
+    #[arg(long, default_value = "10")]
+    k: usize,
+    /// Distinct queries, each with its exact neighbours computed for recall.
+    #[arg(long, default_value = "200")]
+    recall_queries: usize,
+    /// HNSW's per-query candidate list (the collection's `index_params.ef_search`).
+    #[arg(long)]
+    ef_search: Option<u32>,
+    /// Longest the index may take to be built after the load.
+    #[arg(long, default_value = "900s", value_parser = parse_duration)]
+    index_timeout: Duration,
+    #[arg(long, default_value = "19")]
+    seed: u64,
+    /// Fail when the search p99 (ms) is above this.
+    #[arg(long)]
+    max_p99_ms: Option<f64>,
+    /// Fail when recall@k is below this.
+    #[arg(long)]
+    min_recall: Option<f64>,
+    /// Write the result as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -197,6 +244,9 @@ struct SeedArgs {
     /// Longest the audit waits for every accepted request's execution.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     audit_timeout: Duration,
+    /// Vector size of the deployment's embeddings model (the search test's collection).
+    #[arg(long, default_value = "384")]
+    vector_dimension: usize,
     /// Write the result as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -383,6 +433,7 @@ async fn main() -> ExitCode {
         Scenario::Schedules(args) => run_schedules(args).await,
         Scenario::Bursts(args) => run_bursts(args).await,
         Scenario::Listing(args) => run_listing(args).await,
+        Scenario::Vectors(args) => run_vectors(args).await,
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -556,8 +607,76 @@ async fn run_bursts(args: BurstsArgs) -> anyhow::Result<bool> {
     Ok(failed.is_empty())
 }
 
+async fn run_vectors(args: VectorsArgs) -> anyhow::Result<bool> {
+    let settings = kai_loadtest::vectors::VectorsSettings {
+        rows: args.rows,
+        dimension: args.dimension,
+        batch: args.batch.max(1),
+        writers: args.writers.max(1),
+        searches: args.searches,
+        concurrency: args.concurrency.max(1),
+        k: args.k,
+        recall_queries: args.recall_queries,
+        index_timeout: args.index_timeout,
+        seed: args.seed,
+        ef_search: args.ef_search,
+    };
+    let result = kai_loadtest::vectors::run(&args.target.api, &settings).await?;
+    println!(
+        "\nkai-loadtest vectors ({} × {}, k = {}, {} concurrent)",
+        result.rows, result.dimension, result.k, result.concurrency
+    );
+    println!(
+        "  load      {:.1} s, {:.0} vectors/s",
+        result.insert_seconds, result.vectors_per_second
+    );
+    println!(
+        "  index     ready {:.1} s after the load, built in {} ms, {} MiB (table {} MiB)",
+        result.index_wait_seconds,
+        result.index_build_ms.unwrap_or(-1),
+        result.index_bytes.unwrap_or(0) / (1 << 20),
+        result.table_bytes / (1 << 20)
+    );
+    for (name, latency) in [("search", &result.search), ("filtered", &result.filtered)] {
+        println!(
+            "  {name:<9} {:.0}/s, p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms, recall@{} {:.3}, {} short",
+            latency.per_second,
+            latency.p50_ms,
+            latency.p90_ms,
+            latency.p99_ms,
+            latency.max_ms,
+            result.k,
+            latency.recall_at_k,
+            latency.short
+        );
+    }
+    if let Some(path) = &args.json {
+        report::write_json(path, &result)?;
+    }
+    let mut passed = result.filtered.short == 0;
+    if let Some(max) = args.max_p99_ms
+        && result.search.p99_ms > max
+    {
+        println!(
+            "  FAILED: search p99 {:.1} ms is above {max} ms",
+            result.search.p99_ms
+        );
+        passed = false;
+    }
+    if let Some(min) = args.min_recall
+        && result.search.recall_at_k < min
+    {
+        println!(
+            "  FAILED: recall {:.3} is below {min}",
+            result.search.recall_at_k
+        );
+        passed = false;
+    }
+    Ok(passed)
+}
+
 async fn run_seed(args: SeedArgs) -> anyhow::Result<bool> {
-    let result = seed::run(&args.target.api, args.audit_timeout).await?;
+    let result = seed::run(&args.target.api, args.audit_timeout, args.vector_dimension).await?;
     println!("\nkai-loadtest seed");
     for check in &result.checks {
         println!("  {:<32} {:<14} {}", check.name, check.result, check.detail);

@@ -123,6 +123,30 @@ impl Api {
             .to_owned())
     }
 
+    /// `POST path` with `body` as the owner of `token`.
+    pub async fn post(&self, token: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.call(
+            self.client
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(token)
+                .json(body),
+            path,
+        )
+        .await
+    }
+
+    /// `DELETE path` as the owner of `token`.
+    pub async fn delete(&self, token: &str, path: &str) -> anyhow::Result<()> {
+        self.call(
+            self.client
+                .delete(format!("{}{path}", self.base))
+                .bearer_auth(token),
+            path,
+        )
+        .await
+        .map(drop)
+    }
+
     /// `GET path` as the owner of `token`.
     pub async fn get(&self, token: &str, path: impl AsRef<str>) -> anyhow::Result<Value> {
         let path = path.as_ref();

@@ -18,9 +18,17 @@ struct Cluster {
 
 impl Cluster {
     async fn start(with_worker: bool) -> Self {
+        Self::start_with(with_worker, |_| {}).await
+    }
+
+    /// A cluster whose API's configuration `adjust` changes first.
+    async fn start_with(
+        with_worker: bool,
+        adjust: impl FnOnce(&mut kai_api::config::ApiConfig),
+    ) -> Self {
         let env = TestEnv::new();
         let shutdown = CancellationToken::new();
-        let api = kai_api::testing::start(&env, shutdown.clone()).await;
+        let api = kai_api::testing::start_with(&env, shutdown.clone(), adjust).await;
         let mut cluster = Self {
             env,
             api: api.base,
@@ -299,16 +307,75 @@ async fn an_e2e_run_reports_received_to_finished_latency_for_every_execution() {
 }
 
 #[tokio::test]
-async fn the_seed_scenario_passes_the_webhook_check_and_never_claims_vector_search() {
-    let cluster = Cluster::start(true).await;
-    let report = kai_loadtest::seed::run(&cluster.api, Duration::from_secs(30))
+async fn the_seed_scenario_passes_the_webhook_and_vector_search_checks() {
+    let fake = kai_common::testing::fake_openai::FakeOpenAi::start(None, 384).await;
+    let root = fake.root.clone();
+    let cluster = Cluster::start_with(true, |config| {
+        config.models = kai_common::llm::servers::ModelServersConfig::all_at(&root);
+    })
+    .await;
+    let report = kai_loadtest::seed::run(&cluster.api, Duration::from_secs(30), 384)
         .await
         .unwrap();
     assert_eq!(report.checks[0].name, "test_webhook_load");
     assert_eq!(report.checks[0].result, "passed", "{:?}", report.checks[0]);
-    assert_eq!(report.checks[1].result, "not_available");
+    assert_eq!(report.checks[1].name, "test_vector_search_performance");
+    assert_eq!(report.checks[1].result, "passed", "{:?}", report.checks[1]);
+    // 20 documents embedded in one request, then one request per search.
+    assert_eq!(fake.received_at("/v1/embeddings").len(), 51);
     assert_eq!(report.audit.completed, 100);
     assert!(report.passed());
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn the_seed_vector_check_fails_saying_why_without_an_embeddings_server() {
+    let cluster = Cluster::start(true).await;
+    let report = kai_loadtest::seed::run(&cluster.api, Duration::from_secs(30), 384)
+        .await
+        .unwrap();
+    assert_eq!(report.checks[1].result, "failed");
+    assert!(
+        report.checks[1].detail.contains("KAI_EMBEDDINGS_BASE_URL"),
+        "{:?}",
+        report.checks[1]
+    );
+    assert!(!report.passed());
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn the_vectors_scenario_loads_indexes_and_measures_recall() {
+    let cluster = Cluster::start_with(false, |config| {
+        config.vector_index.after_rows = 500;
+        config.vector_index.quiet = Duration::from_millis(200);
+    })
+    .await;
+    let settings = kai_loadtest::vectors::VectorsSettings {
+        rows: 3_000,
+        dimension: 16,
+        batch: 500,
+        writers: 2,
+        searches: 200,
+        concurrency: 8,
+        k: 10,
+        recall_queries: 50,
+        index_timeout: Duration::from_secs(60),
+        seed: 3,
+        ef_search: None,
+    };
+    let report = kai_loadtest::vectors::run(&cluster.api, &settings)
+        .await
+        .unwrap();
+    assert_eq!(report.rows, 3_000);
+    assert!(report.vectors_per_second > 0.0);
+    assert!(
+        report.index_build_ms.is_some() && report.index_bytes.unwrap() > 0,
+        "{report:?}"
+    );
+    assert!(report.search.recall_at_k > 0.9, "{report:?}");
+    assert_eq!(report.filtered.short, 0, "{report:?}");
+    assert!(report.filtered.recall_at_k > 0.9, "{report:?}");
     cluster.stop().await;
 }
 

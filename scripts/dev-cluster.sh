@@ -61,6 +61,8 @@ if [ "$DEV_MODELS" = 1 ]; then
   # The worker's default model servers: nodes that name no credential use them.
   export KAI_OPENAI_BASE_URL=http://127.0.0.1:$CHAT_PORT/v1
   export KAI_EMBEDDINGS_BASE_URL=http://127.0.0.1:$EMBED_PORT/v1
+  # The API embeds vector collections' text with it too (384 dimensions).
+  export KAI_EMBEDDINGS_MODEL=multilingual-e5-small-q4
 fi
 
 export KAI_API_ADDR=$API_ADDR KAI_PUBLIC_URL=$API
@@ -93,6 +95,27 @@ agent=$(curl -fsS -X POST "$API/api/v1/workflows" -H "$auth" -H 'Content-Type: a
 read -r agent_url agent_secret < <(curl -fsS "$API/api/v1/webhooks?workflow_id=$agent" -H "$auth" \
   | json 'd[0]["webhook_url"] + " " + d[0]["security_token"]')
 
+knowledge=""
+if [ "$DEV_MODELS" = 1 ]; then
+  # A small knowledge base, embedded by the local embeddings server through a document source.
+  source=$(curl -fsS -X POST "$API/api/v1/documents/sources" -H "$auth" -H 'Content-Type: application/json' \
+    -d @examples/knowledge-source.json | json 'd["id"]')
+  curl -fsS -o /dev/null -X POST "$API/api/v1/documents/sources/$source/process" -H "$auth"
+  for _ in $(seq 1 150); do
+    state=$(curl -fsS "$API/api/v1/documents/sources/$source/status" -H "$auth" | json 'd["processing_status"]')
+    [ "$state" = completed ] || [ "$state" = failed ] && break
+    sleep 0.2
+  done
+  collection=$(curl -fsS "$API/api/v1/vectors/collections" -H "$auth" \
+    | json '[c["id"] for c in d["collections"] if c["collection_name"] == "demo-docs"][0]')
+  knowledge="
+A knowledge base (collection $collection, from document source $source: $state),
+embedded by the local embeddings model; search it by meaning:
+
+  curl -sS '$API/api/v1/vectors/collections/$collection/search?query=how%20do%20I%20get%20my%20money%20back&k=2' -H '$auth'
+"
+fi
+
 if [ "$DEV_MODELS" = 1 ]; then
   models="the model on this machine (SmolLM2-135M on llama.cpp at http://127.0.0.1:$CHAT_PORT/v1;
 a small model, so expect simple answers)"
@@ -118,6 +141,7 @@ remembering each session_id's conversation:
 
   curl -sS -X POST '$agent_url' -H 'Authorization: Bearer $agent_secret' -H 'Content-Type: application/json' -d '{"message":"Say hello in three words","session_id":"demo"}'
 
+$knowledge
 A timer workflow ($timed) runs every minute; its ticks and their runs:
 
   curl -sS '$API/api/v1/jobs/scheduled/$job/executions' -H '$auth'

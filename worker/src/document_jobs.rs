@@ -206,6 +206,10 @@ async fn collection(
     spec: &SourceSpec,
     embedder: &Arc<dyn Embedder>,
 ) -> Result<Collection, Stop> {
+    // An existing collection keeps its size (each item's vectors are checked against it).
+    if let Some(existing) = catalogue::find_by_name(db, owner, &spec.collection_name).await? {
+        return Ok(existing);
+    }
     let dimension = match spec.embedding_dimension {
         Some(dimension) => dimension,
         None => embedder.dimension().await.map_err(from_node)?,

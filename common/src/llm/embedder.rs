@@ -1,7 +1,8 @@
 //! An embeddings model on an OpenAI-compatible server, as OpenAIEmbedder provides it: inputs
 //! sent in batches of `batch_size` (OpenAI accepts up to 2,048 inputs a request; 100 by default
 //! keeps each request small enough to retry cheaply), each batch retried under the node's
-//! policy, `dimensions` passed on, and the vector size known for OpenAI's models or probed once.
+//! policy, `dimensions` passed on, and the vector size known for OpenAI's models on OpenAI's API,
+//! else learnt from the first answer (or probed once).
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -87,7 +88,11 @@ impl Embedder for OpenAiEmbedder {
             if let Some(dimensions) = self.dimensions {
                 return Ok(dimensions as usize);
             }
-            if let Some(known) = known_dimension(&self.model) {
+            // A model's published size holds on OpenAI's own API; a server elsewhere answering
+            // to the same name (a local model standing in for it) is asked.
+            if let Some(known) = known_dimension(&self.model)
+                && self.connection.server.base_url.host_str() == Some("api.openai.com")
+            {
                 return Ok(known);
             }
             self.probed

@@ -298,6 +298,15 @@ mod providers {
         assert_eq!(fresh.dimension().await.unwrap(), 12);
         assert_eq!(fresh.dimension().await.unwrap(), 12);
         assert_eq!(fake.received_at("/v1/embeddings").len(), 4, "probed once");
+
+        // A server that is not OpenAI's answering to an OpenAI model's name (a local model
+        // standing in for it) is asked, not taken at the model's published size.
+        let stand_in = OpenAiEmbedder {
+            model: "text-embedding-3-small".into(),
+            probed: Default::default(),
+            ..fresh
+        };
+        assert_eq!(stand_in.dimension().await.unwrap(), 12);
     }
 
     #[tokio::test]

@@ -204,9 +204,17 @@ impl NodeDefinition for PGVectorStore {
                     "node {node}: no documents in its input to store"
                 )));
             }
-            let dimension = match config.dimension {
-                Some(dimension) => dimension,
-                None => embedder.dimension().await?,
+            // Embedded first: the vectors' own size is the truth (a local model may answer to an
+            // OpenAI model's name with another size).
+            let texts: Vec<String> = documents.iter().map(|d| d.page_content.clone()).collect();
+            let mut vectors = Vec::with_capacity(texts.len());
+            for batch in texts.chunks(config.batch_size) {
+                vectors.extend(embedder.embed(batch).await?);
+            }
+            let dimension = match (config.dimension, vectors.first()) {
+                (Some(dimension), _) => dimension,
+                (None, Some(first)) => first.len(),
+                (None, None) => embedder.dimension().await?,
             };
             let spec = CollectionSpec {
                 name: name.clone(),
@@ -228,11 +236,6 @@ impl NodeDefinition for PGVectorStore {
                     collection.dimension,
                     embedder.model()
                 )));
-            }
-            let texts: Vec<String> = documents.iter().map(|d| d.page_content.clone()).collect();
-            let mut vectors = Vec::with_capacity(texts.len());
-            for batch in texts.chunks(config.batch_size) {
-                vectors.extend(embedder.embed(batch).await?);
             }
             if let Some(wrong) = vectors.iter().find(|v| v.len() != dimension) {
                 return Err(NodeError::VectorStore(format!(

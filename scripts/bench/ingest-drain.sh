@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Ingest and drain of one build, as docs/BENCHMARKS.md reports them: the API alone takes 10 s
+# of asynchronous 1 KiB webhooks from 64 connections (`kai-loadtest webhook`, accepted/s), then
+# one worker drains the backlog (executions completed per second, from PostgreSQL), and the
+# load test's audit checks every accepted call ran once.
+#
+#   scripts/bench/ingest-drain.sh BIN_DIR TAG     # e.g. target/release new
+#
+# Each run uses a fresh database and NATS prefix; results go to /tmp/kai-bench/TAG-*.json.
+set -euo pipefail
+
+BIN=${1:?the directory of kai-api, kai-worker and kai-loadtest}
+TAG=${2:?a name for this run}
+OUT=/tmp/kai-bench
+mkdir -p "$OUT"
+suffix=$(date +%s%N | tail -c 7)
+DB=kai_bench_${TAG//[^a-z0-9]/_}_$suffix
+PORT=$((18300 + RANDOM % 500))
+export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
+export KAI_NATS_PREFIX=bench$suffix
+export KAI_API_ADDR=127.0.0.1:$PORT KAI_PUBLIC_URL=http://127.0.0.1:$PORT
+export KAI_WORKER_ADDR=127.0.0.1:$((PORT + 1)) RUST_LOG=warn
+API=http://127.0.0.1:$PORT
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  psql -qAt -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+"$BIN/kai-api" >"$OUT/$TAG-api.log" 2>&1 & pids+=($!)
+for _ in $(seq 1 100); do curl -fsS "$API/health" >/dev/null 2>&1 && break; sleep 0.2; done
+
+"$BIN/kai-loadtest" webhook --api "$API" --connections 64 --duration 10s --payload-bytes 1024 \
+  --audit-timeout 600s --quiet --json "$OUT/$TAG-ingest.json" >"$OUT/$TAG-loadtest.log" 2>&1 &
+loadtest=$!
+sleep 11
+
+count() { psql -qAt -h 127.0.0.1 -U postgres -d "$DB" -c \
+  "SELECT count(*) FROM workflow_executions WHERE status = 'completed'"; }
+"$BIN/kai-worker" >"$OUT/$TAG-worker.log" 2>&1 & pids+=($!)
+started=$(date +%s.%N)
+# The load test writes its report once its audit has seen every execution; the drain ends when
+# the last execution was completed (the count's last change), not when the audit noticed.
+accepted=0 previous=0 ended=$started
+while :; do
+  now=$(date +%s.%N)
+  done_now=$(count)
+  if [ "$done_now" -gt "$previous" ]; then previous=$done_now; ended=$now; fi
+  if [ -s "$OUT/$TAG-ingest.json" ]; then
+    accepted=$(python3 -c "import json; print(json.load(open('$OUT/$TAG-ingest.json'))['accepted'])")
+    [ "$previous" -ge "$accepted" ] && break
+  fi
+  if ! kill -0 "$loadtest" 2>/dev/null && [ ! -s "$OUT/$TAG-ingest.json" ]; then
+    echo "kai-loadtest failed; see $OUT/$TAG-loadtest.log"; exit 1
+  fi
+  sleep 0.2
+done
+wait "$loadtest" || true
+python3 - "$OUT/$TAG-ingest.json" "$started" "$ended" "$accepted" "$TAG" <<'EOF'
+import json, sys
+report = json.load(open(sys.argv[1]))
+started, ended, accepted, tag = float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+audit = report.get("audit") or {}
+print(f"{tag}: ingest {report['accepted_per_s']:.0f} accepted/s; drain {accepted / (ended - started):.0f} "
+      f"executions/s ({accepted} in {ended - started:.1f} s); audit missing {audit.get('missing')}, "
+      f"duplicated {audit.get('duplicated')}")
+EOF

@@ -116,6 +116,9 @@ struct VectorsArgs {
     index_timeout: Duration,
     #[arg(long, default_value = "19")]
     seed: u64,
+    /// Leave the collection in place afterwards (printed with an access token).
+    #[arg(long)]
+    keep: bool,
     /// Fail when the search p99 (ms) is above this.
     #[arg(long)]
     max_p99_ms: Option<f64>,
@@ -620,6 +623,7 @@ async fn run_vectors(args: VectorsArgs) -> anyhow::Result<bool> {
         index_timeout: args.index_timeout,
         seed: args.seed,
         ef_search: args.ef_search,
+        keep: args.keep,
     };
     let result = kai_loadtest::vectors::run(&args.target.api, &settings).await?;
     println!(

@@ -72,7 +72,7 @@ pub struct IndexParamsIn {
     pub m: Option<u32>,
     /// HNSW build candidate list (4..1000, at least 2·m, default 64).
     pub ef_construction: Option<u32>,
-    /// HNSW query candidate list (1..1000, default 100, never below k).
+    /// HNSW query candidate list (1..1000, default 40, never below 2·k).
     pub ef_search: Option<u32>,
     /// IVFFlat clusters (default rows / 1000).
     pub lists: Option<u32>,

@@ -206,6 +206,20 @@ impl IndexBuilder {
         match built {
             Ok(()) => {
                 let millis = started.elapsed().as_millis() as i64;
+                // After a large load: the metadata index's pending inserts merged (a filter
+                // would scan them all on every search until autovacuum does it) and the
+                // planner's statistics current.
+                let metadata = format!("kai_vectors.c_{}_metadata", id.simple());
+                sqlx::query("SELECT gin_clean_pending_list($1::regclass)")
+                    .bind(&metadata)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "ANALYZE {}",
+                    collection.table()
+                )))
+                .execute(&mut *conn)
+                .await?;
                 set_status(conn, id, IndexStatus::Ready, Some(millis)).await?;
                 tracing::info!(collection = %id, rows, millis, "collection index built");
                 Ok(true)

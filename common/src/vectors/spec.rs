@@ -143,7 +143,7 @@ pub struct IndexParams {
     /// IVFFlat: clusters (1..32768; default rows / 1000, at least 1, when built).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lists: Option<u32>,
-    /// HNSW: candidate list per query (1..1000, default 100, at least k).
+    /// HNSW: candidate list per query (1..1000, default 40, at least 2·k).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ef_search: Option<u32>,
     /// IVFFlat: lists probed per query (1..lists, default 10).

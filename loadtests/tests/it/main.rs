@@ -363,6 +363,7 @@ async fn the_vectors_scenario_loads_indexes_and_measures_recall() {
         index_timeout: Duration::from_secs(60),
         seed: 3,
         ef_search: None,
+        keep: false,
     };
     let report = kai_loadtest::vectors::run(&cluster.api, &settings)
         .await

@@ -4,13 +4,17 @@
 # one worker drains the backlog (executions completed per second, from PostgreSQL), and the
 # load test's audit checks every accepted call ran once.
 #
-#   scripts/bench/ingest-drain.sh BIN_DIR TAG     # e.g. target/release new
+#   scripts/bench/ingest-drain.sh BIN_DIR TAG [LOADTEST]   # e.g. target/release new
+#
+# LOADTEST is the kai-loadtest binary (default BIN_DIR/kai-loadtest), so an older build's API and
+# worker are measured with the same tool.
 #
 # Each run uses a fresh database and NATS prefix; results go to /tmp/kai-bench/TAG-*.json.
 set -euo pipefail
 
 BIN=${1:?the directory of kai-api, kai-worker and kai-loadtest}
 TAG=${2:?a name for this run}
+LOADTEST=${3:-$BIN/kai-loadtest}
 OUT=/tmp/kai-bench
 mkdir -p "$OUT"
 suffix=$(date +%s%N | tail -c 7)
@@ -33,7 +37,7 @@ trap cleanup EXIT
 "$BIN/kai-api" >"$OUT/$TAG-api.log" 2>&1 & pids+=($!)
 for _ in $(seq 1 100); do curl -fsS "$API/health" >/dev/null 2>&1 && break; sleep 0.2; done
 
-"$BIN/kai-loadtest" webhook --api "$API" --connections 64 --duration 10s --payload-bytes 1024 \
+"$LOADTEST" webhook --api "$API" --connections 64 --duration 10s --payload-bytes 1024 \
   --audit-timeout 600s --quiet --json "$OUT/$TAG-ingest.json" >"$OUT/$TAG-loadtest.log" 2>&1 &
 loadtest=$!
 sleep 11

@@ -101,6 +101,23 @@ pub fn as_prompt(value: &Value) -> String {
     }
 }
 
+/// The collection a vector node works on: its own `collection_name`, else the run's.
+pub fn collection_name(
+    configured: Option<&str>,
+    trigger: &Value,
+    node_id: &str,
+) -> Result<String, super::NodeError> {
+    configured
+        .map(str::to_owned)
+        .or_else(|| from_run(trigger, &["collection_name"]))
+        .ok_or_else(|| {
+            super::NodeError::Configuration(format!(
+                "node {node_id}: collection_name is not set (in the node, or as the run's \
+                 `collection_name` input)"
+            ))
+        })
+}
+
 /// A text setting the run supplies when the node leaves it unset (KAI-Fusion looked in the
 /// execution's inputs): the trigger's `name`, or its payload's (`data.name`).
 pub fn from_run(trigger: &Value, names: &[&str]) -> Option<String> {

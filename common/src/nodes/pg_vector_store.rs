@@ -182,19 +182,8 @@ impl NodeDefinition for PGVectorStore {
             let started = Instant::now();
             let node = ctx.node_id;
             let config = parse(ctx.config).map_err(|e| NodeError::Configuration(e.to_string()))?;
-            let name = config
-                .collection
-                .clone()
-                .or_else(|| fields::from_run(ctx.trigger, &["collection_name"]))
-                .ok_or_else(|| {
-                    NodeError::Configuration(format!(
-                        "node {node}: collection_name is not set (in the node, or as the run's \
-                         `collection_name` input)"
-                    ))
-                })?;
-            let db = ctx.services.db.as_ref().ok_or_else(|| {
-                NodeError::Configuration(format!("node {node}: no database in this process"))
-            })?;
+            let name = fields::collection_name(config.collection.as_deref(), ctx.trigger, node)?;
+            let db = ctx.services.database(node)?;
             let embedder = ctx.providers.embedder("embedder").ok_or_else(|| {
                 NodeError::Configuration(format!("node {node}: connect an embedder"))
             })?;

@@ -106,9 +106,7 @@ async fn question_of(ctx: &NodeContext<'_>, config: &QaConfig) -> Result<String,
 /// The collection to answer from.
 async fn collection_of(ctx: &NodeContext<'_>, config: &QaConfig) -> Result<Collection, NodeError> {
     let node = ctx.node_id;
-    let db = ctx.services.db.as_ref().ok_or_else(|| {
-        NodeError::Configuration(format!("node {node}: no database in this process"))
-    })?;
+    let db = ctx.services.database(node)?;
     let owner = ctx.run.owner;
     // A vector store before this node says which collection it filled.
     let stored = &ctx.input["result"];

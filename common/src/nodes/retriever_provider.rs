@@ -195,19 +195,8 @@ impl NodeDefinition for RetrieverProvider {
         async move {
             let node = ctx.node_id;
             let config = parse(ctx.config).map_err(|e| NodeError::Configuration(e.to_string()))?;
-            let name = config
-                .collection
-                .clone()
-                .or_else(|| fields::from_run(ctx.trigger, &["collection_name"]))
-                .ok_or_else(|| {
-                    NodeError::Configuration(format!(
-                        "node {node}: collection_name is not set (in the node, or as the run's \
-                         `collection_name` input)"
-                    ))
-                })?;
-            let db = ctx.services.db.clone().ok_or_else(|| {
-                NodeError::Configuration(format!("node {node}: no database in this process"))
-            })?;
+            let name = fields::collection_name(config.collection.as_deref(), ctx.trigger, node)?;
+            let db = ctx.services.database(node)?.clone();
             let collection = catalogue::find_by_name(&db, ctx.run.owner, &name)
                 .await
                 .map_err(|e| e.into_node_error(node))?

@@ -89,6 +89,13 @@ impl NodeServices {
         }
     }
 
+    /// The database, for a node that stores; its absence (a process without one) is named.
+    pub fn database(&self, node_id: &str) -> Result<&PgPool, NodeError> {
+        self.db.as_ref().ok_or_else(|| {
+            NodeError::Configuration(format!("node {node_id}: no database in this process"))
+        })
+    }
+
     /// Credential `id` of the run's owner, opened; a missing or foreign one is a credential
     /// error naming the node, never the secret.
     pub async fn credential(

@@ -17,6 +17,7 @@ TAG=${2:?a name for this run}
 LOADTEST=${3:-$BIN/kai-loadtest}
 OUT=/tmp/kai-bench
 mkdir -p "$OUT"
+rm -f "$OUT/$TAG"-*  # a report left by an earlier run of the same tag would be read as this one's
 suffix=$(date +%s%N | tail -c 7)
 DB=kai_bench_${TAG//[^a-z0-9]/_}_$suffix
 PORT=$((18300 + RANDOM % 500))

@@ -19,6 +19,7 @@ pub mod server;
 pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod typed_json;
 pub mod waiters;
 pub mod webhooks;
 

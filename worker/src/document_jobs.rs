@@ -20,7 +20,7 @@ use kai_common::nodes::services::NodeServices;
 use kai_common::nodes::web_scraper::ScrapeSettings;
 use kai_common::vectors::write::{self, NewChunk};
 use kai_common::vectors::{
-    Collection, CollectionSpec, IndexKind, IndexParams, catalogue, embedding,
+    Collection, CollectionSpec, IndexKind, IndexParams, VectorError, catalogue, embedding,
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -431,26 +431,21 @@ async fn remove_stale(db: &PgPool, job_id: Uuid, source_id: Uuid) -> Result<(), 
     .fetch_all(db)
     .await?;
     let mut tx = db.begin().await?;
-    let Ok(locked) = catalogue::lock(&mut tx, &collection).await else {
-        return Ok(());
-    };
-    let removed = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM {} WHERE metadata @> $1 AND metadata->>'job_id' <> $2 \
-         AND NOT (metadata->>'source_item' = ANY($3))",
-        locked.table()
-    )))
-    .bind(json!({"source_id": source_id}))
-    .bind(job_id.to_string())
-    .bind(&failed)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    catalogue::record_write(&mut tx, locked.id, -(removed as i64))
-        .await
-        .map_err(|e| match e {
-            kai_common::vectors::VectorError::Database(e) => e,
-            other => sqlx::Error::Protocol(other.to_string()),
-        })?;
+    let removed = write::delete_stale_source_chunks(
+        &mut tx,
+        &collection,
+        &json!({"source_id": source_id}),
+        &job_id.to_string(),
+        &failed,
+    )
+    .await;
+    match removed {
+        Ok(_) => {}
+        // Deleted meanwhile: nothing left to tidy.
+        Err(VectorError::NotFound(_)) => return Ok(()),
+        Err(VectorError::Database(e)) => return Err(e),
+        Err(other) => return Err(sqlx::Error::Protocol(other.to_string())),
+    }
     tx.commit().await?;
     Ok(())
 }

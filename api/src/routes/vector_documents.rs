@@ -11,6 +11,7 @@ use kai_common::vectors::{Collection, catalogue, embedding};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -18,6 +19,7 @@ use super::ApiTags;
 use crate::auth::UserAuth;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::typed_json::TypedJson;
 
 pub struct VectorDocumentsApi {
     pub state: Arc<AppState>,
@@ -27,8 +29,10 @@ pub struct VectorDocumentsApi {
 const MAX_DOCUMENTS: usize = 5_000;
 const DEFAULT_K: u32 = 5;
 
-#[derive(Debug, Object)]
+// Read by serde (`TypedJson`): the attributes of both derives must agree.
+#[derive(Debug, Object, Deserialize)]
 #[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct DocumentIn {
     /// The document's id; several entries with one id and different `chunk_index` are its
     /// chunks. Absent: the content's hash, so the same text stored twice is one document.
@@ -42,8 +46,9 @@ pub struct DocumentIn {
     pub embedding: Option<Vec<f32>>,
 }
 
-#[derive(Debug, Object)]
+#[derive(Debug, Object, Deserialize)]
 #[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct DocumentsIn {
     /// 1 to 5,000 entries.
     pub documents: Vec<DocumentIn>,
@@ -126,7 +131,7 @@ impl VectorDocumentsApi {
         &self,
         auth: UserAuth,
         collection_id: Path<Uuid>,
-        body: Json<DocumentsIn>,
+        body: TypedJson<DocumentsIn>,
     ) -> Result<Stored, ApiError> {
         let documents = body.0.documents;
         if documents.is_empty() || documents.len() > MAX_DOCUMENTS {

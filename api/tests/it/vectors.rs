@@ -1,13 +1,15 @@
 //! Vector collections through HTTP: the seed's `TestVectorStoreIntegration`, each distance
 //! strategy's order and scores, filters and thresholds, MMR, the dimension mismatch, a name
 //! holding SQL, another owner's collection, re-ingesting and deleting documents, statistics and
-//! their cache, the index built after the first load with the right operator class, and
-//! half-precision storage past 2,000 dimensions.
+//! their cache, the index built after the first load with the right operator class,
+//! half-precision storage past 2,000 dimensions, and concurrent writers of one document.
 
 use std::time::{Duration, Instant};
 
 use kai_common::llm::servers::ModelServersConfig;
 use kai_common::testing::fake_openai::{FakeOpenAi, stable_embedding};
+use kai_common::vectors::write::{self, NewChunk};
+use kai_common::vectors::{Collection, catalogue};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -274,6 +276,29 @@ async fn a_wrong_dimension_is_refused_saying_expected_and_got_and_stores_nothing
         .get_json(&format!("{COLLECTIONS}/{id}/stats"), &token)
         .await;
     assert_eq!(stats["chunks"], 0, "{stats}");
+    // A body that is not a documents list says which field is wrong (read by serde straight
+    // into the documents, not through a JSON tree).
+    for (body, wrong) in [
+        (
+            json!({"documents": [{"content": "x", "embeddings": [1.0, 0.0, 0.0]}]}),
+            "unknown field `embeddings`",
+        ),
+        (
+            json!({"documents": [{"id": "no-content"}]}),
+            "missing field `content`",
+        ),
+        (
+            json!({"documents": [{"content": "x", "embedding": ["a", 0.0, 0.0]}]}),
+            "invalid type: string \"a\", expected f32",
+        ),
+    ] {
+        let (status, refused) = app
+            .post_json(&format!("{COLLECTIONS}/{id}/documents"), &token, &body)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        let message = refused["message"].as_str().unwrap();
+        assert!(message.contains(wrong), "{message}");
+    }
     // A query vector of the wrong size, too.
     let (status, refused) = app
         .post_json(
@@ -497,6 +522,91 @@ async fn re_ingesting_replaces_chunks_and_deleting_a_document_removes_them_all()
     .await
     .unwrap();
     assert!(key.contains("(document_id, chunk_index)"), "{key}");
+    app.stop().await;
+}
+
+/// The collection behind `id`, as the write path reads it.
+async fn stored_collection(app: &TestApp, id: &str) -> Collection {
+    let id: uuid::Uuid = id.parse().unwrap();
+    let owner: uuid::Uuid =
+        sqlx::query_scalar("SELECT user_id FROM vector_collections WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    catalogue::get(&app.state.db, owner, id).await.unwrap()
+}
+
+fn chunk(document: &str, index: i32) -> NewChunk {
+    NewChunk {
+        document_id: document.to_owned(),
+        chunk_index: index,
+        content: format!("{document} {index}"),
+        metadata: json!({}),
+        embedding: vec![1.0, index as f32],
+    }
+}
+
+#[tokio::test]
+async fn writers_of_one_document_take_turns() {
+    let fake = FakeOpenAi::start(None, 2).await;
+    let app = app(&fake, 10_000).await;
+    let token = app.user("turns@example.com").await;
+    let created = collection(
+        &app,
+        &token,
+        json!({"collection_name": "turns", "embedding_dimension": 2}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    let stored = stored_collection(&app, id).await;
+    // A first writer of document `a` (chunks 0 to 2), not yet committed.
+    let mut first = app.state.db.begin().await.unwrap();
+    let chunks: Vec<NewChunk> = (0..3).map(|i| chunk("a", i)).collect();
+    write::replace_documents_in(&mut first, &stored, &chunks, false)
+        .await
+        .unwrap();
+    // A second writer of `a`, with chunk indexes the first does not use, waits for it (on the
+    // document's row: writers of other documents do not, as the benchmark shows)...
+    let db = app.state.db.clone();
+    let collection = stored.clone();
+    let second = tokio::spawn(async move {
+        write::replace_documents(&db, &collection, &[chunk("a", 5)], false).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "the second writer of `a` did not wait"
+    );
+    first.commit().await.unwrap();
+    // ...then replaces everything the first stored: `a` is the second version alone.
+    let summary = second.await.unwrap().unwrap();
+    assert_eq!(summary.chunks_replaced, 3);
+    write::replace_documents(&app.state.db, &stored, &[chunk("b", 0)], false)
+        .await
+        .unwrap();
+    let chunks: Vec<(String, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT document_id, chunk_index FROM {} ORDER BY 1, 2",
+        stored.table()
+    )))
+    .fetch_all(&app.state.db)
+    .await
+    .unwrap();
+    assert_eq!(chunks, [("a".to_owned(), 5), ("b".to_owned(), 0)]);
+    let (_, stats) = app
+        .get_json(&format!("{COLLECTIONS}/{id}/stats"), &token)
+        .await;
+    assert_eq!(
+        (stats["documents"].clone(), stats["chunks"].clone()),
+        (json!(2), json!(2))
+    );
+    let count: i64 =
+        sqlx::query_scalar("SELECT document_count FROM vector_collections WHERE id = $1")
+            .bind(stored.id)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(count, 2);
     app.stop().await;
 }
 

@@ -69,6 +69,11 @@ impl Collection {
         table::name(self.id)
     }
 
+    /// Its documents' table (one row per document, see `table::documents_name`).
+    pub fn documents_table(&self) -> String {
+        table::documents_name(self.id)
+    }
+
     pub fn storage(&self) -> Storage {
         Storage::for_dimension(self.dimension)
     }
@@ -249,15 +254,33 @@ pub async fn delete(db: &PgPool, owner: Uuid, id: Uuid) -> Result<(), VectorErro
     Ok(())
 }
 
-/// Locks the collection's row for a write and reads it again: writers of one collection take
-/// turns (so replacing a document's chunks is never interleaved), and a collection deleted
-/// meanwhile is not found instead of failing on its dropped table.
+/// How a write holds its collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteLock {
+    /// Alongside other writers: each then locks the documents it writes (their rows in the
+    /// documents table), so only writers of one document take turns.
+    Shared,
+    /// Alone: for writes that touch chunks by something other than their document (clearing
+    /// the collection, a source's stale chunks).
+    Exclusive,
+}
+
+/// Locks the collection's row for a write and reads it again: a collection deleted meanwhile is
+/// not found instead of failing on its dropped table, and its deletion waits for the writes
+/// under way. `Shared` takes `FOR KEY SHARE`, which the count's update at the end of every
+/// write (`FOR NO KEY UPDATE`) does not conflict with; `Exclusive` takes `FOR UPDATE`, which
+/// conflicts with both.
 pub async fn lock(
     tx: &mut Transaction<'_, Postgres>,
     collection: &Collection,
+    mode: WriteLock,
 ) -> Result<Collection, VectorError> {
+    let strength = match mode {
+        WriteLock::Shared => "KEY SHARE",
+        WriteLock::Exclusive => "UPDATE",
+    };
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM vector_collections WHERE id = $1 FOR UPDATE"
+        "SELECT {COLUMNS} FROM vector_collections WHERE id = $1 FOR {strength}"
     )))
     .bind(collection.id)
     .fetch_optional(&mut **tx)

@@ -63,7 +63,8 @@ async fn cached(redis: &deadpool_redis::Pool, key: &str) -> Option<Stats> {
 async fn compute(db: &PgPool, collection: &Collection) -> Result<Stats, VectorError> {
     let table = collection.table();
     let (documents, chunks): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT count(DISTINCT document_id), count(*) FROM {table}"
+        "SELECT (SELECT count(*) FROM {}), (SELECT count(*) FROM {table})",
+        collection.documents_table()
     )))
     .fetch_one(db)
     .await?;

@@ -1,7 +1,9 @@
 //! The table behind a collection, in the `kai_vectors` schema and named from the collection's
-//! id: one row per chunk, a chunk's place fixed by `(document_id, chunk_index)` so writing a
-//! document again replaces its chunks, metadata searchable by containment (GIN), and the
-//! approximate index built later with the operator class of the collection's distance.
+//! id: one row per chunk, keyed by `(document_id, chunk_index)` so writing a document again
+//! replaces its chunks (no surrogate key: nothing reads one, and a random UUID's index costs
+//! every insert a random page), metadata searchable by containment (GIN), and the approximate
+//! index built later with the operator class of the collection's distance; beside it, one row
+//! per document that writers of that document lock.
 
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
@@ -14,6 +16,13 @@ use super::spec::{IndexKind, IndexParams};
 /// escaping can be got wrong.
 pub fn name(id: Uuid) -> String {
     format!("kai_vectors.c_{}", id.simple())
+}
+
+/// `kai_vectors.c_<id>_documents`: one row per document, locked by whoever writes or deletes
+/// that document, so writers of one document take turns while writers of different documents
+/// run side by side.
+pub fn documents_name(id: Uuid) -> String {
+    format!("kai_vectors.c_{}_documents", id.simple())
 }
 
 /// The name of the approximate index on `id`'s table (without the schema).
@@ -34,14 +43,13 @@ pub async fn create(
     let simple = collection.id.simple();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "CREATE TABLE {table} (
-            id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
             document_id TEXT NOT NULL,
             chunk_index INTEGER NOT NULL,
             content TEXT NOT NULL,
             metadata JSONB NOT NULL DEFAULT '{{}}',
             embedding {column} NOT NULL,
             created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-            CONSTRAINT c_{simple}_chunk UNIQUE (document_id, chunk_index)
+            CONSTRAINT c_{simple}_chunk PRIMARY KEY (document_id, chunk_index)
         )"
     )))
     .execute(&mut **tx)
@@ -51,13 +59,24 @@ pub async fn create(
     )))
     .execute(&mut **tx)
     .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {} (
+            document_id TEXT PRIMARY KEY,
+            chunks INTEGER NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        )",
+        documents_name(collection.id)
+    )))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
 pub async fn drop(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> Result<(), VectorError> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS {}",
-        name(id)
+        "DROP TABLE IF EXISTS {}, {}",
+        name(id),
+        documents_name(id)
     )))
     .execute(&mut **tx)
     .await?;

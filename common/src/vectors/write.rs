@@ -1,16 +1,17 @@
 //! Writing a collection: a document's chunks replace whatever that document had (re-ingesting
 //! never duplicates, a shorter version leaves no stale tail), in one transaction with the
 //! collection's count, loaded with multi-row inserts of binary vectors; and deleting documents
-//! through the `(document_id, chunk_index)` key's index.
+//! through the `(document_id, chunk_index)` key's index. Writers of different documents run side
+//! by side; writers of one document take turns on its row in the documents table.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use pgvector::Vector;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::VectorError;
-use super::catalogue::{self, Collection};
+use super::catalogue::{self, Collection, WriteLock};
 use sqlx::{PgPool, Postgres, Transaction};
 
 /// Rows per INSERT statement: large enough to amortise the round trip, small enough that one
@@ -100,29 +101,57 @@ pub async fn replace_documents_in(
     clear_first: bool,
 ) -> Result<WriteSummary, VectorError> {
     check(collection, chunks)?;
-    let mut document_ids: Vec<String> = Vec::new();
-    let mut seen = HashSet::new();
+    let mut chunks_per_document: Vec<(&str, i32)> = Vec::new();
+    let mut position: HashMap<&str, usize> = HashMap::new();
     for chunk in chunks {
-        if seen.insert(chunk.document_id.as_str()) {
-            document_ids.push(chunk.document_id.clone());
+        let id = chunk.document_id.as_str();
+        match position.get(id) {
+            Some(&at) => chunks_per_document[at].1 += 1,
+            None => {
+                position.insert(id, chunks_per_document.len());
+                chunks_per_document.push((id, 1));
+            }
         }
     }
-    let collection = catalogue::lock(tx, collection).await?;
-    let table = collection.table();
-    let replaced = if clear_first {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
-            .execute(&mut **tx)
-            .await?
-            .rows_affected()
+    let document_ids: Vec<String> = chunks_per_document
+        .iter()
+        .map(|(id, _)| (*id).to_owned())
+        .collect();
+    let mode = if clear_first {
+        WriteLock::Exclusive
     } else {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE document_id = ANY($1)"
-        )))
-        .bind(&document_ids)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected()
+        WriteLock::Shared
     };
+    let collection = catalogue::lock(tx, collection, mode).await?;
+    let (table, documents) = (collection.table(), collection.documents_table());
+    if clear_first {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {documents}")))
+            .execute(&mut **tx)
+            .await?;
+    }
+    // Claim the documents: each one's row stays locked until this transaction ends, so the
+    // DELETE below sees every chunk an earlier writer of the same document committed. Rows are
+    // claimed in one order so that two writers sharing documents cannot deadlock.
+    let (ids, counts): (Vec<&str>, Vec<i32>) = chunks_per_document.iter().copied().unzip();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {documents} (document_id, chunks) \
+         SELECT d, n FROM unnest($1::text[], $2::int4[]) AS rows(d, n) ORDER BY d \
+         ON CONFLICT (document_id) DO UPDATE SET chunks = EXCLUDED.chunks, updated_at = now()"
+    )))
+    .bind(&ids)
+    .bind(&counts)
+    .execute(&mut **tx)
+    .await?;
+    let delete = if clear_first {
+        format!("DELETE FROM {table}")
+    } else {
+        format!("DELETE FROM {table} WHERE document_id = ANY($1)")
+    };
+    let mut delete = sqlx::query(sqlx::AssertSqlSafe(delete));
+    if !clear_first {
+        delete = delete.bind(&ids);
+    }
+    let replaced = delete.execute(&mut **tx).await?.rows_affected();
     let cast = collection.storage().type_name();
     let insert = format!(
         "INSERT INTO {table} (document_id, chunk_index, content, metadata, embedding) \
@@ -159,14 +188,23 @@ pub async fn replace_documents_in(
     })
 }
 
-/// Deletes every chunk of `document_ids`; answers how many chunks went.
+/// Deletes every chunk of `document_ids`; answers how many chunks went. Each document's row is
+/// locked first, so a write of the same document under way finishes before (and its chunks go
+/// too).
 pub async fn delete_documents(
     db: &PgPool,
     collection: &Collection,
     document_ids: &[String],
 ) -> Result<u64, VectorError> {
     let mut tx = db.begin().await?;
-    let collection = catalogue::lock(&mut tx, collection).await?;
+    let collection = catalogue::lock(&mut tx, collection, WriteLock::Shared).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {} WHERE document_id = ANY($1)",
+        collection.documents_table()
+    )))
+    .bind(document_ids)
+    .execute(&mut *tx)
+    .await?;
     let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
         "DELETE FROM {} WHERE document_id = ANY($1)",
         collection.table()
@@ -178,4 +216,38 @@ pub async fn delete_documents(
     catalogue::record_write(&mut tx, collection.id, -(deleted as i64)).await?;
     tx.commit().await?;
     Ok(deleted)
+}
+
+/// Deletes the chunks whose metadata contains `source` but that this `job_id` did not write,
+/// except those of `kept_items` (`source_item` values): a document source's pages that a later
+/// run no longer found. Alone on the collection (chunks are chosen by metadata, not by
+/// document), the documents left without chunks forgotten too. Answers how many chunks went.
+pub async fn delete_stale_source_chunks(
+    tx: &mut Transaction<'_, Postgres>,
+    collection: &Collection,
+    source: &Value,
+    job_id: &str,
+    kept_items: &[String],
+) -> Result<u64, VectorError> {
+    let collection = catalogue::lock(tx, collection, WriteLock::Exclusive).await?;
+    let (table, documents) = (collection.table(), collection.documents_table());
+    let emptied: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {table} WHERE metadata @> $1 AND metadata->>'job_id' <> $2 \
+         AND NOT (metadata->>'source_item' = ANY($3)) RETURNING document_id"
+    )))
+    .bind(source)
+    .bind(job_id)
+    .bind(kept_items)
+    .fetch_all(&mut **tx)
+    .await?;
+    let removed = emptied.len() as u64;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {documents} d WHERE d.document_id = ANY($1) \
+         AND NOT EXISTS (SELECT 1 FROM {table} c WHERE c.document_id = d.document_id)"
+    )))
+    .bind(&emptied)
+    .execute(&mut **tx)
+    .await?;
+    catalogue::record_write(tx, collection.id, -(removed as i64)).await?;
+    Ok(removed)
 }

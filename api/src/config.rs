@@ -93,6 +93,10 @@ pub struct ApiConfig {
 
     #[command(flatten)]
     pub vector_index: kai_common::vectors::index::IndexSettings,
+
+    /// Request head and body timeouts, and the cap on open connections.
+    #[command(flatten)]
+    pub connections: crate::connection_limits::ConnectionLimits,
 }
 
 /// A list of networks given as one comma-separated value.

@@ -4,10 +4,13 @@
 
 pub mod auth;
 pub mod config;
+pub mod connection_limits;
 pub mod credential_probe;
 pub mod enqueue;
 pub mod error;
+pub mod idle_body;
 pub mod live_events;
+pub mod method_guard;
 pub mod middleware;
 pub mod node_lookup;
 pub mod rejections;
@@ -15,6 +18,7 @@ pub mod rotate;
 pub mod routes;
 pub mod saving;
 pub mod schedules;
+pub mod security_headers;
 pub mod server;
 pub mod state;
 #[cfg(feature = "testing")]
@@ -28,6 +32,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use kai_common::nats::{self, Names};
 use moka::sync::Cache;
+use poem::http::{HeaderValue, Method};
 use poem::{EndpointExt, Route};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +40,7 @@ use uuid::Uuid;
 
 use crate::auth::token::TokenKeys;
 use crate::config::ApiConfig;
+use crate::method_guard::AllowedMethods;
 use crate::rejections::RejectionLog;
 use crate::state::{AppState, ENDPOINT_CACHE_TTL};
 use crate::waiters::Waiters;
@@ -116,24 +122,40 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
     }))
 }
 
-/// Every route of the API, with JSON errors and request metrics.
+/// Every route of the API, with JSON errors, request metrics, 405 for undeclared methods and
+/// security headers.
 pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
     let service = routes::service(state.clone());
     // The docs page embeds the document, so it is rendered once here.
     let docs_html = service.swagger_ui_html();
+    let docs_policy = HeaderValue::from_str(&security_headers::docs_policy(&docs_html))
+        .expect("a policy of ASCII hashes is a valid header value");
+    let mut allowed = AllowedMethods::from_spec(&service.spec());
+    allowed.add(OPENAPI_PATH, [Method::GET]);
+    allowed.add(security_headers::DOCS_PATH, [Method::GET]);
+    let allowed = Arc::new(allowed);
     let spec = service.spec_endpoint();
     Route::new()
-        .at("/api/v1/openapi.json", spec)
+        .at(OPENAPI_PATH, spec)
         .at(
-            "/docs",
+            security_headers::DOCS_PATH,
             poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone())),
         )
         .nest("/", service)
         .data(state)
+        .around(move |next, request| {
+            method_guard::refuse_undeclared_methods(next, request, allowed.clone())
+        })
         .around(middleware::limit_management_body)
         .around(middleware::record_request)
         .catch_all_error(error::render_error)
+        .around(move |next, request| {
+            security_headers::add_security_headers(next, request, docs_policy.clone())
+        })
 }
+
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
 /// Serves the API on `listener` until `shutdown` is cancelled.
 pub async fn run(
@@ -143,7 +165,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let state = build_state(&config).await?;
     tracing::info!(addr = %listener.local_addr()?, "API listening");
-    serve(state, listener, shutdown).await
+    serve(state, listener, shutdown, &config.connections).await
 }
 
 /// Serves an already built state (tests build it to reach the internals).
@@ -151,12 +173,14 @@ pub async fn serve(
     state: Arc<AppState>,
     listener: TcpListener,
     shutdown: CancellationToken,
+    limits: &connection_limits::ConnectionLimits,
 ) -> anyhow::Result<()> {
     server::serve(
         app(state.clone()),
         listener,
         shutdown,
         std::time::Duration::from_secs(30),
+        limits,
     )
     .await?;
     state.nats.flush().await.ok();

@@ -1,4 +1,6 @@
-//! The HTTP server: hyper serving the poem application, each connection's read buffer bounded.
+//! The HTTP server: hyper serving the poem application, each connection's read buffer bounded,
+//! its request heads and bodies timed (`ConnectionLimits`), and the connections open at once
+//! capped.
 //!
 //! poem's own `Server` leaves hyper's HTTP/1 read buffer at its default ceiling (about 400 KiB).
 //! A connection that has carried a large body keeps that buffer for as long as it stays open, so
@@ -15,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
+use hyper_util::rt::TokioTimer;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -22,7 +25,11 @@ use poem::http::uri::Scheme;
 use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Addr, Endpoint};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+use crate::connection_limits::ConnectionLimits;
+use crate::idle_body::IdleTimeoutBody;
 
 /// Ceiling of one HTTP/1 connection's read buffer. A request's head must fit in it (hyper answers
 /// 431 otherwise), which 64 KiB leaves ample room for; a body streams through it in pieces of at
@@ -39,16 +46,25 @@ pub async fn serve<E>(
     listener: TcpListener,
     shutdown: CancellationToken,
     grace: Duration,
+    limits: &ConnectionLimits,
 ) -> io::Result<()>
 where
     E: Endpoint + 'static,
 {
     let endpoint = Arc::new(endpoint);
+    let limits = Arc::new(limits.clone());
+    // One permit per open connection: at the cap, accepting waits (new connections queue in the
+    // kernel's backlog) until one closes.
+    let open = Arc::new(Semaphore::new(limits.max_connections));
     let local = listener.local_addr()?;
     let graceful = GracefulShutdown::new();
     // Cancelled when the grace period is over: connections still open are dropped.
     let deadline = CancellationToken::new();
     loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = open.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
@@ -64,9 +80,11 @@ where
         let watcher = graceful.watcher();
         let endpoint = endpoint.clone();
         let deadline = deadline.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             tokio::select! {
-                result = serve_connection(endpoint, stream, local, remote, watcher) => {
+                result = serve_connection(endpoint, stream, local, remote, watcher, &limits) => {
                     if let Err(error) = result {
                         tracing::debug!(%remote, %error, "connection ended with an error");
                     }
@@ -97,25 +115,35 @@ async fn serve_connection<E>(
     local: SocketAddr,
     remote: SocketAddr,
     watcher: Watcher,
+    limits: &ConnectionLimits,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     E: Endpoint + 'static,
 {
+    let body_idle = limits.body_idle_timeout;
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let endpoint = endpoint.clone();
         async move {
-            let request = poem::Request::from((
+            let mut request = poem::Request::from((
                 request,
                 LocalAddr(Addr::SocketAddr(local)),
                 RemoteAddr(Addr::SocketAddr(remote)),
                 Scheme::HTTP,
             ));
+            let body = BoxBody::from(request.take_body());
+            request.set_body(poem::Body::from(BoxBody::new(IdleTimeoutBody::new(
+                body, body_idle,
+            ))));
             let response = endpoint.get_response(request).await;
             Ok::<_, Infallible>(hyper::Response::<BoxBody<Bytes, io::Error>>::from(response))
         }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(HTTP1_MAX_BUF_BYTES);
+    builder
+        .http1()
+        .max_buf_size(HTTP1_MAX_BUF_BYTES)
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     watcher.watch(connection).await
 }

@@ -52,13 +52,15 @@ pub async fn start_with(
         max_inflight_body_bytes: 32 << 20,
         models: Default::default(),
         vector_index: Default::default(),
+        connections: Default::default(),
     };
     adjust(&mut config);
     let state = crate::build_state(&config).await.expect("API state");
     let server = tokio::spawn({
         let state = state.clone();
+        let limits = config.connections.clone();
         async move {
-            crate::serve(state, listener, shutdown)
+            crate::serve(state, listener, shutdown, &limits)
                 .await
                 .expect("API serves")
         }

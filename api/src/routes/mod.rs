@@ -75,7 +75,6 @@ pub type Apis = (
     ),
     (execution_events::ExecutionEventsApi, runs::RunsApi),
     nodes::NodesApi,
-    webhooks::WebhooksApi,
     webhook_admin::WebhookAdminApi,
     webhook_logs::WebhookLogsApi,
     webhook_info::WebhookInfoApi,
@@ -139,9 +138,6 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
                 },
             ),
             nodes::NodesApi {
-                state: state.clone(),
-            },
-            webhooks::WebhooksApi {
                 state: state.clone(),
             },
             webhook_admin::WebhookAdminApi {

@@ -1,18 +1,19 @@
-//! Managing one webhook endpoint: `POST /api/v1/webhooks` (an endpoint for a workflow's webhook
-//! node), `GET`, `PUT` (configuration, `is_active`) and `DELETE /api/v1/webhooks/{webhook_id}`.
+//! Managing webhook endpoints: `GET /api/v1/webhooks` (the list) and `POST` (an endpoint for a
+//! workflow's webhook node) in one `OpenApi` impl, so the document keeps both methods of the path;
+//! `GET`, `PUT` (configuration, `is_active`) and `DELETE /api/v1/webhooks/{webhook_id}`.
 //! Saving a workflow also creates endpoints for its webhook nodes; a node's own settings win
 //! for the keys it sets, the keys set here survive saves that do not set them.
 
 use std::sync::Arc;
 
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::ApiTags;
-use super::webhooks::{Filter, WebhookOut, fetch};
+use super::webhooks::{self, Filter, WebhookOut, fetch};
 use crate::auth::UserAuth;
 use crate::error::ApiError;
 use crate::node_lookup;
@@ -70,6 +71,23 @@ fn patch_of(config: Option<&Value>) -> Result<Map<String, Value>, ApiError> {
 
 #[OpenApi(tag = "ApiTags::Webhooks")]
 impl WebhookAdminApi {
+    /// The caller's webhook endpoints, optionally of one workflow and by state.
+    #[oai(
+        path = "/api/v1/webhooks",
+        method = "get",
+        operation_id = "list_webhooks"
+    )]
+    async fn list(
+        &self,
+        auth: UserAuth,
+        workflow_id: Query<Option<Uuid>>,
+        active: Query<Option<bool>>,
+    ) -> Result<Json<Vec<WebhookOut>>, ApiError> {
+        Ok(Json(
+            webhooks::list(&self.state, auth.0.id, workflow_id.0, active.0).await?,
+        ))
+    }
+
     /// Create the endpoint of a webhook node that has none (e.g. after `DELETE`): 409 when it
     /// has one, 422 when the node is not a webhook node of the workflow.
     #[oai(

@@ -1,24 +1,15 @@
-//! `GET /api/v1/webhooks`: the caller's webhook endpoints with their absolute URLs, tokens and
-//! counters (exact: counter deltas not yet folded in are added).
-
-use std::sync::Arc;
+//! Listing webhook endpoints (`GET /api/v1/webhooks`, served by `webhook_admin` with the path's
+//! other method): the caller's endpoints with their absolute URLs, tokens and counters (exact:
+//! counter deltas not yet folded in are added).
 
 use chrono::{DateTime, Utc};
-use poem_openapi::param::Query;
-use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi};
+use poem_openapi::Object;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::ApiTags;
-use crate::auth::UserAuth;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::webhooks::signature;
-
-pub struct WebhooksApi {
-    pub state: Arc<AppState>,
-}
 
 #[derive(Debug, Object)]
 pub struct WebhookOut {
@@ -120,37 +111,30 @@ pub async fn fetch(
         .collect())
 }
 
-#[OpenApi(tag = "ApiTags::Webhooks")]
-impl WebhooksApi {
-    /// The caller's webhook endpoints, optionally of one workflow and by state.
-    #[oai(
-        path = "/api/v1/webhooks",
-        method = "get",
-        operation_id = "list_webhooks"
-    )]
-    async fn list(
-        &self,
-        auth: UserAuth,
-        workflow_id: Query<Option<Uuid>>,
-        active: Query<Option<bool>>,
-    ) -> Result<Json<Vec<WebhookOut>>, ApiError> {
-        // Naming another user's workflow is answered like naming no workflow at all.
-        if let Some(workflow_id) = workflow_id.0 {
-            let owned: Option<(Uuid,)> =
-                sqlx::query_as("SELECT id FROM workflows WHERE id = $1 AND user_id = $2")
-                    .bind(workflow_id)
-                    .bind(auth.0.id)
-                    .fetch_optional(&self.state.db)
-                    .await?;
-            if owned.is_none() {
-                return Err(ApiError::not_found("workflow"));
-            }
+/// The owner's webhook endpoints, optionally of one workflow (another owner's is a 404) and by
+/// state.
+pub async fn list(
+    state: &AppState,
+    owner: Uuid,
+    workflow_id: Option<Uuid>,
+    active: Option<bool>,
+) -> Result<Vec<WebhookOut>, ApiError> {
+    // Naming another user's workflow is answered like naming no workflow at all.
+    if let Some(workflow_id) = workflow_id {
+        let owned: Option<(Uuid,)> =
+            sqlx::query_as("SELECT id FROM workflows WHERE id = $1 AND user_id = $2")
+                .bind(workflow_id)
+                .bind(owner)
+                .fetch_optional(&state.db)
+                .await?;
+        if owned.is_none() {
+            return Err(ApiError::not_found("workflow"));
         }
-        let filter = Filter {
-            workflow_id: workflow_id.0,
-            active: active.0,
-            webhook_id: None,
-        };
-        Ok(Json(fetch(&self.state, auth.0.id, filter).await?))
     }
+    let filter = Filter {
+        workflow_id,
+        active,
+        webhook_id: None,
+    };
+    Ok(fetch(state, owner, filter).await?)
 }

@@ -4,6 +4,7 @@
 mod agents;
 mod auth;
 mod code_nodes;
+mod connections;
 mod credentials;
 mod cursor_paging;
 mod dead_letters;

@@ -1,7 +1,15 @@
-//! The OpenAPI document covers every endpoint, and the docs UI is served.
+//! The OpenAPI document covers every endpoint (checked against the route files' declarations),
+//! undeclared methods are 405 with `Allow` on every path, security headers are on every response,
+//! and the docs UI is served under a policy allowing only its own scripts.
 
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::helpers::TestApp;
 
@@ -165,4 +173,208 @@ async fn without_redis_the_api_is_degraded_but_stays_ready() {
     let _ = api.server.await;
     api.state.db.close().await;
     env.cleanup().await;
+}
+
+/// Every `(path, METHOD)` the route files declare with `#[oai(path = ..., method = ...)]`, in the
+/// document's spelling (`{param}`): what the server answers, read from its source.
+fn declared_in_source() -> BTreeSet<(String, String)> {
+    let routes = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes");
+    let mut declared = BTreeSet::new();
+    for file in std::fs::read_dir(routes).unwrap() {
+        let source = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        for attribute in source.split("#[oai(").skip(1) {
+            let attribute = &attribute[..attribute.find(")]").unwrap_or(attribute.len())];
+            let quoted = |key: &str| {
+                let start = attribute.find(&format!("{key} = \""))? + key.len() + 4;
+                let end = attribute[start..].find('"')? + start;
+                Some(attribute[start..end].to_owned())
+            };
+            if let (Some(path), Some(method)) = (quoted("path"), quoted("method")) {
+                let path = path
+                    .split('/')
+                    .map(|segment| match segment.strip_prefix(':') {
+                        Some(name) => format!("{{{name}}}"),
+                        None => segment.to_owned(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                declared.insert((path, method.to_uppercase()));
+            }
+        }
+    }
+    declared
+}
+
+async fn document(app: &TestApp) -> Value {
+    app.request(Method::GET, "/api/v1/openapi.json", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn documented(spec: &Value) -> BTreeSet<(String, String)> {
+    spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, operations)| {
+            operations
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|method| (path.clone(), method.to_uppercase()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_operation_the_server_answers_is_in_the_document() {
+    let app = TestApp::spawn_api_only().await;
+    let spec = document(&app).await;
+    let in_source = declared_in_source();
+    assert!(in_source.len() > 50, "{in_source:?}");
+    let in_document = documented(&spec);
+    let missing: Vec<_> = in_source.difference(&in_document).collect();
+    let extra: Vec<_> = in_document.difference(&in_source).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "answered but not documented: {missing:?}; documented but not declared: {extra:?}"
+    );
+    assert!(in_document.contains(&("/api/v1/webhooks".to_owned(), "GET".to_owned())));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn undeclared_methods_are_405_with_allow_on_every_path() {
+    let app = TestApp::spawn_api_only().await;
+    let spec = document(&app).await;
+    let every = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+    ];
+    let mut checked = 0;
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        let declared: Vec<String> = operations
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        let mut allowed: Vec<&str> = every
+            .iter()
+            .map(Method::as_str)
+            .filter(|m| {
+                declared.iter().any(|d| d == m)
+                    || (*m == "HEAD" && declared.iter().any(|d| d == "GET"))
+            })
+            .collect();
+        allowed.dedup();
+        // Parameters filled with a well-formed id: routing does not depend on the value.
+        let concrete = path
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    "0190a5b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b"
+                } else {
+                    segment
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in &every {
+            let response = app
+                .request(method.clone(), &concrete, None)
+                .send()
+                .await
+                .unwrap();
+            if allowed.contains(&method.as_str()) {
+                assert_ne!(
+                    response.status(),
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path} is declared"
+                );
+            } else {
+                assert_eq!(
+                    response.status(),
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path}"
+                );
+                assert_eq!(
+                    response.headers()["allow"].to_str().unwrap(),
+                    allowed.join(", "),
+                    "{method} {path}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 200, "{checked}");
+    // The documentation's own paths too.
+    let response = app
+        .request(Method::TRACE, "/api/v1/openapi.json", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "GET, HEAD");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn responses_carry_security_headers_and_the_docs_page_a_policy_for_its_own_scripts() {
+    let app = TestApp::spawn_api_only().await;
+    for path in ["/health", "/api/v1/workflows", "/no/such/route", "/docs"] {
+        let response = app.request(Method::GET, path, None).send().await.unwrap();
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(
+            headers.contains_key("content-security-policy"),
+            path == "/docs",
+            "{path}"
+        );
+    }
+    let docs = app
+        .request(Method::GET, "/docs", None)
+        .send()
+        .await
+        .unwrap();
+    let policy = docs.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let html = docs.text().await.unwrap();
+    assert!(
+        policy.starts_with("default-src 'none'; script-src 'sha256-"),
+        "{policy}"
+    );
+    let scripts_directive = policy.split(';').nth(1).unwrap();
+    assert!(!policy.contains("unsafe-eval") && !scripts_directive.contains("unsafe-inline"));
+    // The hash of each inline script of the page as served, and nothing else.
+    let scripts = kai_api::security_headers::inline_scripts(&html);
+    assert!(
+        scripts.len() >= 2 && scripts[0].len() > 100_000,
+        "{}",
+        scripts.len()
+    );
+    let expected: Vec<String> = scripts
+        .iter()
+        .map(|script| format!("'sha256-{}'", STANDARD.encode(Sha256::digest(script))))
+        .collect();
+    assert_eq!(
+        scripts_directive.trim(),
+        format!("script-src {}", expected.join(" ")),
+        "{policy}"
+    );
+    app.stop().await;
 }

@@ -66,6 +66,8 @@ if [ "$DEV_MODELS" = 1 ]; then
 fi
 
 export KAI_API_ADDR=$API_ADDR KAI_PUBLIC_URL=$API
+# The API's operations port (/metrics, health) on loopback, like the public one.
+export KAI_API_OPS_ADDR=${KAI_API_OPS_ADDR:-127.0.0.1:9100}
 # Local services (e.g. the model servers of docs, custom node endpoints) run on loopback, which
 # the SSRF guard refuses unless allowed: the worker's nodes and the API's HTTP and credential
 # tests may reach them here.

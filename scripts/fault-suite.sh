@@ -65,7 +65,7 @@ export DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/kai
 export NATS_URL=nats://127.0.0.1:$NATS_PORT REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 export KAI_NATS_PREFIX=fault RUST_LOG=warn KAI_JOB_ACK_WAIT_SECS=5
 start_api() {
-  KAI_API_ADDR=127.0.0.1:$API_PORT KAI_PUBLIC_URL=$API "$BIN/kai-api" >>"$DIR/api.log" 2>&1 &
+  KAI_API_ADDR=127.0.0.1:$API_PORT KAI_API_OPS_ADDR=127.0.0.1:$((API_PORT + 1)) KAI_PUBLIC_URL=$API "$BIN/kai-api" >>"$DIR/api.log" 2>&1 &
   PIDS[api]=$!
 }
 start_worker() { KAI_WORKER_ADDR=127.0.0.1:1910$1 "$BIN/kai-worker" >>"$DIR/worker$1.log" 2>&1 & PIDS[worker$1]=$!; }

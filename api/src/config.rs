@@ -58,6 +58,19 @@ pub struct ApiConfig {
     )]
     pub addr: SocketAddr,
 
+    /// Address of the operations port: `/metrics`, `/health` and `/health/detailed` for
+    /// Prometheus and probes, apart from the public port. `off` serves none.
+    #[arg(long = "ops-addr", env = "KAI_API_OPS_ADDR", value_name = "KAI_API_OPS_ADDR",
+          default_value = "0.0.0.0:9100", value_parser = parse_optional_addr)]
+    pub ops_addr: OptionalAddr,
+
+    /// Whether the public port serves `/metrics` too (the chart turns it off and scrapes the
+    /// operations port).
+    #[arg(long = "public-metrics", env = "KAI_API_PUBLIC_METRICS",
+          value_name = "KAI_API_PUBLIC_METRICS", default_value = "true",
+          action = clap::ArgAction::Set)]
+    pub public_metrics: bool,
+
     /// Public base URL of the API, used to build absolute webhook URLs.
     #[arg(long, env = "KAI_PUBLIC_URL", value_name = "KAI_PUBLIC_URL",
           default_value = "http://127.0.0.1:8001", value_parser = parse_public_url)]
@@ -111,6 +124,20 @@ fn parse_networks(value: &str) -> Result<Networks, String> {
         .map(crate::webhooks::config::parse_network)
         .collect::<Result<_, _>>()
         .map(Networks)
+}
+
+/// An address, or none (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+fn parse_optional_addr(value: &str) -> Result<OptionalAddr, String> {
+    match value.trim() {
+        "" | "off" => Ok(OptionalAddr(None)),
+        addr => addr
+            .parse()
+            .map(|addr| OptionalAddr(Some(addr)))
+            .map_err(|e| format!("not an address (host:port) or `off`: {e}")),
+    }
 }
 
 fn parse_public_url(value: &str) -> Result<String, String> {

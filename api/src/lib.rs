@@ -13,6 +13,7 @@ pub mod live_events;
 pub mod method_guard;
 pub mod middleware;
 pub mod node_lookup;
+pub mod ops;
 pub mod rejections;
 pub mod rotate;
 pub mod routes;
@@ -99,6 +100,7 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
     Ok(Arc::new(AppState {
         node_services,
         redis_prefix: format!("{}:", common.nats_prefix),
+        public_metrics: config.public_metrics,
         credentials,
         credential_keys,
         outbound,
@@ -133,14 +135,17 @@ pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
     let mut allowed = AllowedMethods::from_spec(&service.spec());
     allowed.add(OPENAPI_PATH, [Method::GET]);
     allowed.add(security_headers::DOCS_PATH, [Method::GET]);
-    let allowed = Arc::new(allowed);
     let spec = service.spec_endpoint();
-    Route::new()
-        .at(OPENAPI_PATH, spec)
-        .at(
-            security_headers::DOCS_PATH,
-            poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone())),
-        )
+    let mut routes = Route::new().at(OPENAPI_PATH, spec).at(
+        security_headers::DOCS_PATH,
+        poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone())),
+    );
+    if state.public_metrics {
+        allowed.add(ops::METRICS_PATH, [Method::GET]);
+        routes = routes.at(ops::METRICS_PATH, poem::get(ops::metrics));
+    }
+    let allowed = Arc::new(allowed);
+    routes
         .nest("/", service)
         .data(state)
         .around(move |next, request| {
@@ -157,24 +162,37 @@ pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
-/// Serves the API on `listener` until `shutdown` is cancelled.
+/// Serves the API on `listener` (and the operations port when configured) until `shutdown` is
+/// cancelled.
 pub async fn run(
     config: ApiConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let ops = match config.ops_addr.0 {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("KAI_API_OPS_ADDR {addr}"))?,
+        ),
+        None => None,
+    };
     let state = build_state(&config).await?;
     tracing::info!(addr = %listener.local_addr()?, "API listening");
-    serve(state, listener, shutdown, &config.connections).await
+    serve(state, listener, ops, shutdown, &config.connections).await
 }
 
-/// Serves an already built state (tests build it to reach the internals).
+/// Serves an already built state (tests build it to reach the internals), and the operations
+/// port on `ops` when given.
 pub async fn serve(
     state: Arc<AppState>,
     listener: TcpListener,
+    ops: Option<TcpListener>,
     shutdown: CancellationToken,
     limits: &connection_limits::ConnectionLimits,
 ) -> anyhow::Result<()> {
+    let ops_server =
+        ops.map(|listener| tokio::spawn(ops::serve(state.clone(), listener, shutdown.clone())));
     server::serve(
         app(state.clone()),
         listener,
@@ -183,6 +201,9 @@ pub async fn serve(
         limits,
     )
     .await?;
+    if let Some(ops_server) = ops_server {
+        ops_server.await.ok();
+    }
     state.nats.flush().await.ok();
     Ok(())
 }

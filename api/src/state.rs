@@ -48,6 +48,8 @@ pub struct AppState {
     pub node_services: kai_common::nodes::services::NodeServices,
     /// Prefix of this deployment's Redis keys (the NATS prefix).
     pub redis_prefix: String,
+    /// Whether the public port serves `/metrics` (`KAI_API_PUBLIC_METRICS`).
+    pub public_metrics: bool,
 }
 
 impl AppState {

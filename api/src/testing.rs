@@ -18,6 +18,8 @@ pub struct RunningApi {
     pub state: Arc<AppState>,
     /// `http://127.0.0.1:<port>`
     pub base: String,
+    /// The operations port (`/metrics`, health), always served on a free port.
+    pub ops_base: String,
     pub addr: SocketAddr,
     pub server: JoinHandle<()>,
 }
@@ -53,14 +55,19 @@ pub async fn start_with(
         models: Default::default(),
         vector_index: Default::default(),
         connections: Default::default(),
+        // The operations port is bound below on a free port.
+        ops_addr: crate::config::OptionalAddr(None),
+        public_metrics: true,
     };
     adjust(&mut config);
     let state = crate::build_state(&config).await.expect("API state");
+    let ops = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let ops_base = format!("http://{}", ops.local_addr().expect("local address"));
     let server = tokio::spawn({
         let state = state.clone();
         let limits = config.connections.clone();
         async move {
-            crate::serve(state, listener, shutdown, &limits)
+            crate::serve(state, listener, Some(ops), shutdown, &limits)
                 .await
                 .expect("API serves")
         }
@@ -68,6 +75,7 @@ pub async fn start_with(
     RunningApi {
         state,
         base,
+        ops_base,
         addr,
         server,
     }

@@ -158,6 +158,29 @@ pub fn routes(deps: Dependencies, extra: ExtraFacts) -> impl poem::Endpoint {
         .data(HealthState { deps, extra })
 }
 
+/// Serves `routes(deps, extra)` on `listener` until `shutdown`; a failure is logged, not fatal
+/// (the process's work goes on without its health port).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    deps: Dependencies,
+    extra: ExtraFacts,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let acceptor = match poem::listener::TcpAcceptor::from_tokio(listener) {
+        Ok(acceptor) => acceptor,
+        Err(error) => {
+            tracing::error!(%error, "health listener unusable");
+            return;
+        }
+    };
+    let result = poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(routes(deps, extra), shutdown.cancelled_owned(), None)
+        .await;
+    if let Err(error) = result {
+        tracing::error!(%error, "health server failed");
+    }
+}
+
 #[handler]
 fn liveness(state: Data<&HealthState>) -> Json<Value> {
     let mut body = (state.extra)();

@@ -25,7 +25,7 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; w
 trap cleanup EXIT
 
 python3 scripts/bench/fake-model.py "$MODEL_PORT" "$LATENCY" & pids+=($!)
-KAI_API_ADDR=$API_ADDR KAI_PUBLIC_URL=$API "$BIN/kai-api" >"$WORK/api.log" 2>&1 & pids+=($!)
+KAI_API_ADDR=$API_ADDR KAI_API_OPS_ADDR=off KAI_PUBLIC_URL=$API "$BIN/kai-api" >"$WORK/api.log" 2>&1 & pids+=($!)
 for _ in $(seq 1 150); do curl -fsS "$API/health" >/dev/null 2>&1 && break; sleep 0.2; done
 KAI_WORKER_ADDR=127.0.0.1:18302 KAI_WORKER_CONCURRENCY=$CONCURRENCY \
   KAI_OPENAI_BASE_URL=http://127.0.0.1:$MODEL_PORT/v1 \

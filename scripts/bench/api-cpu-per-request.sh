@@ -16,7 +16,7 @@ DB=kai_cpu_$suffix
 PORT=$((19300 + RANDOM % 500))
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
 export KAI_NATS_PREFIX=cpu$suffix
-export KAI_API_ADDR=127.0.0.1:$PORT KAI_PUBLIC_URL=http://127.0.0.1:$PORT RUST_LOG=warn
+export KAI_API_ADDR=127.0.0.1:$PORT KAI_API_OPS_ADDR=off KAI_PUBLIC_URL=http://127.0.0.1:$PORT RUST_LOG=warn
 API=http://127.0.0.1:$PORT
 
 api=

@@ -20,7 +20,7 @@ DB=kai_bench_${TAG//[^a-z0-9]/_}_$suffix
 PORT=$((18300 + RANDOM % 500))
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
 export KAI_NATS_PREFIX=bench$suffix
-export KAI_API_ADDR=127.0.0.1:$PORT KAI_PUBLIC_URL=http://127.0.0.1:$PORT RUST_LOG=warn
+export KAI_API_ADDR=127.0.0.1:$PORT KAI_API_OPS_ADDR=off KAI_PUBLIC_URL=http://127.0.0.1:$PORT RUST_LOG=warn
 API=http://127.0.0.1:$PORT
 
 api=

@@ -117,18 +117,5 @@ pub async fn run(
 }
 
 async fn serve_health(listener: TcpListener, deps: Dependencies, shutdown: CancellationToken) {
-    let app = health::routes(deps, Arc::new(Default::default));
-    let acceptor = match poem::listener::TcpAcceptor::from_tokio(listener) {
-        Ok(acceptor) => acceptor,
-        Err(e) => {
-            tracing::error!(error = %e, "health listener unusable");
-            return;
-        }
-    };
-    let result = poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app, shutdown.cancelled_owned(), None)
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "health server failed");
-    }
+    health::serve(listener, deps, Arc::new(Default::default), shutdown).await;
 }

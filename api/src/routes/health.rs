@@ -1,11 +1,12 @@
-//! `/health` (liveness), `/health/detailed` (readiness: database and NATS; Redis reported) and
-//! `/metrics`.
+//! `/health` (liveness) and `/health/detailed` (readiness: database and NATS; Redis reported).
+//! `/metrics` is not part of the API's document: it is served on the operations port, and on the
+//! public one unless `KAI_API_PUBLIC_METRICS=false` (see `ops`).
 
 use std::sync::Arc;
 
 use chrono::Utc;
 use kai_common::health::Dependencies;
-use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use serde_json::{Value, json};
 
@@ -62,11 +63,5 @@ impl HealthApi {
         } else {
             Readiness::Unhealthy(Json(body))
         }
-    }
-
-    /// Prometheus metrics.
-    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
-    async fn metrics(&self) -> PlainText<String> {
-        PlainText(kai_common::metrics::render())
     }
 }

@@ -409,6 +409,19 @@ fn network_policies_let_in_the_callers_the_scrapers_and_helm_test() {
             serde_json::json!(["Ingress", "Egress"])
         );
     }
+    // The API's operations port admits the metrics peers, not the API's callers.
+    let api = &manifests.get("NetworkPolicy", "kai-fusion-api")["spec"];
+    let ops = &api["ingress"][1];
+    assert_eq!(ops["ports"][0]["port"], 9100, "{api}");
+    let namespaces: Vec<&str> = ops["from"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|peer| {
+            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"].as_str()
+        })
+        .collect();
+    assert_eq!(namespaces, ["monitoring"], "{api}");
     // Without peers listed, anyone may call the API and egress stays open.
     let open = files::render(Some("everything-values.yaml"), &[]);
     let api = &open.get("NetworkPolicy", "kai-fusion-api")["spec"];
@@ -438,11 +451,37 @@ fn the_service_monitor_scrapes_the_metrics_of_every_component() {
             listed.contains(&labels["app.kubernetes.io/component"]),
             "{component}"
         );
-        assert_eq!(
-            service["spec"]["ports"][0]["name"], port_name,
-            "{component}"
+        let ports = service["spec"]["ports"].as_array().unwrap();
+        assert!(
+            ports.iter().any(|port| port["name"] == port_name),
+            "{component}: {ports:?}"
         );
     }
+    // The API's metrics come from its operations port, which the public port does not share.
+    let api = manifests.get("Service", "kai-fusion-api");
+    let metrics = api["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|port| port["name"] == port_name)
+        .unwrap();
+    assert_eq!(
+        (metrics["port"].as_i64(), metrics["targetPort"].as_str()),
+        (Some(9100), Some("metrics"))
+    );
+    let deployment = manifests.get("Deployment", "kai-fusion-api");
+    let container_ports = &deployment["spec"]["template"]["spec"]["containers"][0]["ports"];
+    assert!(
+        container_ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|port| port["name"] == "metrics" && port["containerPort"] == 9100),
+        "{container_ports}"
+    );
+    let config = &manifests.get("ConfigMap", "kai-fusion-api")["data"];
+    assert_eq!(config["KAI_API_OPS_ADDR"], "0.0.0.0:9100");
+    assert_eq!(config["KAI_API_PUBLIC_METRICS"], "false");
     let labels = &manifests.get("ServiceMonitor", "kai-fusion")["metadata"]["labels"];
     assert_eq!(labels["release"], "prometheus");
 }

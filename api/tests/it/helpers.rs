@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 pub struct TestApp {
     pub env: TestEnv,
     pub base: String,
+    /// The API's operations port.
+    pub ops_base: String,
     pub client: reqwest::Client,
     pub state: Arc<AppState>,
     shutdown: CancellationToken,
@@ -50,6 +52,7 @@ impl TestApp {
         Self {
             env,
             base: api.base,
+            ops_base: api.ops_base,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()

@@ -73,7 +73,6 @@ async fn the_document_lists_every_endpoint() {
             "/api/webhooks/{webhook_id}/info",
             "/health",
             "/health/detailed",
-            "/metrics",
         ]
     );
     assert!(
@@ -376,5 +375,72 @@ async fn responses_carry_security_headers_and_the_docs_page_a_policy_for_its_own
         format!("script-src {}", expected.join(" ")),
         "{policy}"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_and_health_are_on_the_operations_port_and_can_leave_the_public_one() {
+    // By default both ports serve the metrics (of the requests made so far).
+    let app = TestApp::spawn_api_only().await;
+    let _ = app
+        .request(Method::GET, "/health", None)
+        .send()
+        .await
+        .unwrap();
+    for base in [&app.base, &app.ops_base] {
+        let metrics = app
+            .request(Method::GET, &format!("{base}/metrics"), None)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(metrics.status(), StatusCode::OK, "{base}");
+        assert!(
+            metrics
+                .text()
+                .await
+                .unwrap()
+                .contains("kai_api_requests_total")
+        );
+    }
+    app.stop().await;
+
+    let app = TestApp::spawn_api_only_with(|config| config.public_metrics = false).await;
+    let public = app
+        .request(Method::GET, "/metrics", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    assert!(public.headers().get("allow").is_none());
+    let ops = |path: &str| {
+        app.request(Method::GET, &format!("{}{path}", app.ops_base), None)
+            .send()
+    };
+    let metrics = ops("/metrics").await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    assert!(
+        metrics
+            .text()
+            .await
+            .unwrap()
+            .contains("kai_api_requests_total")
+    );
+    let (status, ready) = crate::helpers::json_of(ops("/health/detailed").await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["checks"]["database"]["status"], "healthy", "{ready}");
+    let (status, live) = crate::helpers::json_of(ops("/health").await.unwrap()).await;
+    assert_eq!(
+        (status, live["status"].as_str()),
+        (StatusCode::OK, Some("healthy"))
+    );
+    // The public port's API and health go on.
+    let (status, _) = crate::helpers::json_of(
+        app.request(Method::GET, "/health", None)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
     app.stop().await;
 }

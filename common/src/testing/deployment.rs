@@ -357,8 +357,20 @@ pub fn assert_chart_runs(binary: &Binary, manifests: &Manifests) {
     );
 
     let ports = container["ports"].as_array().expect("ports");
-    assert_eq!(ports.len(), 1, "{name} has one port");
     assert_eq!(ports[0]["name"], "http");
+    // Besides its port, the API has its operations port, where the chart says it listens.
+    for extra in &ports[1..] {
+        assert_eq!(extra["name"], "metrics", "{name}'s ports");
+        let ops = manifests
+            .variable(binary, "KAI_API_OPS_ADDR")
+            .expect("the operations address is set");
+        assert_eq!(
+            extra["containerPort"].as_u64(),
+            Some(u64::from(port_of(&ops))),
+            "{name}'s operations port"
+        );
+    }
+    assert!(ports.len() <= 2, "{name} has {} ports", ports.len());
     assert_eq!(
         ports[0]["containerPort"].as_u64(),
         Some(u64::from(binary.port)),

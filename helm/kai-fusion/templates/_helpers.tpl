@@ -29,6 +29,8 @@ The deployment tests in each crate check these against the binary's configuratio
 api:
   binary: kai-api
   port: 8001
+  # The operations port: /metrics and health apart from the public port.
+  opsPort: 9100
   addrEnv: KAI_API_ADDR
   secretEnv:
     DATABASE_URL: databaseUrl
@@ -146,6 +148,8 @@ OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
 {{ $c.addrEnv }}: {{ printf "0.0.0.0:%d" (int $c.port) | quote }}
 {{- if eq .component "api" }}
 KAI_PUBLIC_URL: {{ $v.publicUrl | quote }}
+KAI_API_OPS_ADDR: {{ printf "0.0.0.0:%d" (int $c.opsPort) | quote }}
+KAI_API_PUBLIC_METRICS: "false"
 KAI_JWT_TTL_SECS: {{ $v.jwtTtlSeconds | int64 | quote }}
 KAI_TRUSTED_PROXIES: {{ $v.trustedProxies | quote }}
 KAI_API_MAX_INFLIGHT_BODY_BYTES: {{ $v.maxInflightBodyBytes | int64 | quote }}

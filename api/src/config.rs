@@ -32,6 +32,25 @@ pub enum Command {
     /// progress; safe to interrupt and run again. Exit 1 if a credential could not be decrypted
     /// with the current or a previous key.
     RotateCredentials(RotateArgs),
+    /// Give every webhook (or every webhook of `--owner`) a new token, the previous one still
+    /// accepted for `--grace-seconds`; owners read the new tokens from `GET /api/v1/webhooks`.
+    /// Prints how many were rotated, never a token.
+    RotateWebhookTokens(RotateWebhookTokensArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RotateWebhookTokensArgs {
+    /// Only this user's webhooks (a user id).
+    #[arg(long)]
+    pub owner: Option<uuid::Uuid>,
+    /// Seconds each previous token stays valid: 0 (the default) refuses it at once, as after a
+    /// leak; at most 604800 (a week).
+    #[arg(long, default_value = "0",
+          value_parser = clap::value_parser!(u64).range(0..=crate::webhooks::token_rotation::MAX_GRACE_SECS))]
+    pub grace_seconds: u64,
+    /// Webhooks rotated per transaction.
+    #[arg(long, default_value = "500", value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub batch_size: i64,
 }
 
 #[derive(Debug, Clone, clap::Args)]

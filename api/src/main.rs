@@ -48,6 +48,23 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Some(Command::RotateWebhookTokens(args)) => {
+            let db = kai_common::db::connect(&config.common.database_url, 2).await?;
+            kai_common::db::migrate(&db).await?;
+            let rotated = kai_api::webhooks::token_rotation::rotate_all(
+                &db,
+                args.owner,
+                args.grace_seconds,
+                args.batch_size,
+                |done| println!("  {done} rotated"),
+            )
+            .await?;
+            println!(
+                "{rotated} webhook tokens rotated; previous tokens valid for {} s",
+                args.grace_seconds
+            );
+            Ok(())
+        }
         // Serving is the default; a healthcheck was answered above.
         Some(Command::Serve | Command::Healthcheck(_)) | None => {
             // Refuse to start without required secrets before touching anything.

@@ -13,14 +13,12 @@ use super::ApiTags;
 use crate::auth::UserAuth;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::webhooks::{endpoint, registry};
+use crate::webhooks::endpoint;
+use crate::webhooks::token_rotation::{self, MAX_GRACE_SECS};
 
 pub struct WebhookTokensApi {
     pub state: Arc<AppState>,
 }
-
-/// Longest grace period: a week.
-const MAX_GRACE_SECS: u64 = 7 * 24 * 3600;
 
 #[derive(Debug, Object)]
 pub struct RotateTokenIn {
@@ -61,30 +59,23 @@ impl WebhookTokensApi {
         if !endpoint::is_well_formed(&webhook_id.0) {
             return Err(ApiError::not_found("webhook"));
         }
-        let token = registry::new_secret_token();
-        let rotated: Option<(Option<DateTime<Utc>>,)> = sqlx::query_as(
-            "UPDATE webhook_endpoints e SET \
-                previous_token = CASE WHEN $3 > 0 THEN e.secret_token END, \
-                previous_token_expires_at = CASE WHEN $3 > 0 \
-                    THEN now() + make_interval(secs => $3) END, \
-                secret_token = $4 \
-             FROM workflows w \
-             WHERE w.id = e.workflow_id AND e.webhook_id = $1 AND w.user_id = $2 \
-             RETURNING e.previous_token_expires_at",
+        let rotated = token_rotation::rotate(
+            &self.state.db,
+            std::slice::from_ref(&webhook_id.0),
+            Some(auth.0.id),
+            grace,
         )
-        .bind(&webhook_id.0)
-        .bind(auth.0.id)
-        .bind(grace as f64)
-        .bind(&token)
-        .fetch_optional(&self.state.db)
         .await?;
-        let (valid_until,) = rotated.ok_or_else(|| ApiError::not_found("webhook"))?;
+        let rotated = rotated
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::not_found("webhook"))?;
         self.state
             .forget_endpoints(std::slice::from_ref(&webhook_id.0));
         Ok(Json(RotatedToken {
-            webhook_id: webhook_id.0,
-            security_token: token,
-            previous_token_valid_until: valid_until,
+            webhook_id: rotated.webhook_id,
+            security_token: rotated.token,
+            previous_token_valid_until: rotated.previous_valid_until,
         }))
     }
 }

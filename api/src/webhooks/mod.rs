@@ -11,3 +11,4 @@ pub mod payload;
 pub mod rate_limit;
 pub mod registry;
 pub mod signature;
+pub mod token_rotation;

@@ -126,6 +126,10 @@ pub struct ApiConfig {
     #[command(flatten)]
     pub vector_index: kai_common::vectors::index::IndexSettings,
 
+    /// Limits on failed logins.
+    #[command(flatten)]
+    pub login_limits: crate::auth::login_limit::LoginLimits,
+
     /// Request head and body timeouts, and the cap on open connections.
     #[command(flatten)]
     pub connections: crate::connection_limits::ConnectionLimits,

@@ -101,6 +101,11 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
         node_services,
         redis_prefix: format!("{}:", common.nats_prefix),
         public_metrics: config.public_metrics,
+        login_limiter: crate::auth::login_limit::LoginLimiter::new(
+            redis.clone(),
+            &format!("{}:", common.nats_prefix),
+            config.login_limits.clone(),
+        ),
         credentials,
         credential_keys,
         outbound,

@@ -48,6 +48,8 @@ pub struct AppState {
     pub node_services: kai_common::nodes::services::NodeServices,
     /// Prefix of this deployment's Redis keys (the NATS prefix).
     pub redis_prefix: String,
+    /// Failed logins counted per account and per address (`KAI_LOGIN_*`).
+    pub login_limiter: crate::auth::login_limit::LoginLimiter,
     /// Whether the public port serves `/metrics` (`KAI_API_PUBLIC_METRICS`).
     pub public_metrics: bool,
 }

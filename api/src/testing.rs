@@ -55,6 +55,7 @@ pub async fn start_with(
         models: Default::default(),
         vector_index: Default::default(),
         connections: Default::default(),
+        login_limits: Default::default(),
         // The operations port is bound below on a free port.
         ops_addr: crate::config::OptionalAddr(None),
         public_metrics: true,

@@ -1,6 +1,7 @@
 //! Users' authentication: password hashing, access tokens, and the bearer security scheme every
 //! protected endpoint declares.
 
+pub mod login_limit;
 pub mod password;
 pub mod token;
 

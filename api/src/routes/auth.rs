@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use poem::Request;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
@@ -10,6 +11,7 @@ use super::ApiTags;
 use crate::auth::password;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::webhooks::client_ip;
 
 const MIN_PASSWORD_LEN: usize = 8;
 /// Argon2 hashes whatever it is given; an unbounded password is a cheap way to burn CPU.
@@ -106,11 +108,30 @@ impl AuthApi {
         }
     }
 
-    /// Exchange an email and password for an access token.
+    /// Exchange an email and password for an access token. Failed logins are limited per
+    /// account and per client address: at a limit, 429 with `Retry-After` (the same answer
+    /// whether or not the account exists, and even with the right password).
     #[oai(path = "/api/v1/auth/login", method = "post", operation_id = "login")]
-    async fn login(&self, body: Json<Credentials>) -> Result<LoginResponse, ApiError> {
+    async fn login(
+        &self,
+        request: &Request,
+        body: Json<Credentials>,
+    ) -> Result<LoginResponse, ApiError> {
+        let address = client_ip::client_ip(
+            request.remote_addr().as_socket_addr().map(|a| a.ip()),
+            request.header("x-forwarded-for"),
+            &self.state.trusted_proxies,
+        );
+        let limiter = &self.state.login_limiter;
+        if let Some(retry_after) = limiter.refused(&body.email, address).await {
+            return Err(ApiError::too_many_requests(
+                "too many failed logins for this account or from this address; try again later",
+                retry_after,
+            ));
+        }
         // No stored email has a NUL (signup refuses it) and PostgreSQL cannot compare one.
         if body.email.contains('\0') || body.password.chars().count() > MAX_PASSWORD_LEN {
+            limiter.failed(&body.email, address).await;
             return Err(ApiError::unauthorized("wrong email or password"));
         }
         let row: Option<(Uuid, String, bool)> = sqlx::query_as(
@@ -127,6 +148,7 @@ impl AuthApi {
         let matches = password::verify(body.password.clone(), stored).await;
         match user_id {
             Some(id) if matches && active => {
+                limiter.succeeded(&body.email).await;
                 let token = self.state.tokens.issue(id).map_err(ApiError::internal)?;
                 Ok(LoginResponse::Ok(Json(TokenOut {
                     access_token: token,
@@ -134,7 +156,10 @@ impl AuthApi {
                     expires_in: self.state.tokens.ttl.as_secs(),
                 })))
             }
-            _ => Err(ApiError::unauthorized("wrong email or password")),
+            _ => {
+                limiter.failed(&body.email, address).await;
+                Err(ApiError::unauthorized("wrong email or password"))
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Accounts, tokens and tenancy.
+//! Accounts, tokens and tenancy; failed logins limited per account and per address, alike for
+//! accounts that exist and those that do not, in Redis or, without it, per replica.
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -187,5 +188,110 @@ async fn another_user_s_resources_answer_404() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(still["name"], "Test Webhook Workflow");
+    app.stop().await;
+}
+
+/// A login attempt: status, `Retry-After` and body.
+async fn login(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+) -> (StatusCode, Option<String>, serde_json::Value) {
+    let response = app
+        .request(Method::POST, "/api/v1/auth/login", None)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let (status, body) = json_of(response).await;
+    (status, retry_after, body)
+}
+
+#[tokio::test]
+async fn failed_logins_are_limited_per_account_alike_whether_or_not_it_exists() {
+    let app = TestApp::spawn_api_only_with(|config| {
+        config.login_limits.per_account = 3;
+        config.login_limits.window = std::time::Duration::from_secs(60);
+    })
+    .await;
+    app.user("guessed@example.com").await;
+    app.user("bystander@example.com").await;
+    let mut answers = Vec::new();
+    for email in ["guessed@example.com", "nobody@example.com"] {
+        for _ in 0..3 {
+            let (status, _, _) = login(&app, email, "wrong-password").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{email}");
+        }
+        // Over the limit: refused even with the right password, with when to come back.
+        let (status, retry_after, body) = login(&app, email, "correct-horse-battery").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{email}: {body}");
+        let seconds: u64 = retry_after.expect("Retry-After").parse().unwrap();
+        assert!((1..=60).contains(&seconds), "{seconds}");
+        answers.push(body);
+    }
+    // An account that exists and one that does not get the same answer.
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0]["error"], "rate_limited");
+    // Email case does not make a new account to guess at; another account is not held up.
+    let (status, _, _) = login(&app, "GUESSED@example.com", "correct-horse-battery").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let (status, _, _) = login(&app, "bystander@example.com", "correct-horse-battery").await;
+    assert_eq!(status, StatusCode::OK);
+    // A successful login clears its account's count.
+    for _ in 0..2 {
+        login(&app, "bystander@example.com", "wrong-password").await;
+    }
+    let (status, _, _) = login(&app, "bystander@example.com", "correct-horse-battery").await;
+    assert_eq!(status, StatusCode::OK);
+    for _ in 0..2 {
+        login(&app, "bystander@example.com", "wrong-password").await;
+    }
+    let (status, _, _) = login(&app, "bystander@example.com", "correct-horse-battery").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the count was not cleared by the success"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn failed_logins_are_limited_per_client_address() {
+    let app = TestApp::spawn_api_only_with(|config| {
+        config.login_limits.per_address = 4;
+    })
+    .await;
+    app.user("real@example.com").await;
+    for n in 0..4 {
+        let (status, _, _) = login(&app, &format!("guess{n}@example.com"), "wrong-password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, retry_after, _) = login(&app, "real@example.com", "correct-horse-battery").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry_after.is_some());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_redis_each_replica_still_limits_failed_logins() {
+    // Nothing listens on port 1: every Redis call fails and the replica counts on its own.
+    let app = TestApp::spawn_api_only_with(|config| {
+        config.common.redis_url = secrecy::SecretString::from("redis://127.0.0.1:1".to_owned());
+        config.login_limits.per_account = 2;
+    })
+    .await;
+    app.user("offline@example.com").await;
+    for _ in 0..2 {
+        let (status, _, _) = login(&app, "offline@example.com", "wrong-password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, retry_after, _) =
+        login(&app, "offline@example.com", "correct-horse-battery").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry_after.is_some());
     app.stop().await;
 }

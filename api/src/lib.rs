@@ -118,7 +118,11 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<Arc<AppState>> {
         js,
         names,
         redis,
-        tokens: TokenKeys::new(&secrets.jwt_secret, config.jwt_ttl),
+        tokens: TokenKeys::new(
+            &secrets.jwt_secret,
+            &secrets.jwt_secrets_previous,
+            config.jwt_ttl,
+        ),
         public_url: config.public_url.clone(),
         waiters,
         reply_subject,

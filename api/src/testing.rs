@@ -43,6 +43,7 @@ pub async fn start_with(
         common: env.common_config(),
         secrets: SecretsConfig {
             jwt_secret: None,
+            jwt_secrets_previous: Default::default(),
             encryption: Default::default(),
         },
         // Test servers (echo, redirect...) listen on loopback.

@@ -80,6 +80,13 @@ pub struct SecretsConfig {
           value_parser = parse_secret)]
     pub jwt_secret: Option<SecretString>,
 
+    /// Secrets that signed access tokens before the current one, comma-separated: their tokens
+    /// are still accepted until they expire or the secret is removed from this list. Empty (or
+    /// unset) when there is none.
+    #[arg(long, env = "KAI_JWT_SECRETS_PREVIOUS", value_name = "KAI_JWT_SECRETS_PREVIOUS",
+          hide_env_values = true, default_value = "", value_parser = parse_secret_list)]
+    pub jwt_secrets_previous: SecretList,
+
     #[command(flatten)]
     pub encryption: EncryptionKeysConfig,
 }
@@ -124,6 +131,7 @@ impl EncryptionKeysConfig {
 #[derive(Debug, Clone)]
 pub struct Secrets {
     pub jwt_secret: SecretString,
+    pub jwt_secrets_previous: Vec<SecretString>,
     pub encryption_key: SecretString,
     pub encryption_keys_previous: Vec<SecretString>,
 }
@@ -152,6 +160,7 @@ impl SecretsConfig {
                 DEV_JWT_SECRET,
                 environment,
             )?,
+            jwt_secrets_previous: self.jwt_secrets_previous.0.clone(),
             encryption_key: pick(
                 &self.encryption.encryption_key,
                 "KAI_ENCRYPTION_KEY",
@@ -284,6 +293,7 @@ mod tests {
     fn production_requires_secrets() {
         let config = SecretsConfig {
             jwt_secret: None,
+            jwt_secrets_previous: Default::default(),
             encryption: EncryptionKeysConfig::default(),
         };
         let err = config.resolve(Environment::Production).unwrap_err();

@@ -69,6 +69,7 @@ async fn protected_endpoints_refuse_missing_bad_and_expired_tokens() {
     let forged = {
         let other = kai_api::auth::token::TokenKeys::new(
             &secrecy::SecretString::from("some-other-secret-of-at-least-32-chars".to_owned()),
+            &[],
             std::time::Duration::from_secs(60),
         );
         other.issue(user_id).unwrap()
@@ -293,5 +294,42 @@ async fn without_redis_each_replica_still_limits_failed_logins() {
         login(&app, "offline@example.com", "correct-horse-battery").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert!(retry_after.is_some());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_of_a_previous_jwt_secret_pass_until_it_is_retired() {
+    const OLD: &str = "the-old-jwt-secret-of-at-least-32-characters";
+    const NEW: &str = "the-new-jwt-secret-of-at-least-32-characters";
+    let secret = |s: &str| secrecy::SecretString::from(s.to_owned());
+    let mut app = TestApp::spawn_api_only_with(|config| {
+        config.secrets.jwt_secret = Some(secret(NEW));
+        config.secrets.jwt_secrets_previous = kai_common::config::SecretList(vec![secret(OLD)]);
+    })
+    .await;
+    // A second API on the same database with the old secret retired.
+    let retired = app
+        .another_api(|config| config.secrets.jwt_secret = Some(secret(NEW)))
+        .await;
+    let token = app.user("rotation@example.com").await;
+    let user = app.state.tokens.verify(&token).unwrap().sub;
+    let old_token =
+        kai_api::auth::token::TokenKeys::new(&secret(OLD), &[], std::time::Duration::from_secs(60))
+            .issue(user)
+            .unwrap();
+    let status = |base: &str, token: &str| {
+        let request = app.request(
+            Method::GET,
+            &format!("{base}/api/v1/workflows"),
+            Some(token),
+        );
+        async move { request.send().await.unwrap().status() }
+    };
+    // Both secrets pass where the old one is listed as previous...
+    assert_eq!(status(&app.base, &old_token).await, StatusCode::OK);
+    assert_eq!(status(&app.base, &token).await, StatusCode::OK);
+    // ...and only the current one where it is not.
+    assert_eq!(status(&retired, &token).await, StatusCode::OK);
+    assert_eq!(status(&retired, &old_token).await, StatusCode::UNAUTHORIZED);
     app.stop().await;
 }

@@ -42,8 +42,9 @@ fn the_chart_gives_the_api_every_secret_it_needs_from_the_secret_it_names() {
                 Some((var["name"].as_str()?, reference["key"].as_str()?))
             })
             .collect();
-        // Only the previous encryption keys (outside a rotation) and the model servers' keys
-        // (the API embeds collections' text queries) may be missing from the Secret.
+        // Only the previous encryption keys and signing secrets (outside a rotation) and the
+        // model servers' keys (the API embeds collections' text queries) may be missing from the
+        // Secret.
         let optional: Vec<&str> = env
             .iter()
             .filter(|var| var["valueFrom"]["secretKeyRef"]["optional"] == true)
@@ -54,6 +55,7 @@ fn the_chart_gives_the_api_every_secret_it_needs_from_the_secret_it_names() {
             [
                 "KAI_EMBEDDINGS_API_KEY",
                 "KAI_ENCRYPTION_KEYS_PREVIOUS",
+                "KAI_JWT_SECRETS_PREVIOUS",
                 "KAI_OPENAI_API_KEY"
             ]
         );

@@ -37,6 +37,7 @@ api:
     NATS_URL: natsUrl
     REDIS_URL: redisUrl
     KAI_JWT_SECRET: jwtSecret
+    KAI_JWT_SECRETS_PREVIOUS: jwtSecretsPrevious
     KAI_ENCRYPTION_KEY: encryptionKey
     KAI_ENCRYPTION_KEYS_PREVIOUS: encryptionKeysPrevious
     KAI_OPENAI_API_KEY: openaiApiKey

@@ -70,9 +70,19 @@ fn valid_email(email: &str) -> bool {
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// Whether `password` is `email` or its local part, ignoring case and surrounding spaces: the
+/// first guess of anyone who knows the address.
+fn is_the_email(password: &str, email: &str) -> bool {
+    let password = password.trim().to_lowercase();
+    let email = email.to_lowercase();
+    let local = email.split('@').next().unwrap_or_default();
+    password == email || password == local
+}
+
 #[OpenApi(tag = "ApiTags::Auth")]
 impl AuthApi {
-    /// Create an account.
+    /// Create an account. The password: 8 to 1,024 characters, not the email address nor its
+    /// part before the `@` (ignoring case).
     #[oai(path = "/api/v1/auth/signup", method = "post", operation_id = "signup")]
     async fn signup(&self, body: Json<Credentials>) -> Result<SignupResponse, ApiError> {
         let email = body.email.trim().to_owned();
@@ -89,6 +99,11 @@ impl AuthApi {
             return Err(ApiError::unprocessable(format!(
                 "password: must be at most {MAX_PASSWORD_LEN} characters"
             )));
+        }
+        if is_the_email(&body.password, &email) {
+            return Err(ApiError::unprocessable(
+                "password: must not be the email address or its part before the @",
+            ));
         }
         let hash = password::hash(body.password.clone())
             .await
@@ -166,7 +181,28 @@ impl AuthApi {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_email;
+    use super::{is_the_email, valid_email};
+
+    #[test]
+    fn a_password_may_not_be_the_email_or_its_local_part() {
+        assert!(is_the_email(
+            "ada.lovelace@example.com",
+            "ada.lovelace@example.com"
+        ));
+        assert!(is_the_email(
+            "Ada.Lovelace@Example.com ",
+            "ada.lovelace@example.com"
+        ));
+        assert!(is_the_email("ADA.LOVELACE", "ada.lovelace@example.com"));
+        assert!(!is_the_email(
+            "ada.lovelace-1843",
+            "ada.lovelace@example.com"
+        ));
+        assert!(!is_the_email(
+            "correct-horse-battery",
+            "ada.lovelace@example.com"
+        ));
+    }
 
     #[test]
     fn email_shapes() {

@@ -36,6 +36,17 @@ async fn signup_and_login_validate_their_input() {
     let (status, _) = signup(json!({"email": "b@example.com"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // Not the email address, nor its part before the @.
+    for password in ["grace.hopper@example.com", "GRACE.HOPPER"] {
+        let (status, body) =
+            signup(json!({"email": "grace.hopper@example.com", "password": password})).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{password}");
+        assert_eq!(
+            body["message"],
+            "password: must not be the email address or its part before the @"
+        );
+    }
+
     let login = |password: &str| {
         let request = app
             .request(Method::POST, "/api/v1/auth/login", None)

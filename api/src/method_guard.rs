@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use poem::http::{Method, StatusCode, header};
+use poem::http::Method;
 use poem::{Endpoint, IntoResponse, Request, Response};
 use serde_json::Value;
 
-use crate::error::ErrorBody;
+use crate::error::ApiError;
 
 /// One path of the document: its segments (`None` for a `{parameter}`) and declared methods.
 #[derive(Debug, Clone)]
@@ -125,19 +125,12 @@ pub async fn refuse_undeclared_methods<E: Endpoint>(
             .map(Method::as_str)
             .collect::<Vec<_>>()
             .join(", ");
-        let body = ErrorBody {
-            error: "method_not_allowed".to_owned(),
-            message: format!(
-                "{} is not allowed on {}; allowed: {allow}",
-                request.method(),
-                request.uri().path()
-            ),
-            node_id: None,
-        };
-        return Ok(poem::web::Json(body)
-            .with_status(StatusCode::METHOD_NOT_ALLOWED)
-            .with_header(header::ALLOW, allow)
-            .into_response());
+        let message = format!(
+            "{} is not allowed on {}; allowed: {allow}",
+            request.method(),
+            request.uri().path()
+        );
+        return Ok(ApiError::method_not_allowed(message, allow).into_response());
     }
     Ok(next.call(request).await?.into_response())
 }

@@ -17,7 +17,7 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
 
     /// Seconds a request body may send nothing while the server waits for it; then the request
-    /// fails (400, saying the body stalled) and its connection is closed.
+    /// fails (408, saying the body stalled) and its connection is closed.
     #[arg(long = "body-idle-timeout-secs", env = "KAI_API_BODY_IDLE_TIMEOUT_SECS",
           value_name = "KAI_API_BODY_IDLE_TIMEOUT_SECS", default_value = "30",
           value_parser = parse_seconds)]
@@ -37,5 +37,27 @@ impl Default for ConnectionLimits {
             body_idle_timeout: Duration::from_secs(30),
             max_connections: 10_000,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        limits: ConnectionLimits,
+    }
+
+    #[test]
+    fn the_default_is_what_the_flags_default_to() {
+        let parsed = Flags::try_parse_from(["kai-api"]).unwrap().limits;
+        assert_eq!(
+            format!("{parsed:?}"),
+            format!("{:?}", ConnectionLimits::default())
+        );
     }
 }

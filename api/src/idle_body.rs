@@ -12,8 +12,28 @@ use http_body_util::combinators::BoxBody;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::Sleep;
 
-/// The error a stalled body ends with (its message reaches the client in a 400).
-pub const STALLED: &str = "the request body stalled: nothing was received for too long";
+/// The error a stalled body ends with, inside an `io::Error` of kind `TimedOut` (the client gets
+/// a 408 saying so; a webhook call is also logged as refused).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body stalled: nothing was received for too long")]
+pub struct Stalled;
+
+/// Whether `error` is, or wraps (readers re-wrap body errors in `io::Error::other`), `Stalled`.
+pub fn is_stalled(error: &io::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = current {
+        if error.is::<Stalled>() {
+            return true;
+        }
+        current = match error.downcast_ref::<io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    false
+}
 
 pub struct IdleTimeoutBody {
     inner: BoxBody<Bytes, io::Error>,
@@ -53,7 +73,7 @@ impl Body for IdleTimeoutBody {
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => {
-                        Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::TimedOut, STALLED))))
+                        Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::TimedOut, Stalled))))
                     }
                     Poll::Pending => Poll::Pending,
                 }
@@ -67,5 +87,22 @@ impl Body for IdleTimeoutBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stalled_body_is_recognised_however_often_it_was_wrapped() {
+        let stalled = io::Error::new(io::ErrorKind::TimedOut, Stalled);
+        assert!(is_stalled(&stalled));
+        assert!(is_stalled(&io::Error::other(io::Error::other(stalled))));
+        assert!(!is_stalled(&io::Error::new(
+            io::ErrorKind::TimedOut,
+            "other"
+        )));
+        assert!(!is_stalled(&io::Error::other("reset")));
     }
 }

@@ -56,6 +56,11 @@ pub async fn limit_management_body<E: Endpoint>(
         match body.into_bytes_limit(MAX_MANAGEMENT_BODY).await {
             Ok(bytes) => request.set_body(bytes),
             Err(poem::error::ReadBodyError::PayloadTooLarge) => return Err(too_large()),
+            // The server's idle timer cut the body off (`idle_body`): the client's slowness.
+            Err(poem::error::ReadBodyError::Io(io)) if crate::idle_body::is_stalled(&io) => {
+                let message = crate::idle_body::Stalled.to_string();
+                return Ok(crate::error::ApiError::request_timeout(message).into_response());
+            }
             Err(e) => {
                 return Err(poem::Error::from_string(
                     e.to_string(),

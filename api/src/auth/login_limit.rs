@@ -185,3 +185,25 @@ impl LoginLimiter {
             .unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        limits: LoginLimits,
+    }
+
+    #[test]
+    fn the_default_is_what_the_flags_default_to() {
+        let parsed = Flags::try_parse_from(["kai-api"]).unwrap().limits;
+        assert_eq!(
+            format!("{parsed:?}"),
+            format!("{:?}", LoginLimits::default())
+        );
+    }
+}

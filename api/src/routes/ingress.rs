@@ -309,7 +309,7 @@ impl IngressApi {
         let bytes = match body::read_limited(body, limit, declared).await {
             Ok(bytes) => bytes,
             Err(body::BodyError::TooLarge) => return Err(too_large()),
-            Err(e @ body::BodyError::TimedOut) => {
+            Err(e @ (body::BodyError::TimedOut | body::BodyError::Stalled)) => {
                 let message = e.to_string();
                 return Err(self.refuse(
                     &call,

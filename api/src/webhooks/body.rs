@@ -20,8 +20,21 @@ pub enum BodyError {
     TooLarge,
     #[error("the body did not arrive within {} s", READ_TIMEOUT.as_secs())]
     TimedOut,
+    /// The server's idle timer on every body (`KAI_API_BODY_IDLE_TIMEOUT_SECS`) ran out.
+    #[error("{}", crate::idle_body::Stalled)]
+    Stalled,
     #[error("could not read the body: {0}")]
-    Read(#[from] std::io::Error),
+    Read(std::io::Error),
+}
+
+impl From<std::io::Error> for BodyError {
+    fn from(error: std::io::Error) -> Self {
+        if crate::idle_body::is_stalled(&error) {
+            BodyError::Stalled
+        } else {
+            BodyError::Read(error)
+        }
+    }
 }
 
 /// Bodies up to this size (declared) are read without taking room in the budget.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, lone_webhook_workflow};
 
 async fn api(adjust: impl FnOnce(&mut kai_api::connection_limits::ConnectionLimits)) -> TestApp {
     TestApp::spawn_api_only_with(|config| adjust(&mut config.connections)).await
@@ -88,7 +88,7 @@ async fn a_client_slow_to_send_its_request_head_is_cut_off() {
 }
 
 #[tokio::test]
-async fn a_body_that_stalls_fails_its_request_saying_so() {
+async fn a_body_that_stalls_fails_its_request_with_408_saying_so() {
     let app = api(|limits| limits.body_idle_timeout = Duration::from_secs(1)).await;
     let mut stream = connect(&app).await;
     let started = Instant::now();
@@ -103,12 +103,36 @@ async fn a_body_that_stalls_fails_its_request_saying_so() {
         .await
         .expect("no answer 8 s after the body stalled");
     let waited = started.elapsed();
-    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("stalled"), "{answer}");
     assert!(
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
         "{waited:?}"
     );
+
+    // A webhook call's body, read by the ingress's own reader: the same 408.
+    let user = app.user("stalled@example.com").await;
+    let workflow = app.create_workflow(&user, &lone_webhook_workflow()).await;
+    let (url, token) = app
+        .webhook_of(&user, workflow["id"].as_str().unwrap())
+        .await;
+    let path = &url[url.find("/api/").unwrap()..];
+    let mut stream = connect(&app).await;
+    stream
+        .write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: kai\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"a\": "
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let answer = read_response(&mut stream, Duration::from_secs(8))
+        .await
+        .expect("no answer 8 s after the webhook body stalled");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("stalled"), "{answer}");
     app.stop().await;
 }
 

@@ -1,7 +1,8 @@
 //! Access tokens: HS256 JWTs signed with `KAI_JWT_SECRET`, each naming its key (`kid`) so the
 //! secret can be rotated: tokens signed with a secret listed in `KAI_JWT_SECRETS_PREVIOUS` are
 //! still accepted until they expire (or the secret is removed), and new ones are signed with the
-//! current secret.
+//! current secret. A token also carries its user's token generation at issue, so that logout
+//! and a password change (which move the generation on) revoke every token issued before.
 
 use std::time::Duration;
 
@@ -17,6 +18,10 @@ pub struct Claims {
     pub sub: Uuid,
     pub iat: i64,
     pub exp: i64,
+    /// The user's token generation when it was issued; tokens from before generations existed
+    /// carry none and count as generation 0.
+    #[serde(default)]
+    pub generation: i32,
 }
 
 /// Why a token was refused; the message is safe to show the caller.
@@ -77,15 +82,22 @@ impl TokenKeys {
         }
     }
 
-    pub fn issue(&self, user_id: Uuid) -> anyhow::Result<String> {
-        self.issue_with_expiry(user_id, Utc::now().timestamp() + self.ttl.as_secs() as i64)
+    pub fn issue(&self, user_id: Uuid, generation: i32) -> anyhow::Result<String> {
+        let exp = Utc::now().timestamp() + self.ttl.as_secs() as i64;
+        self.issue_with_expiry(user_id, generation, exp)
     }
 
-    fn issue_with_expiry(&self, user_id: Uuid, exp: i64) -> anyhow::Result<String> {
+    fn issue_with_expiry(
+        &self,
+        user_id: Uuid,
+        generation: i32,
+        exp: i64,
+    ) -> anyhow::Result<String> {
         let claims = Claims {
             sub: user_id,
             iat: Utc::now().timestamp(),
             exp,
+            generation,
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.current_id.clone());
@@ -116,7 +128,7 @@ impl TokenKeys {
 
     /// A token that expired a minute ago, for tests of expiry handling.
     pub fn issue_expired(&self, user_id: Uuid) -> anyhow::Result<String> {
-        self.issue_with_expiry(user_id, Utc::now().timestamp() - 60)
+        self.issue_with_expiry(user_id, 0, Utc::now().timestamp() - 60)
     }
 }
 
@@ -140,7 +152,7 @@ mod tests {
     fn round_trips_and_rejects_forgeries_and_expiry() {
         let keys_a = keys(A, &[]);
         let user = Uuid::new_v4();
-        let token = keys_a.issue(user).unwrap();
+        let token = keys_a.issue(user, 0).unwrap();
         assert_eq!(keys_a.verify(&token).unwrap().sub, user);
         let keys_b = keys(B, &[]);
         assert_eq!(keys_b.verify(&token).unwrap_err(), TokenRejection::Invalid);
@@ -154,14 +166,14 @@ mod tests {
     #[test]
     fn a_rotated_secret_still_verifies_its_tokens_until_it_is_retired() {
         let user = Uuid::new_v4();
-        let old = keys(A, &[]).issue(user).unwrap();
+        let old = keys(A, &[]).issue(user, 0).unwrap();
         let header = jsonwebtoken::decode_header(&old).unwrap();
         assert_eq!(header.kid.as_deref(), Some(key_id(&secret(A)).as_str()));
         assert!(!header.kid.unwrap().contains("secret"));
         // B is current, A previous: A's tokens still pass, new ones are B's.
         let rotated = keys(B, &[A]);
         assert_eq!(rotated.verify(&old).unwrap().sub, user);
-        let new = rotated.issue(user).unwrap();
+        let new = rotated.issue(user, 0).unwrap();
         assert_eq!(
             jsonwebtoken::decode_header(&new).unwrap().kid,
             Some(key_id(&secret(B)))
@@ -177,6 +189,7 @@ mod tests {
             sub: user,
             iat: 0,
             exp: Utc::now().timestamp() + 60,
+            generation: 0,
         };
         let forged =
             jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(A.as_bytes()))

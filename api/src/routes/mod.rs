@@ -1,5 +1,6 @@
 //! The HTTP API: one file per resource, assembled into one OpenAPI service.
 
+pub mod api_keys;
 pub mod auth;
 pub mod credential_tests;
 pub mod credentials;
@@ -19,6 +20,7 @@ pub mod runs;
 pub mod schedule_preview;
 pub mod scheduled_job_runs;
 pub mod scheduled_jobs;
+pub mod sessions;
 pub mod vector_collections;
 pub mod vector_documents;
 pub mod webhook_admin;
@@ -37,7 +39,7 @@ use crate::state::AppState;
 
 #[derive(Tags)]
 pub enum ApiTags {
-    /// Accounts and access tokens.
+    /// Accounts, access tokens and API keys.
     Auth,
     /// Workflow graphs and their versions.
     Workflows,
@@ -60,7 +62,7 @@ pub enum ApiTags {
 }
 
 pub type Apis = (
-    auth::AuthApi,
+    (auth::AuthApi, sessions::SessionsApi, api_keys::ApiKeysApi),
     (
         credentials::CredentialsApi,
         credential_tests::CredentialTestsApi,
@@ -98,9 +100,17 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
     let public_url = state.public_url.clone();
     OpenApiService::new(
         (
-            auth::AuthApi {
-                state: state.clone(),
-            },
+            (
+                auth::AuthApi {
+                    state: state.clone(),
+                },
+                sessions::SessionsApi {
+                    state: state.clone(),
+                },
+                api_keys::ApiKeysApi {
+                    state: state.clone(),
+                },
+            ),
             (
                 credentials::CredentialsApi {
                     state: state.clone(),

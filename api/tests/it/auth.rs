@@ -83,7 +83,7 @@ async fn protected_endpoints_refuse_missing_bad_and_expired_tokens() {
             &[],
             std::time::Duration::from_secs(60),
         );
-        other.issue(user_id).unwrap()
+        other.issue(user_id, 0).unwrap()
     };
 
     for path in ["/api/v1/workflows", "/api/v1/webhooks"] {
@@ -326,7 +326,7 @@ async fn tokens_of_a_previous_jwt_secret_pass_until_it_is_retired() {
     let user = app.state.tokens.verify(&token).unwrap().sub;
     let old_token =
         kai_api::auth::token::TokenKeys::new(&secret(OLD), &[], std::time::Duration::from_secs(60))
-            .issue(user)
+            .issue(user, 0)
             .unwrap();
     let status = |base: &str, token: &str| {
         let request = app.request(

@@ -2,6 +2,7 @@
 //! in-process worker; each test has its own database and NATS prefix.
 
 mod agents;
+mod api_keys;
 mod auth;
 mod code_nodes;
 mod connections;

@@ -28,7 +28,11 @@ async fn the_document_lists_every_endpoint() {
     assert_eq!(
         paths,
         [
+            "/api/v1/api-keys",
+            "/api/v1/api-keys/{id}",
             "/api/v1/auth/login",
+            "/api/v1/auth/logout",
+            "/api/v1/auth/password",
             "/api/v1/auth/signup",
             "/api/v1/credentials",
             "/api/v1/credentials/{id}",

@@ -2,6 +2,7 @@
 //! `/api/webhooks/{id}`, health, metrics and the OpenAPI document. It never runs workflow nodes:
 //! it publishes jobs to JetStream for the workers.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod connection_limits;

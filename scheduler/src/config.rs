@@ -61,4 +61,15 @@ pub struct SchedulerConfig {
         default_value = "30"
     )]
     pub execution_retention_days: u32,
+
+    /// Days the audit log is kept; whole months past it are dropped. Longer than the other
+    /// logs: security reviews look back further.
+    #[arg(
+        long = "audit-retention-days",
+        env = "KAI_AUDIT_RETENTION_DAYS",
+        value_name = "KAI_AUDIT_RETENTION_DAYS",
+        default_value = "365",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub audit_retention_days: u32,
 }

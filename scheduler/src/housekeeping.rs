@@ -1,6 +1,6 @@
 //! What the leader does besides timers (the seed's Celery cleanup task): fold webhook counter
 //! deltas every second, keep monthly log partitions prepared ahead, drop whole months past the
-//! log retention, and prune finished executions past theirs.
+//! log retention (the audit log past its own), and prune finished executions past theirs.
 
 use std::time::Duration;
 
@@ -9,12 +9,14 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Tables partitioned by month, with their partition key.
+/// Logs partitioned by month and kept `log_retention_days`, with their partition key.
 const PARTITIONED: &[(&str, &str)] = &[
     ("webhook_events", "created_at"),
     ("job_executions", "scheduled_for"),
     ("http_request_logs", "created_at"),
 ];
+/// The audit log, partitioned by month and kept `audit_retention_days`.
+const AUDIT_LOG: (&str, &str) = ("audit_log", "created_at");
 const MONTHS_AHEAD: i32 = 3;
 const UPKEEP_EVERY: Duration = Duration::from_secs(3600);
 const FOLD_EVERY: Duration = Duration::from_secs(1);
@@ -26,6 +28,7 @@ pub struct Housekeeping {
     pub log_retention_days: u32,
     /// 0: executions are kept forever.
     pub execution_retention_days: u32,
+    pub audit_retention_days: u32,
 }
 
 impl Housekeeping {
@@ -48,7 +51,9 @@ impl Housekeeping {
     pub async fn upkeep(&self, now: DateTime<Utc>) {
         self.ensure_partitions().await;
         let log_cutoff = now - chrono::Duration::days(i64::from(self.log_retention_days));
-        self.drop_expired_logs(log_cutoff).await;
+        self.drop_expired_logs(PARTITIONED, log_cutoff).await;
+        let audit_cutoff = now - chrono::Duration::days(i64::from(self.audit_retention_days));
+        self.drop_expired_logs(&[AUDIT_LOG], audit_cutoff).await;
         if self.execution_retention_days > 0 {
             let cutoff = now - chrono::Duration::days(i64::from(self.execution_retention_days));
             self.prune_executions(cutoff).await;
@@ -56,7 +61,7 @@ impl Housekeeping {
     }
 
     async fn ensure_partitions(&self) {
-        for (table, _) in PARTITIONED {
+        for (table, _) in PARTITIONED.iter().chain([&AUDIT_LOG]) {
             let created: Result<i32, _> =
                 sqlx::query_scalar("SELECT kai_ensure_monthly_partitions($1, $2)")
                     .bind(table)
@@ -71,8 +76,8 @@ impl Housekeeping {
         }
     }
 
-    async fn drop_expired_logs(&self, cutoff: DateTime<Utc>) {
-        for (table, key) in PARTITIONED {
+    async fn drop_expired_logs(&self, tables: &[(&str, &str)], cutoff: DateTime<Utc>) {
+        for (table, key) in tables {
             let dropped: Result<i32, _> =
                 sqlx::query_scalar("SELECT kai_drop_expired_partitions($1, $2, $3)")
                     .bind(table)

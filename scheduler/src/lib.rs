@@ -93,6 +93,7 @@ pub async fn run(
                 db: db.clone(),
                 log_retention_days: config.log_retention_days,
                 execution_retention_days: config.execution_retention_days,
+                audit_retention_days: config.audit_retention_days,
             },
             timers: Timers {
                 db: db.clone(),

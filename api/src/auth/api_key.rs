@@ -117,6 +117,7 @@ pub async fn authenticate(state: &Arc<AppState>, key: &str) -> Result<AuthUser, 
             id: row.id,
             write: row.scopes.iter().any(|s| s == "write"),
         },
+        client_ip: None,
     })
 }
 

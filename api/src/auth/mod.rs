@@ -10,6 +10,7 @@ pub mod scope;
 pub mod session;
 pub mod token;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use poem::{Request, RequestBody};
@@ -19,6 +20,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::webhooks::client_ip;
 
 /// The authenticated caller of a protected endpoint.
 pub struct UserAuth(pub AuthUser);
@@ -27,6 +29,8 @@ pub struct UserAuth(pub AuthUser);
 pub struct AuthUser {
     pub id: Uuid,
     pub via: Via,
+    /// The caller's address (through trusted proxies), for the audit log.
+    pub client_ip: Option<IpAddr>,
 }
 
 /// How the caller proved who it is.
@@ -131,10 +135,11 @@ async fn authenticate(request: &Request) -> Result<AuthUser, ApiError> {
     let state = request
         .data::<Arc<AppState>>()
         .ok_or_else(|| ApiError::internal("application state missing"))?;
-    let user = match presented(request)? {
+    let mut user = match presented(request)? {
         Presented::AccessToken(token) => session::authenticate(state, token).await?,
         Presented::Key(key) => api_key::authenticate(state, key).await?,
     };
+    user.client_ip = client_ip::of_request(request, &state.trusted_proxies);
     if let Via::ApiKey { write: false, .. } = user.via {
         let needed = scope::required(request.method(), request.uri().path());
         if needed == scope::Scope::Write {

@@ -26,6 +26,7 @@ pub async fn authenticate(state: &Arc<AppState>, token: &str) -> Result<AuthUser
         Some((generation, true)) if generation == claims.generation => Ok(AuthUser {
             id: claims.sub,
             via: Via::Session,
+            client_ip: None,
         }),
         Some((_, true)) => Err(ApiError::unauthorized(
             "the access token has been revoked (logout or password change); log in again",

@@ -9,9 +9,11 @@ use chrono::{DateTime, Duration, Utc};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use serde_json::json;
 use uuid::Uuid;
 
 use super::ApiTags;
+use crate::audit::{self, Action, Entry};
 use crate::auth::{UserAuth, api_key};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -190,6 +192,10 @@ impl ApiKeysApi {
         .bind(body.expires_at)
         .fetch_one(&mut *tx)
         .await?;
+        let entry = Entry::by(&auth.0, Action::ApiKeyCreated)
+            .target("api_key", row.id)
+            .details(json!({"name": name, "scopes": scopes, "expires_at": body.expires_at}));
+        audit::write(&mut *tx, &entry).await?;
         tx.commit().await?;
         Ok(Created::Created(Json(CreatedApiKey {
             key: new.key,
@@ -232,6 +238,8 @@ impl ApiKeysApi {
         if deleted.rows_affected() == 0 {
             return Err(ApiError::not_found("API key"));
         }
+        let entry = Entry::by(&auth.0, Action::ApiKeyRevoked).target("api_key", id.0);
+        audit::record(&self.state.db, entry).await;
         Ok(Deleted::Deleted)
     }
 }

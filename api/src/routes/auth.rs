@@ -1,5 +1,6 @@
 //! `POST /api/v1/auth/signup` and `POST /api/v1/auth/login`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use poem::Request;
@@ -8,6 +9,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
 use super::ApiTags;
+use crate::audit::{self, Action, Actor, Entry};
 use crate::auth::{password, password_rules};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -80,12 +82,36 @@ fn valid_email(email: &str) -> bool {
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+impl AuthApi {
+    /// A login, or a failed one: on the account's log when the email names one (its owner sees
+    /// attempts on it), unattributed otherwise. The email tried is not kept.
+    async fn audit_login(&self, user_id: Option<Uuid>, address: Option<IpAddr>, succeeded: bool) {
+        let action = if succeeded {
+            Action::Login
+        } else {
+            Action::LoginFailed
+        };
+        let entry = Entry {
+            user_id,
+            actor: Actor::anonymous(address),
+            action,
+            target: user_id.map(|id| ("user", id.to_string())),
+            details: serde_json::json!({}),
+        };
+        audit::record(&self.state.db, entry).await;
+    }
+}
+
 #[OpenApi(tag = "ApiTags::Auth")]
 impl AuthApi {
     /// Create an account. The password: 8 to 1,024 characters, not the email address nor its
     /// part before the `@` (ignoring case).
     #[oai(path = "/api/v1/auth/signup", method = "post", operation_id = "signup")]
-    async fn signup(&self, body: Json<Credentials>) -> Result<SignupResponse, ApiError> {
+    async fn signup(
+        &self,
+        request: &Request,
+        body: Json<Credentials>,
+    ) -> Result<SignupResponse, ApiError> {
         let email = body.email.trim().to_owned();
         if !valid_email(&email) {
             return Err(ApiError::unprocessable("email: not a valid email address"));
@@ -101,7 +127,21 @@ impl AuthApi {
                 .fetch_one(&self.state.db)
                 .await;
         match inserted {
-            Ok((id,)) => Ok(SignupResponse::Created(Json(UserOut { id, email }))),
+            Ok((id,)) => {
+                let address = client_ip::of_request(request, &self.state.trusted_proxies);
+                audit::record(
+                    &self.state.db,
+                    Entry {
+                        user_id: Some(id),
+                        actor: Actor::anonymous(address),
+                        action: Action::Signup,
+                        target: Some(("user", id.to_string())),
+                        details: serde_json::json!({}),
+                    },
+                )
+                .await;
+                Ok(SignupResponse::Created(Json(UserOut { id, email })))
+            }
             Err(e) if kai_common::db::is_unique_violation(&e, "users_email_key") => Err(
                 ApiError::conflict("an account with this email already exists"),
             ),
@@ -118,11 +158,7 @@ impl AuthApi {
         request: &Request,
         body: Json<Credentials>,
     ) -> Result<LoginResponse, ApiError> {
-        let address = client_ip::client_ip(
-            request.remote_addr().as_socket_addr().map(|a| a.ip()),
-            request.header("x-forwarded-for"),
-            &self.state.trusted_proxies,
-        );
+        let address = client_ip::of_request(request, &self.state.trusted_proxies);
         let limiter = &self.state.login_limiter;
         if let Some(retry_after) = limiter.refused(&body.email, address).await {
             return Err(ApiError::too_many_requests(
@@ -133,6 +169,7 @@ impl AuthApi {
         // No stored email has a NUL (signup refuses it) and PostgreSQL cannot compare one.
         if body.email.contains('\0') || body.password.chars().count() > password_rules::MAX_LEN {
             limiter.failed(&body.email, address).await;
+            self.audit_login(None, address, false).await;
             return Err(ApiError::unauthorized("wrong email or password"));
         }
         let row: Option<(Uuid, String, bool, i32)> = sqlx::query_as(
@@ -151,6 +188,7 @@ impl AuthApi {
         match user_id {
             Some(id) if matches && active => {
                 limiter.succeeded(&body.email).await;
+                self.audit_login(Some(id), address, true).await;
                 Ok(LoginResponse::Ok(Json(TokenOut::issue(
                     &self.state,
                     id,
@@ -159,6 +197,7 @@ impl AuthApi {
             }
             _ => {
                 limiter.failed(&body.email, address).await;
+                self.audit_login(user_id, address, false).await;
                 Err(ApiError::unauthorized("wrong email or password"))
             }
         }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::ApiTags;
+use crate::audit::{self, Action, Entry};
 use crate::auth::UserAuth;
 use crate::credential_probe::{self, Probe, ProbeError, Verdict};
 use crate::error::ApiError;
@@ -120,6 +121,10 @@ impl CredentialTestsApi {
             .await
             .map_err(|ProbeError::Unusable(why)| ApiError::unprocessable(why))?;
         let answer = answer(id.0, probe);
+        let entry = Entry::by(&auth.0, Action::CredentialTested)
+            .target("credential", id.0)
+            .details(serde_json::json!({"verdict": answer.verdict}));
+        audit::record(&self.state.db, entry).await;
         if answer.verdict != "unknown" {
             let text = serde_json::to_string(&answer).map_err(ApiError::internal)?;
             kai_common::redis::cache(&self.state.redis, &key, &text, VERDICT_TTL, CACHE_TIMEOUT)

@@ -11,10 +11,11 @@ use kai_common::credentials::{ServiceType, service_type, service_type_names};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::ApiTags;
+use crate::audit::{self, Action, Entry};
 use crate::auth::UserAuth;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -146,7 +147,13 @@ impl CredentialsApi {
         .fetch_one(&self.state.db)
         .await;
         match inserted {
-            Ok(row) => Ok(Created::Created(Json(row.into()))),
+            Ok(row) => {
+                let entry = Entry::by(&auth.0, Action::CredentialCreated)
+                    .target("credential", row.id)
+                    .details(json!({"name": row.name, "service_type": row.service_type}));
+                audit::record(&self.state.db, entry).await;
+                Ok(Created::Created(Json(row.into())))
+            }
             Err(e) if kai_common::db::is_unique_violation(&e, "user_credentials_user_name_key") => {
                 Err(name_taken(&name))
             }
@@ -292,6 +299,10 @@ impl CredentialsApi {
             }
             Err(e) => return Err(e.into()),
         };
+        let entry = Entry::by(&auth.0, Action::CredentialUpdated)
+            .target("credential", row.id)
+            .details(json!({"name": row.name, "service_type": row.service_type}));
+        audit::write(&mut *tx, &entry).await?;
         tx.commit().await?;
         Ok(Json(row.into()))
     }
@@ -338,6 +349,8 @@ impl CredentialsApi {
             .bind(id.0)
             .execute(&mut *tx)
             .await?;
+        let entry = Entry::by(&auth.0, Action::CredentialDeleted).target("credential", id.0);
+        audit::write(&mut *tx, &entry).await?;
         tx.commit().await?;
         Ok(Deleted::Deleted)
     }

@@ -29,6 +29,7 @@ pub enum Listing {
     DeadLetters = 3,
     ScheduledJobRuns = 4,
     HttpLogs = 5,
+    Audit = 6,
 }
 
 /// The position after a row: its sort time and, for rows sharing that time, its id.

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::cursor::{Cursor, Listing, next_after};
 use super::paging::{PageRequest, TimeRange};
+use crate::audit::{self, Action, Entry};
 use crate::auth::UserAuth;
 use crate::enqueue;
 use crate::error::ApiError;
@@ -194,6 +195,10 @@ impl DeadLettersApi {
         .execute(&mut *tx)
         .await?;
         // Stored before the claim commits: a failed publish leaves the letter unreplayed.
+        let entry = Entry::by(&auth.0, Action::DeadLetterReplayed)
+            .target("dead_letter", id.0)
+            .details(serde_json::json!({"execution_id": execution_id, "workflow_id": workflow_id}));
+        audit::write(&mut *tx, &entry).await?;
         enqueue::publish(&self.state, &job.replayed(execution_id, version)).await?;
         tx.commit().await?;
         metrics::counter!("kai_dead_letters_replayed_total").increment(1);

@@ -1,6 +1,7 @@
 //! The HTTP API: one file per resource, assembled into one OpenAPI service.
 
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod credential_tests;
 pub mod credentials;
@@ -62,7 +63,12 @@ pub enum ApiTags {
 }
 
 pub type Apis = (
-    (auth::AuthApi, sessions::SessionsApi, api_keys::ApiKeysApi),
+    (
+        auth::AuthApi,
+        sessions::SessionsApi,
+        api_keys::ApiKeysApi,
+        audit::AuditApi,
+    ),
     (
         credentials::CredentialsApi,
         credential_tests::CredentialTestsApi,
@@ -108,6 +114,9 @@ pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
                     state: state.clone(),
                 },
                 api_keys::ApiKeysApi {
+                    state: state.clone(),
+                },
+                audit::AuditApi {
                     state: state.clone(),
                 },
             ),

@@ -9,6 +9,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use super::auth::TokenOut;
+use crate::audit::{self, Action, Entry};
 use crate::auth::{UserAuth, password, password_rules, session};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -51,6 +52,7 @@ impl SessionsApi {
     async fn logout(&self, auth: UserAuth) -> Result<LoggedOut, ApiError> {
         auth.0.require_session("logging out")?;
         session::revoke_all(&self.state.db, auth.0.id).await?;
+        audit::record(&self.state.db, Entry::by(&auth.0, Action::Logout)).await;
         Ok(LoggedOut::Done)
     }
 
@@ -73,11 +75,7 @@ impl SessionsApi {
                 .bind(auth.0.id)
                 .fetch_one(&self.state.db)
                 .await?;
-        let address = client_ip::client_ip(
-            request.remote_addr().as_socket_addr().map(|a| a.ip()),
-            request.header("x-forwarded-for"),
-            &self.state.trusted_proxies,
-        );
+        let address = client_ip::of_request(request, &self.state.trusted_proxies);
         let limiter = &self.state.login_limiter;
         if let Some(retry_after) = limiter.refused(&email, address).await {
             return Err(ApiError::too_many_requests(
@@ -87,6 +85,9 @@ impl SessionsApi {
         }
         if !password::verify(body.current_password.clone(), stored).await {
             limiter.failed(&email, address).await;
+            let entry = Entry::by(&auth.0, Action::LoginFailed)
+                .details(serde_json::json!({"during": "password_change"}));
+            audit::record(&self.state.db, entry).await;
             return Err(ApiError::forbidden("current_password: wrong password"));
         }
         password_rules::check(&body.new_password, &email)
@@ -101,6 +102,7 @@ impl SessionsApi {
             .execute(&mut *tx)
             .await?;
         let generation = session::revoke_all(&mut *tx, auth.0.id).await?;
+        audit::write(&mut *tx, &Entry::by(&auth.0, Action::PasswordChanged)).await?;
         tx.commit().await?;
         limiter.succeeded(&email).await;
         Ok(PasswordChanged::Ok(Json(TokenOut::issue(

@@ -10,6 +10,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
 use super::ApiTags;
+use crate::audit::Actor;
 use crate::auth::UserAuth;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -64,6 +65,7 @@ impl WebhookTokensApi {
             std::slice::from_ref(&webhook_id.0),
             Some(auth.0.id),
             grace,
+            &Actor::of(&auth.0),
         )
         .await?;
         let rotated = rotated

@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::ApiTags;
+use crate::audit::{self, Action, Entry};
 use crate::auth::UserAuth;
 use crate::error::ApiError;
 use crate::saving;
@@ -326,6 +327,10 @@ impl WorkflowsApi {
         if deleted.rows_affected() == 0 {
             return Err(ApiError::not_found("workflow"));
         }
+        let entry = Entry::by(&auth.0, Action::WorkflowDeleted)
+            .target("workflow", id.0)
+            .details(serde_json::json!({"webhooks": hooks.len()}));
+        audit::write(&mut *tx, &entry).await?;
         tx.commit().await?;
         self.forget_endpoints(&hooks.into_iter().map(|(h,)| h).collect::<Vec<_>>());
         Ok(Deleted::NoContent)

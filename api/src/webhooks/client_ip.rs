@@ -6,6 +6,15 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+/// The address of `request`'s caller, as `client_ip` finds it.
+pub fn of_request(request: &poem::Request, trusted: &[IpNet]) -> Option<IpAddr> {
+    client_ip(
+        request.remote_addr().as_socket_addr().map(|a| a.ip()),
+        request.header("x-forwarded-for"),
+        trusted,
+    )
+}
+
 /// `None` when a trusted proxy forwarded an address that is not one: the caller is unknown.
 pub fn client_ip(
     peer: Option<IpAddr>,

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::registry;
+use crate::audit::Actor;
 
 /// Longest grace period: a week.
 pub const MAX_GRACE_SECS: u64 = 7 * 24 * 3600;
@@ -28,26 +29,38 @@ pub async fn rotate(
     webhook_ids: &[String],
     owner: Option<Uuid>,
     grace_secs: u64,
+    actor: &Actor,
 ) -> Result<Vec<Rotated>, sqlx::Error> {
     let tokens: Vec<String> = webhook_ids
         .iter()
         .map(|_| registry::new_secret_token())
         .collect();
+    // Each rotation's audit entry is written by the same statement: none without the other.
     let rows: Vec<(String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
-        "UPDATE webhook_endpoints e SET \
-            previous_token = CASE WHEN $3 > 0 THEN e.secret_token END, \
-            previous_token_expires_at = CASE WHEN $3 > 0 \
-                THEN now() + make_interval(secs => $3) END, \
-            secret_token = fresh.token \
-         FROM workflows w, unnest($1::text[], $4::text[]) AS fresh(webhook_id, token) \
-         WHERE w.id = e.workflow_id AND e.webhook_id = fresh.webhook_id \
-           AND ($2::uuid IS NULL OR w.user_id = $2) \
-         RETURNING e.webhook_id, e.secret_token, e.previous_token_expires_at",
+        "WITH rotated AS ( \
+            UPDATE webhook_endpoints e SET \
+                previous_token = CASE WHEN $3 > 0 THEN e.secret_token END, \
+                previous_token_expires_at = CASE WHEN $3 > 0 \
+                    THEN now() + make_interval(secs => $3) END, \
+                secret_token = fresh.token \
+             FROM workflows w, unnest($1::text[], $4::text[]) AS fresh(webhook_id, token) \
+             WHERE w.id = e.workflow_id AND e.webhook_id = fresh.webhook_id \
+               AND ($2::uuid IS NULL OR w.user_id = $2) \
+             RETURNING e.webhook_id, e.secret_token, e.previous_token_expires_at, w.user_id), \
+         audited AS ( \
+            INSERT INTO audit_log (user_id, actor_type, actor_api_key_id, action, target_type, \
+                target_id, client_ip, details) \
+            SELECT user_id, $5, $6, 'webhook_token_rotated', 'webhook', webhook_id, $7::inet, \
+                jsonb_build_object('grace_seconds', $3::bigint) FROM rotated) \
+         SELECT webhook_id, secret_token, previous_token_expires_at FROM rotated",
     )
     .bind(webhook_ids)
     .bind(owner)
     .bind(grace_secs as f64)
     .bind(&tokens)
+    .bind(actor.kind())
+    .bind(actor.api_key_id())
+    .bind(actor.client_ip_text())
     .fetch_all(db)
     .await?;
     Ok(rows
@@ -87,7 +100,9 @@ pub async fn rotate_all(
             return Ok(done);
         };
         after = last.clone();
-        done += rotate(db, &ids, owner, grace_secs).await?.len() as u64;
+        done += rotate(db, &ids, owner, grace_secs, &Actor::operator())
+            .await?
+            .len() as u64;
         progress(done);
     }
 }

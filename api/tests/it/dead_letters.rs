@@ -100,6 +100,12 @@ async fn a_dead_letter_is_listed_for_its_owner_replayed_once_and_deleted() {
     assert!(again["message"].as_str().unwrap().contains(new_id));
     let page = dead_letters(&app, &token).await;
     assert_eq!(page["items"][0]["replayed_execution_id"], new_id);
+    let (_, audit) = app
+        .get_json("/api/v1/audit?action=dead_letter_replayed", &token)
+        .await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+    assert_eq!(audit["items"][0]["target_id"], id);
+    assert_eq!(audit["items"][0]["details"]["execution_id"], new_id);
 
     // Deleted, with its copy in the stream.
     let dlq = app.state.names.dlq_stream();

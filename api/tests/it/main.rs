@@ -3,6 +3,7 @@
 
 mod agents;
 mod api_keys;
+mod audit;
 mod auth;
 mod code_nodes;
 mod connections;

@@ -30,6 +30,7 @@ async fn the_document_lists_every_endpoint() {
         [
             "/api/v1/api-keys",
             "/api/v1/api-keys/{id}",
+            "/api/v1/audit",
             "/api/v1/auth/login",
             "/api/v1/auth/logout",
             "/api/v1/auth/password",

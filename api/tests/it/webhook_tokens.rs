@@ -160,6 +160,22 @@ async fn the_bulk_rotation_command_rotates_one_owners_or_every_webhook_with_a_gr
     .await;
     assert!(ok, "{text}");
     assert!(text.contains("3 webhook tokens rotated"), "{text}");
+    let (_, audit) = app
+        .get_json("/api/v1/audit?action=webhook_token_rotated", &owner)
+        .await;
+    let entries = audit["items"].as_array().unwrap();
+    assert_eq!(entries.len(), 3, "one entry per rotated webhook: {audit}");
+    assert!(entries.iter().all(|e| e["actor_type"] == "operator"
+        && e["details"]["grace_seconds"] == 60
+        && e["target_type"] == "webhook"));
+    let (_, theirs) = app
+        .get_json("/api/v1/audit?action=webhook_token_rotated", &other)
+        .await;
+    assert_eq!(
+        theirs["items"],
+        serde_json::json!([]),
+        "the other owner's untouched"
+    );
     let (_, listed) = app.get_json("/api/v1/webhooks", &owner).await;
     for (url, old) in &owned {
         let id = url.rsplit('/').next().unwrap();

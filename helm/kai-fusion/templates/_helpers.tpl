@@ -173,6 +173,7 @@ KAI_COHERE_BASE_URL: {{ $v.models.cohereBaseUrl | quote }}
 {{- else if eq .component "scheduler" }}
 KAI_LOG_RETENTION_DAYS: {{ $v.logRetentionDays | int64 | quote }}
 KAI_EXECUTION_RETENTION_DAYS: {{ $v.executionRetentionDays | int64 | quote }}
+KAI_AUDIT_RETENTION_DAYS: {{ $v.auditRetentionDays | int64 | quote }}
 {{- end }}
 {{- end }}
 

@@ -77,6 +77,7 @@ impl Cluster {
             addr: listener.local_addr().unwrap(),
             log_retention_days: 30,
             execution_retention_days: 30,
+            audit_retention_days: 365,
         };
         let stop = self.shutdown.clone();
         self.tasks.push(tokio::spawn(async move {

@@ -1,4 +1,5 @@
-//! Housekeeping: log months past retention dropped by partition, finished executions pruned.
+//! Housekeeping: log months past retention dropped by partition (the audit log by its own),
+//! finished executions pruned.
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use kai_common::testing::TestEnv;
@@ -24,6 +25,23 @@ async fn tick_at(db: &PgPool, at: DateTime<Utc>) {
 
 async fn ticks(db: &PgPool) -> Vec<DateTime<Utc>> {
     sqlx::query_scalar("SELECT scheduled_for FROM job_executions ORDER BY scheduled_for")
+        .fetch_all(db)
+        .await
+        .unwrap()
+}
+
+async fn audit_at(db: &PgPool, at: DateTime<Utc>) {
+    sqlx::query(
+        "INSERT INTO audit_log (actor_type, action, created_at) VALUES ('operator', 'login', $1)",
+    )
+    .bind(at)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+async fn audit_times(db: &PgPool) -> Vec<DateTime<Utc>> {
+    sqlx::query_scalar("SELECT created_at FROM audit_log ORDER BY created_at")
         .fetch_all(db)
         .await
         .unwrap()
@@ -86,9 +104,29 @@ async fn expired_log_months_are_dropped_and_old_finished_executions_pruned() {
         db: db.clone(),
         log_retention_days: 30,
         execution_retention_days: 0,
+        audit_retention_days: 365,
     };
+    audit_at(&db, now - Duration::days(400)).await;
+    let half_a_year = now - Duration::days(200);
+    audit_at(&db, half_a_year).await;
     keep_executions.upkeep(now).await;
     assert_eq!(ticks(&db).await, vec![recent]);
+    assert_eq!(
+        audit_times(&db).await,
+        vec![half_a_year],
+        "the audit log is kept by its own, longer retention"
+    );
+    let audit_months: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent \
+         WHERE p.relname = 'audit_log'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert!(
+        audit_months >= 5,
+        "audit months prepared ahead: {audit_months}"
+    );
     let partition: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('job_executions_2025_01')::text")
             .fetch_one(&db)
@@ -121,6 +159,7 @@ async fn expired_log_months_are_dropped_and_old_finished_executions_pruned() {
         db: db.clone(),
         log_retention_days: 30,
         execution_retention_days: 30,
+        audit_retention_days: 365,
     };
     prune.upkeep(now).await;
     let left: Vec<String> =

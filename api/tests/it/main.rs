@@ -5,6 +5,7 @@ mod agents;
 mod api_keys;
 mod audit;
 mod auth;
+mod authorization_matrix;
 mod code_nodes;
 mod connections;
 mod credentials;

@@ -1,6 +1,7 @@
 //! What the leader does besides timers (the seed's Celery cleanup task): fold webhook counter
 //! deltas every second, keep monthly log partitions prepared ahead, drop whole months past the
-//! log retention (the audit log past its own), and prune finished executions past theirs.
+//! log retention (the audit log past its own), prune finished executions past theirs, and
+//! forget webhook idempotency keys after a day.
 
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ const AUDIT_LOG: (&str, &str) = ("audit_log", "created_at");
 const MONTHS_AHEAD: i32 = 3;
 const UPKEEP_EVERY: Duration = Duration::from_secs(3600);
 const FOLD_EVERY: Duration = Duration::from_secs(1);
+/// How long a webhook's idempotency key is remembered (documented with `Idempotency-Key`).
+const IDEMPOTENCY_KEY_TTL_HOURS: i64 = 24;
 /// Executions deleted per statement, so pruning a large backlog never holds long locks.
 const PRUNE_BATCH: i64 = 1000;
 
@@ -57,6 +60,38 @@ impl Housekeeping {
         if self.execution_retention_days > 0 {
             let cutoff = now - chrono::Duration::days(i64::from(self.execution_retention_days));
             self.prune_executions(cutoff).await;
+        }
+        self.forget_idempotency_keys(now - chrono::Duration::hours(IDEMPOTENCY_KEY_TTL_HOURS))
+            .await;
+    }
+
+    async fn forget_idempotency_keys(&self, cutoff: DateTime<Utc>) {
+        let mut forgotten = 0u64;
+        loop {
+            let deleted = sqlx::query(
+                "DELETE FROM webhook_idempotency_keys WHERE execution_id IN (\
+                    SELECT execution_id FROM webhook_idempotency_keys \
+                    WHERE created_at < $1 LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(PRUNE_BATCH)
+            .execute(&self.db)
+            .await;
+            match deleted {
+                Ok(done) => {
+                    forgotten += done.rows_affected();
+                    if done.rows_affected() < PRUNE_BATCH as u64 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not forget old idempotency keys");
+                    break;
+                }
+            }
+        }
+        if forgotten > 0 {
+            tracing::info!(forgotten, %cutoff, "forgot webhook idempotency keys");
         }
     }
 

@@ -31,6 +31,7 @@ use crate::waiters::Waiting;
 use crate::webhooks::body;
 use crate::webhooks::config::{AuthMode, ResponseMode};
 use crate::webhooks::endpoint::{self, Endpoint};
+use crate::webhooks::idempotency_store::{self, Claim, StoredAnswer};
 use crate::webhooks::rate_limit::Decision;
 use crate::webhooks::signature::{self, SignedHeaders};
 use crate::webhooks::{client_ip, cors, idempotency, payload};
@@ -81,7 +82,11 @@ impl<'a> ApiExtractor<'a> for WebhookBody {
 impl IngressApi {
     /// Trigger a workflow. Send `Authorization: Bearer <security_token>` (or, for webhooks in
     /// `hmac` mode, Standard Webhooks signature headers); add `Prefer: respond-async` to get
-    /// 202 as soon as the job is stored, and `Idempotency-Key` to make retries safe.
+    /// 202 as soon as the job is stored, and `Idempotency-Key` to make retries safe: a retry
+    /// with the same payload is answered like the first call (its stored result, with
+    /// `Idempotent-Replayed: true`, once the run has finished; 409 while a synchronous first
+    /// call is still being processed; 202 `duplicate` for an asynchronous one), and a different
+    /// payload under a key already used is refused with 422. Keys are remembered 24 hours.
     #[oai(
         path = "/api/webhooks/:webhook_id",
         method = "post",
@@ -419,7 +424,14 @@ impl IngressApi {
                 execution_id,
                 waiting,
                 timeout,
-            } => Self::result(execution_id, waiting, timeout).await,
+                keyed,
+            } => {
+                let answer = Self::result(execution_id, waiting, timeout).await;
+                if keyed && let Some(stored) = answer.to_stored() {
+                    idempotency_store::remember(&self.state.db, execution_id, &stored).await;
+                }
+                answer
+            }
         })
     }
 
@@ -485,6 +497,61 @@ impl IngressApi {
                 p.split(',')
                     .any(|v| v.trim().eq_ignore_ascii_case("respond-async"))
             });
+        let claim = match &idempotency_key {
+            Some(_) => {
+                let fingerprint = idempotency_store::fingerprint(
+                    request.method().as_str(),
+                    data.get().as_bytes(),
+                );
+                idempotency_store::claim(
+                    &self.state.db,
+                    execution_id,
+                    &endpoint.webhook_id,
+                    &fingerprint,
+                )
+                .await
+            }
+            None => Claim::First,
+        };
+        // A retry whose run has not finished yet: its job is published again (the first call
+        // may have died before publishing it; a copy is dropped as a duplicate or, later, finds
+        // its execution recorded and runs nothing), and it is answered without waiting.
+        let mut retry_in_progress = false;
+        if let Claim::Retry {
+            same_payload,
+            answer,
+            finished,
+        } = claim
+        {
+            if !same_payload {
+                let message = format!(
+                    "Idempotency-Key `{}` was already used with a different payload; send a new \
+                     key for a new request",
+                    idempotency_key.as_deref().unwrap_or_default()
+                );
+                return Err(self.refuse(
+                    call,
+                    422,
+                    "idempotency_key_reused",
+                    ApiError::unprocessable(&message),
+                    &message,
+                ));
+            }
+            let answer = answer.or_else(|| finished.map(StoredAnswer::from));
+            match (answer, wants_async) {
+                (Some(answer), false) => {
+                    metrics::counter!("kai_webhooks_accepted_total", "mode" => "replayed")
+                        .increment(1);
+                    return Ok(Published::Answered(Answer::Replayed(execution_id, answer)));
+                }
+                (Some(_), true) => {
+                    metrics::counter!("kai_webhooks_accepted_total", "mode" => "duplicate")
+                        .increment(1);
+                    return Ok(Published::Answered(Answer::Duplicate(execution_id)));
+                }
+                (None, _) => retry_in_progress = true,
+            }
+        }
         let event = WebhookEvent {
             webhook_id: endpoint.webhook_id.clone(),
             node_id: endpoint.node_id.clone(),
@@ -520,8 +587,10 @@ impl IngressApi {
         };
         drop(job);
 
-        // Registered before publishing: a fast worker may answer before `publish` returns.
-        let waiting = (!wants_async).then(|| self.state.waiters.register(execution_id));
+        // Registered before publishing: a fast worker may answer before `publish` returns. A
+        // retry never waits: the first call's caller is the one waiting for this run.
+        let waiting =
+            (!wants_async && !retry_in_progress).then(|| self.state.waiters.register(execution_id));
         let message_id = execution_id.to_string();
         let stored =
             match enqueue::publish_encoded(&self.state, "webhook", &message_id, encoded).await {
@@ -536,7 +605,18 @@ impl IngressApi {
                     return Err(e.into());
                 }
             };
-        if stored.duplicate {
+        if retry_in_progress && !wants_async {
+            let message = "a call with this Idempotency-Key is still being processed; retry \
+                           later to get its answer";
+            return Err(self.refuse(
+                call,
+                409,
+                "idempotency_key_in_progress",
+                ApiError::conflict(message),
+                message,
+            ));
+        }
+        if stored.duplicate || retry_in_progress {
             metrics::counter!("kai_webhooks_accepted_total", "mode" => "duplicate").increment(1);
             return Ok(Published::Answered(Answer::Duplicate(execution_id)));
         }
@@ -548,6 +628,7 @@ impl IngressApi {
             execution_id,
             waiting,
             timeout: Duration::from_secs(endpoint.config.webhook_timeout),
+            keyed: idempotency_key.is_some(),
         })
     }
 
@@ -610,6 +691,8 @@ enum Published {
         execution_id: Uuid,
         waiting: Waiting,
         timeout: Duration,
+        /// Called with an idempotency key: the answer is kept for retries.
+        keyed: bool,
     },
 }
 

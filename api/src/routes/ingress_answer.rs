@@ -11,6 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::webhooks::idempotency_store::{RecordedRun, StoredAnswer};
 
 #[derive(Debug, Object)]
 pub struct ExecutionResult {
@@ -50,6 +51,40 @@ pub enum Answer {
     Queued(Uuid),
     Duplicate(Uuid),
     Workflow(Uuid, WebhookResponse),
+    /// A retry's answer: what the first call with its idempotency key was answered.
+    Replayed(Uuid, StoredAnswer),
+}
+
+impl Answer {
+    /// The answer as kept for retries: only a finished run's.
+    pub fn to_stored(&self) -> Option<StoredAnswer> {
+        match self {
+            Answer::Finished(result) => Some(StoredAnswer::Finished {
+                status: result.status.clone(),
+                result: result.result.clone(),
+                error: result.error.clone(),
+            }),
+            Answer::Workflow(_, chosen) => Some(StoredAnswer::Workflow(chosen.clone())),
+            Answer::Queued(_) | Answer::Duplicate(_) | Answer::Replayed(..) => None,
+        }
+    }
+}
+
+impl From<RecordedRun> for StoredAnswer {
+    fn from(run: RecordedRun) -> Self {
+        StoredAnswer::Finished {
+            status: run.status,
+            result: run.outputs.unwrap_or(Value::Null),
+            error: run.error,
+        }
+    }
+}
+
+fn replayed(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", "true".parse().expect("valid header"));
+    response
 }
 
 impl IntoResponse for Answer {
@@ -57,12 +92,25 @@ impl IntoResponse for Answer {
         match self {
             Answer::Finished(result) => IngressResponse::Finished(Json(result)).into_response(),
             Answer::Queued(execution_id) => queued(execution_id, "queued"),
-            Answer::Duplicate(execution_id) => {
-                let mut response = queued(execution_id, "duplicate");
-                response
-                    .headers_mut()
-                    .insert("idempotent-replayed", "true".parse().expect("valid header"));
-                response
+            Answer::Duplicate(execution_id) => replayed(queued(execution_id, "duplicate")),
+            Answer::Replayed(
+                execution_id,
+                StoredAnswer::Finished {
+                    status,
+                    result,
+                    error,
+                },
+            ) => replayed(
+                Answer::Finished(ExecutionResult {
+                    execution_id,
+                    status,
+                    result,
+                    error,
+                })
+                .into_response(),
+            ),
+            Answer::Replayed(execution_id, StoredAnswer::Workflow(chosen)) => {
+                replayed(Answer::Workflow(execution_id, chosen).into_response())
             }
             Answer::Workflow(execution_id, chosen) => {
                 let status = StatusCode::from_u16(chosen.status).unwrap_or(StatusCode::OK);

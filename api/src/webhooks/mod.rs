@@ -7,6 +7,7 @@ pub mod config;
 pub mod cors;
 pub mod endpoint;
 pub mod idempotency;
+pub mod idempotency_store;
 pub mod payload;
 pub mod rate_limit;
 pub mod registry;

@@ -519,7 +519,10 @@ async fn every_operation_checks_credentials_ownership_and_scope() {
             failures.push(format!("{name} (a read) with a read key: {status} {body}"));
         }
     }
-    assert!(ownership_checks >= 35, "{ownership_checks} ownership checks");
+    assert!(
+        ownership_checks >= 35,
+        "{ownership_checks} ownership checks"
+    );
     assert!(scope_checks >= 30, "{scope_checks} scope checks");
     assert!(
         failures.is_empty(),

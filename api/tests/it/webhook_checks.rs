@@ -321,13 +321,12 @@ async fn signed_calls_valid_expired_tampered_and_replayed() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
-    // The sender retries msg_1: the same execution, not a new run.
+    // The sender retries msg_1: answered like the first call, not a new run.
     let response = signed("msg_1", now, body, body).send().await.unwrap();
     assert_eq!(response.headers()["idempotent-replayed"], "true");
     let (status, replay) = json_of(response).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{replay}");
-    assert_eq!(replay["status"], "duplicate");
-    assert_eq!(replay["execution_id"], first["execution_id"]);
+    assert_eq!(status, StatusCode::OK, "{replay}");
+    assert_eq!(replay, first);
     let (_, executions) = app
         .get_json(
             &format!("/api/v1/workflows/{}/executions", hook.workflow_id),
@@ -342,19 +341,32 @@ async fn signed_calls_valid_expired_tampered_and_replayed() {
 async fn idempotent_retries_make_one_execution_even_beyond_the_duplicate_window() {
     let app = TestApp::spawn().await;
     let hook = hook(&app, "idem@example.com").await;
-    let call = |n: u32| {
+    let call = |key: &str, n: u32| {
         app.request(Method::POST, &hook.url, Some(&hook.secret))
-            .header("Idempotency-Key", "order-17-created")
+            .header("Idempotency-Key", key)
             .json(&json!({"attempt": n}))
     };
-    let (status, first) = json_of(call(1).send().await.unwrap()).await;
+    let (status, first) = json_of(call("order-17-created", 1).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     let execution_id = first["execution_id"].as_str().unwrap().to_owned();
-    for n in 2..4 {
-        let (status, retry) = json_of(call(n).send().await.unwrap()).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{retry}");
-        assert_eq!(retry["execution_id"], execution_id.as_str());
+    // Retries with the same payload are answered like the first call: its result.
+    for _ in 0..2 {
+        let response = call("order-17-created", 1).send().await.unwrap();
+        assert_eq!(response.headers()["idempotent-replayed"], "true");
+        let (status, retry) = json_of(response).await;
+        assert_eq!(status, StatusCode::OK, "{retry}");
+        assert_eq!(retry, first);
     }
+    // Another payload under a key already used is refused, and changes nothing.
+    let (status, refused) = json_of(call("order-17-created", 2).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("different payload"),
+        "{refused}"
+    );
 
     // Past JetStream's duplicate window the job reaches a worker again (here: published with
     // another message id); the worker finds the execution recorded and runs nothing.
@@ -396,6 +408,15 @@ async fn idempotent_retries_make_one_execution_even_beyond_the_duplicate_window(
     // Ran once: the record alone would not show a second run (its write is a no-op).
     assert_eq!(runs_started(&app, &execution_id).await, 1);
 
+    // An asynchronous call's retry is answered like it: accepted, the same execution.
+    let async_call = || call("order-18-created", 1).header("Prefer", "respond-async");
+    let (status, queued) = json_of(async_call().send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let (status, again) = json_of(async_call().send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    assert_eq!(again["execution_id"], queued["execution_id"]);
+    assert_eq!(again["status"], "duplicate");
+
     // A key that is not one is refused.
     let response = app
         .request(Method::POST, &hook.url, Some(&hook.secret))
@@ -405,6 +426,69 @@ async fn idempotent_retries_make_one_execution_even_beyond_the_duplicate_window(
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_while_the_first_call_is_unanswered_is_409_and_publishes_its_job() {
+    let app = TestApp::spawn().await;
+    let hook = hook(&app, "inflight@example.com").await;
+    // A first call claimed its key, then its API died before publishing the job.
+    let key = "order-19-created";
+    let body = r#"{"attempt":1}"#;
+    let execution_id = kai_api::webhooks::idempotency::execution_id(&hook.id, key);
+    sqlx::query(
+        "INSERT INTO webhook_idempotency_keys (execution_id, webhook_id, fingerprint) \
+         VALUES ($1, $2, $3)",
+    )
+    .bind(execution_id)
+    .bind(&hook.id)
+    .bind(kai_api::webhooks::idempotency_store::fingerprint(
+        "POST",
+        body.as_bytes(),
+    ))
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+    let call = || {
+        app.request(Method::POST, &hook.url, Some(&hook.secret))
+            .header("Idempotency-Key", key)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let (status, busy) = json_of(call().send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{busy}");
+    assert!(
+        busy["message"]
+            .as_str()
+            .unwrap()
+            .contains("still being processed"),
+        "{busy}"
+    );
+    // The retry published the job: it runs, once, and a later retry gets its result.
+    let mut finished = Value::Null;
+    for _ in 0..200 {
+        let (status, execution) = app
+            .get_json(&format!("/api/v1/executions/{execution_id}"), &hook.token)
+            .await;
+        if status == StatusCode::OK && execution["status"] == "completed" {
+            finished = execution;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(finished["status"], "completed", "the job was not lost");
+    let response = call().send().await.unwrap();
+    assert_eq!(response.headers()["idempotent-replayed"], "true");
+    let (status, replay) = json_of(response).await;
+    assert_eq!(status, StatusCode::OK, "{replay}");
+    assert_eq!(replay["execution_id"], execution_id.to_string());
+    assert_eq!(replay["status"], "completed");
+    assert_eq!(
+        replay["result"]["data"]["attempt"], 1,
+        "{replay} vs {finished}"
+    );
+    assert_eq!(runs_started(&app, &execution_id.to_string()).await, 1);
     app.stop().await;
 }
 

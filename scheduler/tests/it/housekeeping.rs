@@ -106,6 +106,17 @@ async fn expired_log_months_are_dropped_and_old_finished_executions_pruned() {
         execution_retention_days: 0,
         audit_retention_days: 365,
     };
+    for (age_hours, id) in [(25, Uuid::new_v4()), (1, Uuid::new_v4())] {
+        sqlx::query(
+            "INSERT INTO webhook_idempotency_keys (execution_id, webhook_id, fingerprint, \
+                created_at) VALUES ($1, 'wh_x', '\\x00', $2)",
+        )
+        .bind(id)
+        .bind(now - Duration::hours(age_hours))
+        .execute(&db)
+        .await
+        .unwrap();
+    }
     audit_at(&db, now - Duration::days(400)).await;
     let half_a_year = now - Duration::days(200);
     audit_at(&db, half_a_year).await;
@@ -127,6 +138,11 @@ async fn expired_log_months_are_dropped_and_old_finished_executions_pruned() {
         audit_months >= 5,
         "audit months prepared ahead: {audit_months}"
     );
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_idempotency_keys")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(keys, 1, "keys older than a day are forgotten");
     let partition: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('job_executions_2025_01')::text")
             .fetch_one(&db)

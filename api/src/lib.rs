@@ -15,6 +15,8 @@ pub mod method_guard;
 pub mod middleware;
 pub mod node_lookup;
 pub mod ops;
+#[cfg(test)]
+mod parser_properties;
 pub mod rejections;
 pub mod rotate;
 pub mod routes;

@@ -16,6 +16,8 @@ pub mod metrics;
 pub mod nats;
 pub mod nodes;
 pub mod outbound;
+#[cfg(test)]
+mod parser_properties;
 pub mod redis;
 pub mod sandbox;
 pub mod schedule;

@@ -162,14 +162,14 @@ proptest! {
 
     #[test]
     fn graph_shaped_json_is_built_or_refused(body in graph_body()) {
-        if let Ok(flow) = FlowData::from_body(&body) {
-            if let Ok(graph) = Graph::new(flow) {
-                // A built graph orders every node exactly once.
-                let mut order = graph.order().to_vec();
-                order.sort_unstable();
-                order.dedup();
-                prop_assert_eq!(order.len(), graph.len());
-            }
+        if let Ok(flow) = FlowData::from_body(&body)
+            && let Ok(graph) = Graph::new(flow)
+        {
+            // A built graph orders every node exactly once.
+            let mut order = graph.order().to_vec();
+            order.sort_unstable();
+            order.dedup();
+            prop_assert_eq!(order.len(), graph.len());
         }
     }
 

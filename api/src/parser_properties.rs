@@ -58,10 +58,10 @@ proptest! {
 
     #[test]
     fn networks_parse_or_are_refused(text in address_text()) {
-        if let Ok(net) = parse_network(&text) {
-            if let Ok(ip) = text.trim().parse::<IpAddr>() {
-                prop_assert!(net.contains(&ip));
-            }
+        if let Ok(net) = parse_network(&text)
+            && let Ok(ip) = text.trim().parse::<IpAddr>()
+        {
+            prop_assert!(net.contains(&ip));
         }
     }
 

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 /// The body of every error response.
 #[derive(Debug, Clone, Object, serde::Serialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ErrorBody {
     /// A stable machine-readable code, e.g. `not_found`.
     pub error: String,

@@ -5,6 +5,8 @@ use std::time::Instant;
 use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::OperationId;
 
+use crate::webhooks::payload;
+
 /// Counts every request by its OpenAPI operation (or `other`) and status, and times it.
 pub async fn record_request<E: Endpoint>(next: E, request: Request) -> poem::Result<Response> {
     let started = Instant::now();
@@ -37,6 +39,16 @@ pub async fn limit_management_body<E: Endpoint>(
     mut request: Request,
 ) -> poem::Result<Response> {
     if request.uri().path().starts_with("/api/v1/") {
+        // PostgreSQL stores no NUL character: refused here, for every endpoint, rather than
+        // failing deep in a query.
+        let uri_nul =
+            |part: Option<&str>| part.is_some_and(|text| text.to_ascii_lowercase().contains("%00"));
+        if uri_nul(Some(request.uri().path())) || uri_nul(request.uri().query()) {
+            return Ok(crate::error::ApiError::bad_request(
+                "the URL contains a NUL character (%00), which cannot be stored",
+            )
+            .into_response());
+        }
         let too_large = || {
             poem::Error::from_string(
                 format!(
@@ -54,6 +66,9 @@ pub async fn limit_management_body<E: Endpoint>(
         }
         let body = request.take_body();
         match body.into_bytes_limit(MAX_MANAGEMENT_BODY).await {
+            Ok(bytes) if bytes.contains(&0) || payload::holds_nul_escape(&bytes) => {
+                return Ok(nul_in_body(&bytes).into_response());
+            }
             Ok(bytes) => request.set_body(bytes),
             Err(poem::error::ReadBodyError::PayloadTooLarge) => return Err(too_large()),
             // The server's idle timer cut the body off (`idle_body`): the client's slowness.
@@ -70,4 +85,43 @@ pub async fn limit_management_body<E: Endpoint>(
         }
     }
     next.call(request).await.map(IntoResponse::into_response)
+}
+
+/// The answer to a body holding a NUL character, naming where: 422 with the JSON path of the
+/// first string holding one, or 400 when the body is not JSON at all.
+fn nul_in_body(bytes: &[u8]) -> crate::error::ApiError {
+    fn find(value: &serde_json::Value, path: &mut Vec<String>) -> bool {
+        match value {
+            serde_json::Value::String(text) => text.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
+                path.push(i.to_string());
+                find(item, path) || {
+                    path.pop();
+                    false
+                }
+            }),
+            serde_json::Value::Object(fields) => fields.iter().any(|(name, item)| {
+                path.push(name.clone());
+                name.contains('\0') || find(item, path) || {
+                    path.pop();
+                    false
+                }
+            }),
+            _ => false,
+        }
+    }
+    let mut path = Vec::new();
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(value) if find(&value, &mut path) => crate::error::ApiError::unprocessable(format!(
+            "{}: contains a NUL character (\\u0000), which cannot be stored",
+            if path.is_empty() {
+                "body".to_owned()
+            } else {
+                path.join(".")
+            }
+        )),
+        _ => crate::error::ApiError::bad_request(
+            "the body contains a NUL character, which cannot be stored",
+        ),
+    }
 }

@@ -105,12 +105,11 @@ fn presented(request: &Request) -> Result<Presented<'_>, ApiError> {
     };
     let authorization = header("authorization")?;
     let api_key = header(API_KEY_HEADER)?;
+    // With both headers, `Authorization` is the credential: a client sending a session and a
+    // key (or a generated client filling every declared scheme) is judged by one, always the same.
     match (authorization, api_key) {
-        (Some(_), Some(_)) => Err(ApiError::unauthorized(
-            "send one credential: Authorization or X-API-Key, not both",
-        )),
         (None, Some(key)) => Ok(Presented::Key(key.trim())),
-        (Some(value), None) => {
+        (Some(value), _) => {
             let (scheme, credential) = value.trim().split_once(' ').unwrap_or((value, ""));
             if !scheme.eq_ignore_ascii_case("bearer") || credential.trim().is_empty() {
                 return Err(ApiError::unauthorized(

@@ -67,6 +67,7 @@ pub struct ApiKeyIn {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ApiKeyOut {
     pub id: Uuid,
     pub name: String,
@@ -194,7 +195,10 @@ impl ApiKeysApi {
         .await?;
         let entry = Entry::by(&auth.0, Action::ApiKeyCreated)
             .target("api_key", row.id)
-            .details(json!({"name": name, "scopes": scopes, "expires_at": body.expires_at}));
+            .details(match body.expires_at {
+                Some(at) => json!({"name": name, "scopes": scopes, "expires_at": at}),
+                None => json!({"name": name, "scopes": scopes}),
+            });
         audit::write(&mut *tx, &entry).await?;
         tx.commit().await?;
         Ok(Created::Created(Json(CreatedApiKey {

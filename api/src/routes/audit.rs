@@ -25,6 +25,7 @@ pub struct AuditApi {
 }
 
 #[derive(Debug, Object, sqlx::FromRow)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditEntryOut {
     pub id: Uuid,
     /// e.g. `login_failed`, `api_key_created`, `webhook_token_rotated`.
@@ -46,6 +47,7 @@ pub struct AuditEntryOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditPage {
     pub items: Vec<AuditEntryOut>,
     pub limit: i64,

@@ -40,6 +40,7 @@ pub struct CredentialTestIn {
 }
 
 #[derive(Debug, Object, Serialize, Deserialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CredentialTestOut {
     pub credential_id: Uuid,
     /// `valid`, `invalid` (the service refused it) or `unknown` (unreachable, or an answer that

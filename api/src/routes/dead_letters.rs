@@ -26,6 +26,7 @@ pub struct DeadLettersApi {
 }
 
 #[derive(Debug, Object, sqlx::FromRow)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeadLetterOut {
     pub id: Uuid,
     /// The execution the job was for.
@@ -44,6 +45,7 @@ pub struct DeadLetterOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeadLettersPage {
     /// Dead letters matching the filters: counted on pages by offset (the first page included),
     /// absent on pages after a cursor.
@@ -56,6 +58,7 @@ pub struct DeadLettersPage {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Replayed {
     /// The new execution.
     pub execution_id: Uuid,

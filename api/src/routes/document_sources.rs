@@ -42,6 +42,7 @@ pub struct SourceIn {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SourceOut {
     pub id: Uuid,
     pub workflow_id: Option<Uuid>,
@@ -125,6 +126,7 @@ pub struct ItemError {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobStatus {
     pub job_id: Uuid,
     /// `queued`, `running`, `completed` or `failed`.
@@ -145,6 +147,7 @@ pub struct JobStatus {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SourceStatus {
     pub source_id: Uuid,
     pub processing_status: String,

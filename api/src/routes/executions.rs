@@ -28,6 +28,7 @@ const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
 
 #[derive(Debug, Object, sqlx::FromRow)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ExecutionOut {
     pub id: Uuid,
     pub workflow_id: Uuid,
@@ -53,6 +54,7 @@ pub struct ExecutionOut {
 }
 
 #[derive(Debug, Object, sqlx::FromRow)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NodeExecutionOut {
     pub node_id: String,
     pub node_type: String,
@@ -185,6 +187,7 @@ enum ExecutionsPage {
 
 /// What an audit needs of an execution: no inputs or outputs.
 #[derive(Debug, Clone, Object, sqlx::FromRow)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ExecutionSummary {
     pub id: Uuid,
     pub workflow_id: Uuid,
@@ -197,6 +200,7 @@ pub struct ExecutionSummary {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ExecutionSummariesPage {
     pub items: Vec<ExecutionSummary>,
     /// Continues the listing (`cursor=`); absent on the last page.

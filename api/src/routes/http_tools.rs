@@ -76,6 +76,7 @@ pub struct HttpTestIn {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct HttpTestOut {
     /// The answer's status; absent when there was no answer (see `error`).
     pub status_code: Option<u16>,
@@ -93,6 +94,7 @@ pub struct HttpTestOut {
 }
 
 #[derive(Debug, Object, sqlx::FromRow)]
+#[oai(skip_serializing_if_is_none)]
 pub struct HttpLogOut {
     pub id: Uuid,
     pub workflow_id: Option<Uuid>,
@@ -117,6 +119,7 @@ pub struct HttpLogOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct HttpLogsPage {
     /// Calls matching the filters: counted on pages by offset, absent on pages after a cursor.
     pub total: Option<i64>,

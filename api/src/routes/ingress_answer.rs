@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::webhooks::idempotency_store::{RecordedRun, StoredAnswer};
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ExecutionResult {
     pub execution_id: Uuid,
     /// `completed` or `failed`.

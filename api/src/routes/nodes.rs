@@ -26,6 +26,7 @@ pub struct NodesApi {
 }
 
 #[derive(Debug, Object, sqlx::FromRow)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NodeTypeOut {
     pub node_type: String,
     /// `builtin` for the types this engine ships, `http` for custom types.
@@ -48,6 +49,7 @@ pub struct NodeTypeOut {
 /// and uses the JSON answer as the node's output. 429, 5xx, 408 and connection failures are
 /// retried; other 4xx answers fail the run.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CustomNodeIn {
     /// Letters, digits and `_`, starting with a letter; at most 100 characters. Required by
     /// POST; with PUT, when given, it must match the path.

@@ -30,6 +30,7 @@ pub struct RunsApi {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ExecuteIn {
     /// Handed to the entry nodes (a `StartNode` passes it on unless it has `initial_input`).
     pub inputs: Option<Value>,

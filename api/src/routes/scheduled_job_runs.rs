@@ -44,6 +44,7 @@ enum TriggerResponse {
 
 /// One tick of a job and the run it started.
 #[derive(Debug, Object, sqlx::FromRow)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobExecutionOut {
     pub id: Uuid,
     pub job_id: Uuid,

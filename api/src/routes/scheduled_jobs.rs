@@ -46,6 +46,7 @@ pub struct UpdateScheduledJob {
 
 /// A scheduled job.
 #[derive(Debug, Object, sqlx::FromRow)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ScheduledJobOut {
     pub id: Uuid,
     pub workflow_id: Uuid,

@@ -110,6 +110,7 @@ pub struct CollectionIn {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CollectionOut {
     pub id: Uuid,
     pub workflow_id: Option<Uuid>,
@@ -158,6 +159,7 @@ pub struct CollectionList {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CollectionStats {
     pub collection_id: Uuid,
     pub documents: i64,

@@ -28,6 +28,7 @@ const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
 #[derive(Debug, Object, sqlx::FromRow)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookLogOut {
     pub id: Uuid,
     /// The execution the call started (none for a refused call).
@@ -47,6 +48,7 @@ pub struct WebhookLogOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookLogsPage {
     /// Calls matching the filters: counted on pages by offset (the first page included), absent
     /// on pages after a cursor, so walking a long log by cursor counts it once.

@@ -22,12 +22,14 @@ pub struct WebhookTokensApi {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RotateTokenIn {
     /// Seconds the previous token stays valid (0 to 604800, default 0).
     pub grace_period_seconds: Option<u64>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RotatedToken {
     pub webhook_id: String,
     /// The new token: send it as `Authorization: Bearer <security_token>`.

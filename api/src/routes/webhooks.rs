@@ -12,6 +12,7 @@ use crate::state::AppState;
 use crate::webhooks::signature;
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookOut {
     pub webhook_id: String,
     pub workflow_id: Uuid,

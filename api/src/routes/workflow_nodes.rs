@@ -26,6 +26,7 @@ pub struct WorkflowNodesApi {
 }
 
 #[derive(Debug, Object, sqlx::FromRow)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NodeConfigurationOut {
     pub node_id: String,
     /// The canonical node type.
@@ -40,6 +41,7 @@ pub struct NodeConfigurationOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NodeConfigurationIn {
     /// POST only: the new node's id (generated when left out).
     pub node_id: Option<String>,

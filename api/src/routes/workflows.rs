@@ -26,6 +26,7 @@ pub struct WorkflowsApi {
 /// A workflow as sent by clients: `nodes`/`edges` at the top level, or KAI-Fusion's
 /// `flow_data: {nodes, edges}`.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WorkflowIn {
     /// When creating without one (bare `{nodes, edges}` exports have none), the workflow is
     /// named `Untitled workflow` and the time; an empty name is refused.
@@ -40,6 +41,7 @@ pub struct WorkflowIn {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WorkflowOut {
     pub id: Uuid,
     pub name: String,

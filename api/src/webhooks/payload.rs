@@ -31,7 +31,11 @@ pub fn parse(bytes: &[u8]) -> Result<Option<&RawValue>, PayloadError> {
 /// must be escaped), so it can only be the escape `\u0000`, told apart from an escaped
 /// backslash followed by the text `u0000`.
 fn has_nul_escape(json: &str) -> bool {
-    let bytes = json.as_bytes();
+    holds_nul_escape(json.as_bytes())
+}
+
+/// As [`has_nul_escape`], over bytes: whether they hold the JSON escape `\u0000`.
+pub fn holds_nul_escape(bytes: &[u8]) -> bool {
     let mut at = 0;
     while let Some(offset) = bytes[at..].iter().position(|&b| b == b'\\') {
         let escape = at + offset;

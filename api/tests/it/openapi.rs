@@ -449,3 +449,30 @@ async fn metrics_and_health_are_on_the_operations_port_and_can_leave_the_public_
     assert_eq!(status, StatusCode::OK);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn absent_values_are_left_out_not_null() {
+    // The document declares optional fields by type without `nullable` (found by
+    // schemathesis: `next_cursor: null`, `expires_at: null` broke the response schemas).
+    let app = TestApp::spawn_api_only().await;
+    let token = app.user("no-nulls@example.com").await;
+    let (status, _) = app
+        .post_json(
+            "/api/v1/api-keys",
+            &token,
+            &serde_json::json!({"name": "k", "scopes": ["read"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for path in [
+        "/api/v1/api-keys",
+        "/api/v1/audit",
+        "/api/v1/dlq",
+        "/api/v1/credentials",
+    ] {
+        let (status, body) = app.get_json(path, &token).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(!body.to_string().contains("null"), "{path}: {body}");
+    }
+    app.stop().await;
+}

@@ -563,8 +563,12 @@ async fn text_postgres_cannot_store_is_refused_at_the_door_not_lost_later() {
         .await;
         assert!(status.is_client_error(), "{path}: {status}");
     }
-    let (status, _) = app.get_json("/api/v1/nodes/registry/a%00b", &token).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, answer) = app.get_json("/api/v1/nodes/registry/a%00b", &token).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("NUL"),
+        "{answer}"
+    );
 
     let (_, executions) = app
         .get_json(
@@ -629,5 +633,43 @@ async fn a_runaway_template_fails_at_its_fuel_limit_while_another_user_s_webhook
         assert_eq!(body["status"], "failed", "{body}");
         assert!(body["error"].as_str().unwrap().contains("fuel"), "{body}");
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_nul_anywhere_in_a_management_body_is_refused_naming_where() {
+    // Found by schemathesis: a NUL in a field that reached a query (creating a webhook or a
+    // scheduled job for a node) was a 500.
+    let app = TestApp::spawn_api_only().await;
+    let token = app.user("nul-anywhere@example.com").await;
+    for path in ["/api/v1/webhooks", "/api/v1/jobs/scheduled"] {
+        let (status, answer) = app
+            .post_json(
+                path,
+                &token,
+                &json!({"node_id": "a\u{0}b", "workflow_id": uuid::Uuid::new_v4()}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {answer}");
+        assert_eq!(
+            answer["message"],
+            "node_id: contains a NUL character (\\u0000), which cannot be stored"
+        );
+    }
+    let (status, answer) = app
+        .post_json(
+            "/api/v1/credentials",
+            &token,
+            &json!({"name": "n", "service_type": "bearer", "data": {"list": ["ok", "x\u{0}"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("data.list.1:"),
+        "{answer}"
+    );
     app.stop().await;
 }

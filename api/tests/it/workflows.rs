@@ -602,3 +602,51 @@ async fn a_workflow_retry_policy_is_stored_and_a_bad_one_refused() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_workflow_as_read_can_be_sent_back_unchanged() {
+    let app = TestApp::spawn_api_only().await;
+    let token = app.user("round-trip@example.com").await;
+    // Created in KAI-Fusion's export shape (`flow_data`), read back in the documented one.
+    let (status, created) = post_workflow(
+        &app,
+        &token,
+        json!({"name": "round trip", "description": "both shapes", "icon": "ignored",
+               "retry": {"max_attempts": 3, "backoff_ms": 100},
+               "flow_data": {"nodes": [
+                   {"id": "start", "type": "StartNode", "position": {"x": 1, "y": 2}},
+                   {"id": "end", "type": "EndNode", "data": {"label": "done"}}],
+                 "edges": [{"id": "e1", "source": "start", "target": "end"}]}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (_, read) = app
+        .get_json(&format!("/api/v1/workflows/{id}"), &token)
+        .await;
+    assert!(read.get("flow_data").is_none(), "one shape: {read}");
+
+    // Posted back as it was read: a copy with the same graph, name and settings.
+    let (status, copy) = post_workflow(&app, &token, read.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{copy}");
+    assert_ne!(copy["id"], read["id"]);
+    for field in [
+        "name",
+        "description",
+        "nodes",
+        "edges",
+        "retry",
+        "is_active",
+    ] {
+        assert_eq!(copy[field], read[field], "{field}");
+    }
+    // Put back as it was read: saved, nothing changed but the version.
+    let (status, saved) = app
+        .put_json(&format!("/api/v1/workflows/{id}"), &token, &read)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    for field in ["name", "description", "nodes", "edges", "retry"] {
+        assert_eq!(saved[field], read[field], "{field}");
+    }
+    app.stop().await;
+}

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod connection_limits;
+pub mod contract;
 pub mod credential_probe;
 pub mod enqueue;
 pub mod error;
@@ -147,7 +148,12 @@ pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
     let mut allowed = AllowedMethods::from_spec(&service.spec());
     allowed.add(OPENAPI_PATH, [Method::GET]);
     allowed.add(security_headers::DOCS_PATH, [Method::GET]);
-    let spec = service.spec_endpoint();
+    let document = contract::finish(&service.spec());
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(document.clone())
+    });
     let mut routes = Route::new().at(OPENAPI_PATH, spec).at(
         security_headers::DOCS_PATH,
         poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone())),

@@ -23,6 +23,11 @@ async fn the_document_lists_every_endpoint() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let spec: Value = response.json().await.unwrap();
+    // Bodies that refuse unknown fields say so.
+    assert_eq!(
+        spec["components"]["schemas"]["ApiKeyIn"]["additionalProperties"],
+        false
+    );
     let mut paths: Vec<String> = spec["paths"].as_object().unwrap().keys().cloned().collect();
     paths.sort();
     assert_eq!(

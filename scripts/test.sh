@@ -19,6 +19,13 @@ cargo run --quiet --locked -p kai-common --features testing --example purge-test
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Licenses, bans and sources of every dependency (deny.toml). Advisories need the RustSec
+# database from GitHub, which these machines cannot reach: run `cargo deny check advisories`
+# where the network allows (docs/SECURITY.md).
+cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0.20.2$' ||
+  cargo install --locked --quiet cargo-deny@0.20.2
+cargo deny --locked check licenses bans sources
+
 # The Dockerfile, compose file and Helm chart, offline (installs Helm and the validators first;
 # the Rust tests below render the chart with the same Helm).
 bash scripts/check-deploy.sh

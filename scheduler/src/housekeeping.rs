@@ -65,36 +65,6 @@ impl Housekeeping {
             .await;
     }
 
-    async fn forget_idempotency_keys(&self, cutoff: DateTime<Utc>) {
-        let mut forgotten = 0u64;
-        loop {
-            let deleted = sqlx::query(
-                "DELETE FROM webhook_idempotency_keys WHERE execution_id IN (\
-                    SELECT execution_id FROM webhook_idempotency_keys \
-                    WHERE created_at < $1 LIMIT $2)",
-            )
-            .bind(cutoff)
-            .bind(PRUNE_BATCH)
-            .execute(&self.db)
-            .await;
-            match deleted {
-                Ok(done) => {
-                    forgotten += done.rows_affected();
-                    if done.rows_affected() < PRUNE_BATCH as u64 {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not forget old idempotency keys");
-                    break;
-                }
-            }
-        }
-        if forgotten > 0 {
-            tracing::info!(forgotten, %cutoff, "forgot webhook idempotency keys");
-        }
-    }
-
     async fn ensure_partitions(&self) {
         for (table, _) in PARTITIONED.iter().chain([&AUDIT_LOG]) {
             let created: Result<i32, _> =
@@ -132,33 +102,64 @@ impl Housekeeping {
     }
 
     async fn prune_executions(&self, cutoff: DateTime<Utc>) {
-        let mut pruned = 0u64;
-        loop {
-            let deleted = sqlx::query(
+        let pruned = self
+            .delete_in_batches(
                 "DELETE FROM workflow_executions WHERE id IN (\
                     SELECT id FROM workflow_executions \
                     WHERE started_at < $1 AND status <> 'running' LIMIT $2)",
+                cutoff,
+                "old executions",
             )
-            .bind(cutoff)
-            .bind(PRUNE_BATCH)
-            .execute(&self.db)
             .await;
-            match deleted {
-                Ok(done) => {
-                    pruned += done.rows_affected();
-                    if done.rows_affected() < PRUNE_BATCH as u64 {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not prune old executions");
-                    break;
-                }
-            }
-        }
         if pruned > 0 {
             tracing::info!(pruned, %cutoff, "pruned finished executions");
             metrics::counter!("kai_scheduler_executions_pruned_total").increment(pruned);
+        }
+    }
+
+    async fn forget_idempotency_keys(&self, cutoff: DateTime<Utc>) {
+        let forgotten = self
+            .delete_in_batches(
+                "DELETE FROM webhook_idempotency_keys WHERE execution_id IN (\
+                    SELECT execution_id FROM webhook_idempotency_keys \
+                    WHERE created_at < $1 LIMIT $2)",
+                cutoff,
+                "old idempotency keys",
+            )
+            .await;
+        if forgotten > 0 {
+            tracing::info!(forgotten, %cutoff, "forgot webhook idempotency keys");
+        }
+    }
+
+    /// Runs `delete` (binding `cutoff` as $1 and the batch size as $2) until a batch deletes
+    /// fewer rows than it could, so a large backlog never holds long locks; answers how many
+    /// rows went. A failure stops the round (the next hour's continues) and is logged.
+    async fn delete_in_batches(
+        &self,
+        delete: &'static str,
+        cutoff: DateTime<Utc>,
+        what: &str,
+    ) -> u64 {
+        let mut deleted = 0u64;
+        loop {
+            let batch = sqlx::query(delete)
+                .bind(cutoff)
+                .bind(PRUNE_BATCH)
+                .execute(&self.db)
+                .await;
+            match batch {
+                Ok(done) => {
+                    deleted += done.rows_affected();
+                    if done.rows_affected() < PRUNE_BATCH as u64 {
+                        return deleted;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not delete {what}");
+                    return deleted;
+                }
+            }
         }
     }
 

@@ -232,11 +232,7 @@ impl IngressApi {
         }
         let call = Call {
             request,
-            client_ip: client_ip::client_ip(
-                request.remote_addr().as_socket_addr().map(|a| a.ip()),
-                request.header("x-forwarded-for"),
-                &self.state.trusted_proxies,
-            ),
+            client_ip: client_ip::of_request(request, &self.state.trusted_proxies),
             endpoint,
             received_at: Utc::now(),
         };

@@ -244,6 +244,13 @@ pub enum ExecutionStatus {
 }
 
 impl ExecutionStatus {
+    pub const ALL: &'static [ExecutionStatus] = &[
+        ExecutionStatus::Running,
+        ExecutionStatus::Completed,
+        ExecutionStatus::Failed,
+        ExecutionStatus::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ExecutionStatus::Running => "running",

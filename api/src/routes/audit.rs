@@ -20,6 +20,9 @@ use crate::auth::UserAuth;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// `limit`'s default and maximum (also declared in the OpenAPI document).
+pub(crate) const PAGE_LIMITS: (i64, i64) = (100, 500);
+
 pub struct AuditApi {
     pub state: Arc<AppState>,
 }
@@ -82,7 +85,7 @@ impl AuditApi {
             limit.0,
             None,
             cursor.0.as_deref(),
-            (100, 500),
+            PAGE_LIMITS,
             Listing::Audit,
             &scope,
         )?;

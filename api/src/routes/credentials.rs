@@ -24,7 +24,7 @@ pub struct CredentialsApi {
     pub state: Arc<AppState>,
 }
 
-const MAX_NAME_CHARS: usize = 255;
+pub(crate) const MAX_NAME_CHARS: usize = 255;
 
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]

@@ -21,6 +21,9 @@ use crate::enqueue;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// `limit`'s default and maximum (also declared in the OpenAPI document).
+pub(crate) const PAGE_LIMITS: (i64, i64) = (50, 500);
+
 pub struct DeadLettersApi {
     pub state: Arc<AppState>,
 }
@@ -111,7 +114,7 @@ impl DeadLettersApi {
             limit.0,
             offset.0,
             cursor.0.as_deref(),
-            (50, 500),
+            PAGE_LIMITS,
             Listing::DeadLetters,
             &scope,
         )?;

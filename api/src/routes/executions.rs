@@ -24,8 +24,8 @@ pub struct ExecutionsApi {
     pub state: Arc<AppState>,
 }
 
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 500;
+/// `limit`'s default and maximum (also declared in the OpenAPI document).
+pub(crate) const PAGE_LIMITS: (i64, i64) = (50, 500);
 
 #[derive(Debug, Object, sqlx::FromRow)]
 #[oai(skip_serializing_if_is_none)]
@@ -221,8 +221,8 @@ pub struct ExecutionLookupAnswer {
     pub missing: Vec<Uuid>,
 }
 
-const DEFAULT_SUMMARY_LIMIT: i64 = 1000;
-const MAX_SUMMARY_LIMIT: i64 = 10_000;
+/// `limit`'s default and maximum (also declared in the OpenAPI document).
+pub(crate) const SUMMARY_PAGE_LIMITS: (i64, i64) = (1000, 10_000);
 /// Ids one lookup answers: a few milliseconds of index probes.
 pub const MAX_LOOKUP_IDS: usize = 5000;
 
@@ -259,7 +259,7 @@ impl ExecutionsApi {
             limit.0,
             offset.0,
             cursor.0.as_deref(),
-            (DEFAULT_LIMIT, MAX_LIMIT),
+            PAGE_LIMITS,
             Listing::Executions,
             &scope,
         )?;
@@ -298,7 +298,7 @@ impl ExecutionsApi {
             limit.0,
             None,
             cursor.0.as_deref(),
-            (DEFAULT_SUMMARY_LIMIT, MAX_SUMMARY_LIMIT),
+            SUMMARY_PAGE_LIMITS,
             Listing::Executions,
             &scope,
         )?;

@@ -30,10 +30,12 @@ pub const TESTS_PER_MINUTE: u32 = 30;
 /// Bytes of an answer shown; the rest is cut and `body_truncated` set.
 pub const SHOWN_BODY_BYTES: usize = 256 * 1024;
 const DEFAULT_TIMEOUT_SECS: f64 = 30.0;
-const MAX_TIMEOUT_SECS: f64 = 60.0;
-const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-const DEFAULT_LIMIT: i64 = 100;
-const MAX_LIMIT: i64 = 1000;
+pub(crate) const MAX_TIMEOUT_SECS: f64 = 60.0;
+/// The `type`s of inline authentication.
+pub(crate) const INLINE_AUTH_TYPES: &[&str] = &["none", "bearer", "basic", "api_key", "header"];
+pub(crate) const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+/// `limit`'s default and maximum (also declared in the OpenAPI document).
+pub(crate) const PAGE_LIMITS: (i64, i64) = (100, 1000);
 
 pub struct HttpToolsApi {
     pub state: Arc<AppState>,
@@ -168,7 +170,8 @@ fn inline_auth(auth: &InlineAuth) -> Result<Auth, ApiError> {
             value: needed(&auth.header_value, "header_value")?,
         }),
         other => Err(ApiError::unprocessable(format!(
-            "auth.type: `{other}` is not one of none, bearer, basic, api_key, header"
+            "auth.type: `{other}` is not one of {}",
+            INLINE_AUTH_TYPES.join(", ")
         ))),
     }
 }
@@ -354,7 +357,7 @@ impl HttpToolsApi {
             limit.0,
             offset.0,
             cursor.0.as_deref(),
-            (DEFAULT_LIMIT, MAX_LIMIT),
+            PAGE_LIMITS,
             Listing::HttpLogs,
             &owner.to_string(),
         )?;

@@ -119,8 +119,9 @@ async fn register(db: &PgPool, node: &dyn NodeDefinition) -> Result<(), sqlx::Er
     Ok(())
 }
 
-const MAX_TYPE_NAME_LEN: usize = 100;
-const MAX_DESCRIPTION_LEN: usize = 2000;
+pub(crate) const MAX_TYPE_NAME_LEN: usize = 100;
+pub(crate) const MAX_DESCRIPTION_LEN: usize = 2000;
+pub(crate) const MAX_VERSION_LEN: usize = 20;
 
 /// Refuses names that are malformed (422) or taken by the catalogue, built-in or future (409).
 fn check_type_name(name: &str) -> Result<(), ApiError> {
@@ -231,7 +232,7 @@ impl NodesApi {
             body.description.as_deref(),
             MAX_DESCRIPTION_LEN,
         )?;
-        check_text("version", body.version.as_deref(), 20)?;
+        check_text("version", body.version.as_deref(), MAX_VERSION_LEN)?;
         let url = body
             .endpoint_url
             .clone()
@@ -308,7 +309,7 @@ impl NodesApi {
             body.description.as_deref(),
             MAX_DESCRIPTION_LEN,
         )?;
-        check_text("version", body.version.as_deref(), 20)?;
+        check_text("version", body.version.as_deref(), MAX_VERSION_LEN)?;
         let mut tx = self.state.db.begin().await?;
         let current: Option<(Value, Value, Value)> = sqlx::query_as(
             "SELECT endpoint, schema_definition->'config', ui_schema FROM node_registry \

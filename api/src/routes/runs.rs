@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Longest a caller may ask to wait for a manual run.
-const MAX_WAIT_SECS: u64 = 300;
+pub(crate) const MAX_WAIT_SECS: u64 = 300;
 const DEFAULT_WAIT_SECS: u64 = 30;
 
 pub struct RunsApi {

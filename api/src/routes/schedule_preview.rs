@@ -11,7 +11,7 @@ use super::ApiTags;
 use crate::auth::UserAuth;
 use crate::error::ApiError;
 
-const MAX_COUNT: u32 = 100;
+pub(crate) const MAX_COUNT: u32 = 100;
 const DEFAULT_COUNT: u32 = 10;
 
 /// Needs no state: a preview reads and writes nothing.

@@ -21,9 +21,9 @@ use crate::enqueue;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-const MAX_LIMIT: i64 = 500;
-const DEFAULT_LIMIT: i64 = 50;
-const STATUSES: &[&str] = &["queued", "running", "completed", "failed", "skipped"];
+/// `limit`'s default and maximum (also declared in the OpenAPI document).
+pub(crate) const PAGE_LIMITS: (i64, i64) = (50, 500);
+pub(crate) const STATUSES: &[&str] = &["queued", "running", "completed", "failed", "skipped"];
 
 pub struct ScheduledJobRunsApi {
     pub state: Arc<AppState>,
@@ -167,7 +167,7 @@ impl ScheduledJobRunsApi {
             limit.0,
             None,
             cursor.0.as_deref(),
-            (DEFAULT_LIMIT, MAX_LIMIT),
+            PAGE_LIMITS,
             Listing::ScheduledJobRuns,
             &scope,
         )?;

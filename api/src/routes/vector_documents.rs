@@ -26,7 +26,7 @@ pub struct VectorDocumentsApi {
 }
 
 /// Most documents one request stores.
-const MAX_DOCUMENTS: usize = 5_000;
+pub(crate) const MAX_DOCUMENTS: usize = 5_000;
 const DEFAULT_K: u32 = 5;
 
 // Read by serde (`TypedJson`): the attributes of both derives must agree.

@@ -24,8 +24,8 @@ pub struct WebhookLogsApi {
     pub state: Arc<AppState>,
 }
 
-const DEFAULT_LIMIT: i64 = 100;
-const MAX_LIMIT: i64 = 1000;
+/// `limit`'s default and maximum (also declared in the OpenAPI document).
+pub(crate) const PAGE_LIMITS: (i64, i64) = (100, 1000);
 
 #[derive(Debug, Object, sqlx::FromRow)]
 #[oai(skip_serializing_if_is_none)]
@@ -92,7 +92,7 @@ impl WebhookLogsApi {
             limit.0,
             offset.0,
             cursor.0.as_deref(),
-            (DEFAULT_LIMIT, MAX_LIMIT),
+            PAGE_LIMITS,
             Listing::WebhookLogs,
             &webhook_id.0,
         )?;

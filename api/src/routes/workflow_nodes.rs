@@ -75,7 +75,7 @@ pub enum DeletedNode {
     NoContent,
 }
 
-const MAX_NODE_ID_LEN: usize = 255;
+pub(crate) const MAX_NODE_ID_LEN: usize = 255;
 
 fn check_node_id(id: &str) -> Result<(), ApiError> {
     if id.trim().is_empty() || id.chars().count() > MAX_NODE_ID_LEN || id.contains('\0') {

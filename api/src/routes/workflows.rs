@@ -121,7 +121,7 @@ pub enum Deleted {
     NoContent,
 }
 
-const MAX_NAME_LEN: usize = 255;
+pub(crate) const MAX_NAME_LEN: usize = 255;
 
 fn validate_name(name: &str) -> Result<String, ApiError> {
     let name = name.trim();

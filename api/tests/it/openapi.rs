@@ -481,3 +481,50 @@ async fn absent_values_are_left_out_not_null() {
     }
     app.stop().await;
 }
+
+/// Every bound, enumeration and pattern the handlers enforce is in the served document where
+/// it belongs: a renamed operation, parameter or field fails here instead of silently losing its
+/// declaration.
+#[tokio::test]
+async fn the_document_declares_what_the_handlers_enforce() {
+    let app = TestApp::spawn_api_only().await;
+    let mut spec = document(&app).await;
+    for rule in kai_api::contract::declared::rules() {
+        let targets = kai_api::contract::place_mut(&mut spec, &rule.place);
+        assert!(
+            !targets.is_empty(),
+            "{:?} is not in the document",
+            rule.place
+        );
+        for target in targets {
+            for (key, value) in rule.keywords.as_object().unwrap() {
+                let served = target.get(key).unwrap_or(&Value::Null);
+                assert!(
+                    includes(served, value),
+                    "{:?}: {key} is {served}",
+                    rule.place
+                );
+            }
+        }
+    }
+    // Free text says it cannot hold NUL; optional request fields that accept null say so.
+    let name = &spec["components"]["schemas"]["WorkflowIn"]["properties"]["description"];
+    assert_eq!(name["pattern"], "^[^\\x00]*$");
+    assert_eq!(name["nullable"], true);
+    let k = &spec["components"]["schemas"]["SearchIn"]["properties"]["k"];
+    assert_eq!(
+        (k["minimum"].as_u64(), k["maximum"].as_u64()),
+        (Some(1), Some(1000))
+    );
+}
+
+/// Whether `served` says at least what `declared` says (objects may carry more keywords, such
+/// as the NUL pattern every free-text string gets).
+fn includes(served: &Value, declared: &Value) -> bool {
+    match (served, declared) {
+        (Value::Object(served), Value::Object(declared)) => declared
+            .iter()
+            .all(|(key, value)| served.get(key).is_some_and(|s| includes(s, value))),
+        _ => served == declared,
+    }
+}

@@ -1,7 +1,6 @@
-//! The OpenAPI document as served, finished where poem-openapi leaves it short of what the
-//! server enforces: the request bodies that refuse unknown fields (`deny_unknown_fields`) say so
-//! with `additionalProperties: false`, which the derive does not emit. A test keeps the list
-//! below equal to the types that refuse unknown fields in the source.
+//! The request bodies that refuse unknown fields (`deny_unknown_fields`) say so with
+//! `additionalProperties: false`, which poem-openapi's derive does not emit. A test keeps the
+//! list below equal to the types that refuse unknown fields in the source.
 
 use serde_json::Value;
 
@@ -28,11 +27,8 @@ pub const CLOSED_SCHEMAS: &[&str] = &[
     "UpdateWebhook",
 ];
 
-/// The document poem-openapi generated (`spec`), finished.
-pub fn finish(spec: &str) -> String {
-    let Ok(mut document) = serde_json::from_str::<Value>(spec) else {
-        return spec.to_owned();
-    };
+/// Marks the closed schemas of `document`.
+pub fn close(document: &mut Value) {
     if let Some(schemas) = document
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
@@ -43,7 +39,6 @@ pub fn finish(spec: &str) -> String {
             }
         }
     }
-    serde_json::to_string(&document).unwrap_or_else(|_| spec.to_owned())
 }
 
 #[cfg(test)]
@@ -102,8 +97,11 @@ mod tests {
 
     #[test]
     fn closed_schemas_say_so_and_others_are_left_alone() {
-        let spec = r#"{"components":{"schemas":{"ApiKeyIn":{"type":"object"},"Other":{"type":"object"}}}}"#;
-        let finished: Value = serde_json::from_str(&finish(spec)).unwrap();
+        let mut finished: Value = serde_json::from_str(
+            r#"{"components":{"schemas":{"ApiKeyIn":{"type":"object"},"Other":{"type":"object"}}}}"#,
+        )
+        .unwrap();
+        close(&mut finished);
         assert_eq!(
             finished["components"]["schemas"]["ApiKeyIn"]["additionalProperties"],
             false

@@ -33,7 +33,7 @@ cargo nextest run --workspace --locked --no-fail-fast
 
 # The API against its own OpenAPI document (schemathesis, every operation, all checks, fixed
 # seed, bounded); fails on any failure. Installs schemathesis into the tools directory first.
-KAI_CONTRACT_MAX_TIME=420 bash scripts/api-contract.sh 5
+KAI_CONTRACT_MAX_TIME=600 bash scripts/api-contract.sh 5
 
 # The fault-injection suite, short: a private cluster under load through a worker kill loop, NATS,
 # PostgreSQL and Redis restarts and a scheduler leader kill; fails on any lost or duplicated run.

@@ -30,6 +30,7 @@ pub fn finish(spec: &str) -> String {
     }
     nullable_optional_request_fields(&mut document);
     walk_schemas(&mut document, &mut |schema| {
+        drop_description_only_members(schema);
         machine_range(schema);
         no_nul(schema);
     });
@@ -127,6 +128,19 @@ fn walk_schemas(document: &mut Value, visit: &mut impl FnMut(&mut Map<String, Va
                 }
             }
         }
+    }
+}
+
+/// poem-openapi describes a referenced field as `allOf: [{$ref}, {description}]` and repeats
+/// the description beside it; the description-only member adds nothing, and client generators
+/// (openapi-python-client) refuse a nullable `allOf` holding it, dropping the whole operation.
+fn drop_description_only_members(schema: &mut Map<String, Value>) {
+    if let Some(Value::Array(members)) = schema.get_mut("allOf") {
+        members.retain(|member| {
+            !member
+                .as_object()
+                .is_some_and(|m| m.keys().all(|key| key == "description"))
+        });
     }
 }
 
@@ -246,7 +260,9 @@ mod tests {
             "text": {"type": "string"},
             "when": {"type": "string", "format": "date-time"},
             "kind": {"type": "string", "enum": ["a"]},
-            "v": {"type": "array", "items": {"type": "number", "format": "float"}}
+            "v": {"type": "array", "items": {"type": "number", "format": "float"}},
+            "kind_of": {"allOf": [{"$ref": "#/components/schemas/K"}, {"description": "d"}],
+                "description": "d"}
         }}}}});
         let finished: Value = serde_json::from_str(&finish(&spec.to_string())).unwrap();
         let properties = &finished["components"]["schemas"]["In"]["properties"];
@@ -257,6 +273,10 @@ mod tests {
         assert!(properties["when"].get("pattern").is_none());
         assert!(properties["kind"].get("pattern").is_none());
         assert_eq!(properties["v"]["items"]["maximum"], f64::from(f32::MAX));
+        assert_eq!(
+            properties["kind_of"],
+            json!({"allOf": [{"$ref": "#/components/schemas/K"}], "description": "d"})
+        );
     }
 
     #[test]

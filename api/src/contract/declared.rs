@@ -75,7 +75,7 @@ pub fn rules() -> Vec<Rule> {
     use Place::*;
     let execution_statuses = ExecutionStatus::ALL.iter().map(|s| s.as_str());
     let service_types = SERVICE_TYPES.iter().map(|t| t.name);
-    let mut rules = vec![
+    vec![
         // Listings: page sizes, offsets, filters.
         rule(
             Query("list_audit_entries", "limit"),
@@ -265,7 +265,5 @@ pub fn rules() -> Vec<Rule> {
             one_of(SOURCE_TYPES.iter().copied()),
         ),
         rule(Field("SourceIn", "source_config"), object()),
-    ];
-    rules.shrink_to_fit();
-    rules
+    ]
 }

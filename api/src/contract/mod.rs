@@ -37,8 +37,9 @@ pub fn finish(spec: &str) -> String {
     serde_json::to_string(&document).unwrap_or_else(|_| spec.to_owned())
 }
 
-/// Where a rule applies, in `document`; `None` when the place does not exist (a test checks
-/// that every rule finds its place).
+/// The schemas a rule's place names in `document` (several for a path parameter of every
+/// operation); empty when the place does not exist (a test checks that every rule finds its
+/// place).
 pub fn place_mut<'a>(document: &'a mut Value, place: &Place) -> Vec<&'a mut Map<String, Value>> {
     match place {
         Place::Query(operation, name) | Place::Path(operation, name) => {

@@ -25,10 +25,18 @@ pub struct CommonConfig {
           value_parser = parse_postgres_url, hide_default_value = false)]
     pub database_url: SecretString,
 
-    /// NATS server URL (JetStream must be enabled).
+    /// NATS server URL (JetStream must be enabled), or several seed servers of one cluster,
+    /// comma-separated: the client connects to any of them and learns the rest of the cluster.
     #[arg(long, env = "NATS_URL", value_name = "NATS_URL",
           default_value = "nats://127.0.0.1:4222", value_parser = parse_nats_url)]
     pub nats_url: SecretString,
+
+    /// Servers holding a copy of each stream (jobs, dead letters, events): 1 on a single
+    /// server, 3 on a cluster so that losing one server loses no accepted job and stops no
+    /// ingestion. Applied at start: an existing stream is brought to this count.
+    #[arg(long, env = "KAI_NATS_STREAM_REPLICAS", value_name = "KAI_NATS_STREAM_REPLICAS",
+          default_value = "1", value_parser = parse_replicas)]
+    pub stream_replicas: usize,
 
     /// Redis URL (rate limits and caches; never the only copy of anything).
     #[arg(long, env = "REDIS_URL", value_name = "REDIS_URL",
@@ -221,6 +229,18 @@ fn parse_nats_url(value: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(value.to_owned()))
 }
 
+/// JetStream keeps at most 5 copies of a stream.
+pub const MAX_STREAM_REPLICAS: usize = 5;
+
+fn parse_replicas(value: &str) -> Result<usize, String> {
+    match parse_positive(value)? {
+        n if n <= MAX_STREAM_REPLICAS => Ok(n),
+        _ => Err(format!(
+            "must be 1 to {MAX_STREAM_REPLICAS} (JetStream's limit)"
+        )),
+    }
+}
+
 fn parse_redis_url(value: &str) -> Result<SecretString, String> {
     parse_url_with_schemes(value, &["redis", "rediss"])
 }
@@ -273,16 +293,20 @@ pub fn parse_seconds(value: &str) -> Result<std::time::Duration, String> {
     parse_positive(value).map(|s| std::time::Duration::from_secs(s as u64))
 }
 
-/// A URL without user information, for logs.
+/// A URL without user information, for logs; each server of a comma-separated list alike.
 pub fn redact_url(url: &SecretString) -> String {
-    match url::Url::parse(url.expose_secret()) {
-        Ok(mut parsed) => {
-            let _ = parsed.set_password(None);
-            let _ = parsed.set_username("");
-            parsed.to_string()
-        }
-        Err(_) => "<unparseable url>".to_owned(),
-    }
+    url.expose_secret()
+        .split(',')
+        .map(|server| match url::Url::parse(server.trim()) {
+            Ok(mut parsed) => {
+                let _ = parsed.set_password(None);
+                let _ = parsed.set_username("");
+                parsed.to_string()
+            }
+            Err(_) => "<unparseable url>".to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -309,11 +333,17 @@ mod tests {
         assert!(parse_secret("short").is_err());
         assert!(parse_positive("0").is_err());
         assert!(parse_nats_url("nats://a:4222,nats://b:4222").is_ok());
+        assert!(parse_nats_url("nats://a:4222,http://b").is_err());
+        assert!(parse_replicas("0").is_err());
+        assert!(parse_replicas("6").is_err());
+        assert_eq!(parse_replicas("3"), Ok(3));
     }
 
     #[test]
     fn redacts_credentials() {
         let url = SecretString::from("postgres://user:hunter2@db/kai".to_owned());
         assert!(!redact_url(&url).contains("hunter2"));
+        let seeds = SecretString::from("nats://u:pw1@a:4222, nats://u:pw2@b:4222".to_owned());
+        assert_eq!(redact_url(&seeds), "nats://a:4222,nats://b:4222");
     }
 }

@@ -108,9 +108,13 @@ impl Default for ConsumerSettings {
 pub enum NatsError {
     #[error("could not connect to NATS: {0}")]
     Connect(#[from] async_nats::ConnectError),
-    #[error("could not set up stream {stream}: {source}")]
+    #[error(
+        "could not set up stream {stream} with {replicas} replica(s) \
+         (KAI_NATS_STREAM_REPLICAS): {source}"
+    )]
     Stream {
         stream: String,
+        replicas: usize,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("could not set up consumer {consumer}: {source}")]
@@ -126,102 +130,164 @@ pub enum NatsError {
     TooLarge { size: usize, max: usize },
 }
 
-/// Connects to NATS, retrying the initial connection in the background of the client.
+/// How often the client pings its server. A connection that stops answering (a partition: no
+/// reset, no end of stream) is given up after its third unanswered ping, so within
+/// `3 × PING_INTERVAL`, and the client reconnects to another server; the library's default
+/// (60 s) would leave a process stuck on a dead link for up to three minutes.
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Connects to NATS: to any of the comma-separated seed servers in `url` (the client then
+/// learns the cluster's other servers from the one it reached and fails over among them).
 pub async fn connect(url: &SecretString, name: &str) -> Result<async_nats::Client, NatsError> {
     let client = async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(5))
-        .connect(url.expose_secret())
+        .ping_interval(PING_INTERVAL)
+        .connect(seed_servers(url.expose_secret()))
         .await?;
     Ok(client)
+}
+
+/// The servers of a comma-separated `NATS_URL`. The client reads a single string as one
+/// address, so a list must be split before it is given to it.
+fn seed_servers(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|server| !server.is_empty())
+        .collect()
 }
 
 /// How long execution events stay in the events stream, and how much memory it may use.
 pub const EVENTS_RETENTION: Duration = Duration::from_secs(15 * 60);
 pub const EVENTS_MAX_BYTES: i64 = 256 * 1024 * 1024;
 
-/// Creates the jobs, dead-letter and events streams if they do not exist. File storage, so a job
-/// acknowledged to a publisher survives a NATS restart; work-queue retention, so a job leaves
-/// the stream once a worker acknowledges it.
+/// Creates the jobs, dead-letter and events streams, or brings existing ones to `settings`
+/// (limits and replica count: an operator's change takes effect at the next start rather than
+/// being silently ignored), and creates the workers' consumer if it does not exist yet, so the
+/// queue's lag is visible (to KEDA, scaling workers from zero) before any worker has run.
+///
+/// File storage, so a job acknowledged to a publisher survives a NATS restart; work-queue
+/// retention, so a job leaves the stream once a worker acknowledges it.
 pub async fn ensure_streams(
     js: &jetstream::Context,
     names: &Names,
-    limits: JobsLimits,
+    settings: StreamSettings,
 ) -> Result<stream::Stream, NatsError> {
-    let jobs_error = |e: Box<dyn std::error::Error + Send + Sync>| NatsError::Stream {
-        stream: names.jobs_stream(),
-        source: e,
-    };
-    // Created, or updated to the configured limits (operators may change them).
-    js.create_or_update_stream(stream::Config {
+    let replicas = settings.replicas;
+    let jobs = create_or_update(js, jobs_stream_config(names, settings), replicas).await?;
+    create_or_update(
+        js,
+        stream::Config {
+            name: names.dlq_stream(),
+            subjects: vec![names.dlq_wildcard()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            max_age: Duration::from_secs(14 * 24 * 3600),
+            num_replicas: replicas,
+            ..Default::default()
+        },
+        replicas,
+    )
+    .await?;
+    // Progress events of running executions, kept briefly in memory so a client that starts
+    // watching mid-run still sees the run from its start. Finished runs replay from PostgreSQL.
+    create_or_update(
+        js,
+        stream::Config {
+            name: names.events_stream(),
+            subjects: vec![names.events_wildcard()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::Memory,
+            discard: stream::DiscardPolicy::Old,
+            max_age: EVENTS_RETENTION,
+            max_bytes: EVENTS_MAX_BYTES,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+        replicas,
+    )
+    .await?;
+    ensure_workers_consumer_exists(&jobs, names).await?;
+    Ok(jobs)
+}
+
+/// The jobs stream's configuration.
+fn jobs_stream_config(names: &Names, settings: StreamSettings) -> stream::Config {
+    stream::Config {
         name: names.jobs_stream(),
         subjects: vec![names.jobs_wildcard()],
         retention: stream::RetentionPolicy::WorkQueue,
         storage: stream::StorageType::File,
         // A full queue refuses new jobs (ingress answers 503); it never drops stored ones.
         discard: stream::DiscardPolicy::New,
-        max_messages: i64::try_from(limits.max_messages).unwrap_or(i64::MAX),
-        max_bytes: match limits.max_bytes {
+        max_messages: i64::try_from(settings.max_messages).unwrap_or(i64::MAX),
+        max_bytes: match settings.max_bytes {
             0 => -1,
             bytes => i64::try_from(bytes).unwrap_or(i64::MAX),
         },
         // Deduplication window for `Nats-Msg-Id`: a retried publish is stored once.
         duplicate_window: Duration::from_secs(120),
+        num_replicas: settings.replicas,
         ..Default::default()
-    })
-    .await
-    .map_err(|e| jobs_error(Box::new(e)))?;
-    let jobs = js
-        .get_stream(names.jobs_stream())
-        .await
-        .map_err(|e| jobs_error(Box::new(e)))?;
-    js.get_or_create_stream(stream::Config {
-        name: names.dlq_stream(),
-        subjects: vec![names.dlq_wildcard()],
-        retention: stream::RetentionPolicy::Limits,
-        storage: stream::StorageType::File,
-        max_age: Duration::from_secs(14 * 24 * 3600),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| NatsError::Stream {
-        stream: names.dlq_stream(),
-        source: Box::new(e),
-    })?;
-    // Progress events of running executions, kept briefly in memory so a client that starts
-    // watching mid-run still sees the run from its start. Finished runs replay from PostgreSQL.
-    js.get_or_create_stream(stream::Config {
-        name: names.events_stream(),
-        subjects: vec![names.events_wildcard()],
-        retention: stream::RetentionPolicy::Limits,
-        storage: stream::StorageType::Memory,
-        discard: stream::DiscardPolicy::Old,
-        max_age: EVENTS_RETENTION,
-        max_bytes: EVENTS_MAX_BYTES,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| NatsError::Stream {
-        stream: names.events_stream(),
-        source: Box::new(e),
-    })?;
-    Ok(jobs)
+    }
 }
 
-/// How much the job queue may hold.
+/// Creates the stream `config` describes, or updates the existing one to it. A replica count
+/// the servers cannot hold (3 on a single server) fails here, at start, with the setting named.
+async fn create_or_update(
+    js: &jetstream::Context,
+    config: stream::Config,
+    replicas: usize,
+) -> Result<stream::Stream, NatsError> {
+    let name = config.name.clone();
+    let error = |e: Box<dyn std::error::Error + Send + Sync>| NatsError::Stream {
+        stream: name.clone(),
+        replicas,
+        source: e,
+    };
+    js.create_or_update_stream(config)
+        .await
+        .map_err(|e| error(Box::new(e)))?;
+    js.get_stream(&name).await.map_err(|e| error(Box::new(e)))
+}
+
+/// How the streams are kept: how much the job queue may hold, and on how many servers.
 #[derive(Debug, Clone, Copy)]
-pub struct JobsLimits {
+pub struct StreamSettings {
     pub max_messages: usize,
     /// 0: no limit of our own.
     pub max_bytes: u64,
+    /// Copies of each stream (`KAI_NATS_STREAM_REPLICAS`).
+    pub replicas: usize,
 }
 
-impl From<&crate::config::CommonConfig> for JobsLimits {
+impl From<&crate::config::CommonConfig> for StreamSettings {
     fn from(config: &crate::config::CommonConfig) -> Self {
         Self {
             max_messages: config.jobs_max_messages,
             max_bytes: config.jobs_max_bytes,
+            replicas: config.stream_replicas,
         }
+    }
+}
+
+/// Creates the workers' consumer with the default settings when it does not exist; an existing
+/// one is left as it is (each worker brings it to its own settings at start, see
+/// `ensure_workers_consumer`). Its replica count follows the stream's.
+async fn ensure_workers_consumer_exists(
+    jobs: &stream::Stream,
+    names: &Names,
+) -> Result<(), NatsError> {
+    let name = names.workers_consumer();
+    let config = workers_consumer_config(names, ConsumerSettings::default());
+    match jobs.get_or_create_consumer(&name, config).await {
+        Ok(_) => Ok(()),
+        // Created at the same moment by another process (a worker, another API).
+        Err(_) if jobs.consumer_info(&name).await.is_ok() => Ok(()),
+        Err(e) => Err(NatsError::Consumer {
+            consumer: name,
+            source: Box::new(e),
+        }),
     }
 }
 

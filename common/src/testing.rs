@@ -3,6 +3,7 @@
 
 pub mod deployment;
 pub mod fake_openai;
+pub mod nats_cluster;
 
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -67,6 +68,7 @@ impl TestEnv {
             nats_prefix: self.prefix.clone(),
             jobs_max_messages: 10_000_000,
             jobs_max_bytes: 0,
+            stream_replicas: 1,
             // Tests run in parallel against one server with 100 connections.
             database_max_connections: TEST_POOL,
             environment: Environment::Development,

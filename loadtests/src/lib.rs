@@ -7,6 +7,7 @@ pub mod ceiling;
 pub mod html;
 pub mod listing;
 pub mod pacing;
+pub mod partition;
 pub mod process;
 pub mod readback;
 pub mod recorder;

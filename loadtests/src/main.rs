@@ -49,6 +49,10 @@ use kai_loadtest::webhook::{self, Load, WebhookOptions};
   kai-loadtest bursts --body-size 1MiB --requests 200 --rounds 4 --settle 30s \\
       --watch worker=$(pgrep -f kai-worker | head -1) --watch api=$(pgrep -f kai-api | head -1)
 
+  # A partition between a worker and PostgreSQL (kill -USR1 cuts, kill -USR2 heals):
+  kai-loadtest partition --route 127.0.0.1:25432=127.0.0.1:5432 &
+  DATABASE_URL=postgres://postgres@127.0.0.1:25432/kai kai-worker
+
   # Gate a deployment pipeline: fail unless p99 < 50 ms, 99.9 % accepted and nothing lost:
   kai-loadtest webhook --api https://kai.example.com --rate 500 --duration 60s \\
       --max-p99-ms 50 --min-success-rate 0.999 --max-lost 0 --json result.json"
@@ -81,6 +85,16 @@ enum Scenario {
     /// A vector collection: bulk load with precomputed embeddings, the index built after it,
     /// concurrent top-k searches (latency, recall against exact search), filtered searches.
     Vectors(VectorsArgs),
+    /// A TCP proxy for fault injection: forwards each route until SIGUSR1, then stops
+    /// forwarding without closing anything (a network partition) until SIGUSR2.
+    Partition(PartitionArgs),
+}
+
+#[derive(Debug, Args)]
+struct PartitionArgs {
+    /// `LISTEN=UPSTREAM` address pairs, e.g. `127.0.0.1:25432=127.0.0.1:5432` (repeat).
+    #[arg(long = "route", required = true)]
+    routes: Vec<kai_loadtest::partition::Route>,
 }
 
 #[derive(Debug, Args)]
@@ -338,6 +352,10 @@ struct WebhookArgs {
     /// No line every second.
     #[arg(long)]
     quiet: bool,
+    /// Also send calls through these API base URLs (repeat, or comma-separate), in turn with
+    /// --api: the webhook's path on each, as several replicas without a shared load balancer.
+    #[arg(long, value_delimiter = ',')]
+    also_via: Vec<String>,
     /// Keep the scratch user and workflow (with its executions) after the run, and print their
     /// access token and id (e.g. for `kai-loadtest listing`).
     #[arg(long, conflicts_with = "webhook_url")]
@@ -437,6 +455,9 @@ async fn main() -> ExitCode {
         Scenario::Bursts(args) => run_bursts(args).await,
         Scenario::Listing(args) => run_listing(args).await,
         Scenario::Vectors(args) => run_vectors(args).await,
+        Scenario::Partition(args) => kai_loadtest::partition::run(args.routes)
+            .await
+            .map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -486,6 +507,7 @@ async fn run_webhook(args: WebhookArgs, scenario: &'static str) -> anyhow::Resul
         audit_timeout: args.audit_timeout,
         live: !args.quiet,
         keep: args.keep,
+        also_via: args.also_via,
     };
     let result = webhook::run(options).await?;
     println!("{}", report::webhook_summary(&result));

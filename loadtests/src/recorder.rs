@@ -3,7 +3,7 @@
 //! status.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -24,6 +24,37 @@ pub struct Sample {
     pub latency: Duration,
     /// HTTP status, or `None` when no answer came (connection error, timeout).
     pub status: Option<u16>,
+    /// Whether the answer carried `Retry-After`.
+    pub retry_after: bool,
+    /// When the answer (or the failure) came, by the wall clock, so a fault's injector can
+    /// line refusals up with what it did.
+    pub answered_at: SystemTime,
+}
+
+/// The requests that were not accepted (any answer but 2xx, or none): how many, how many of
+/// them did not say when to retry, and when the first and the last came (Unix seconds).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Refusals {
+    pub count: u64,
+    pub without_retry_after: u64,
+    pub first_at_unix_s: Option<f64>,
+    pub last_at_unix_s: Option<f64>,
+}
+
+impl Refusals {
+    fn record(&mut self, sample: &Sample) {
+        self.count += 1;
+        if !sample.retry_after {
+            self.without_retry_after += 1;
+        }
+        let at = sample
+            .answered_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        self.first_at_unix_s = Some(self.first_at_unix_s.map_or(at, |first| first.min(at)));
+        self.last_at_unix_s = Some(self.last_at_unix_s.map_or(at, |last| last.max(at)));
+    }
 }
 
 /// Latency percentiles, in milliseconds.
@@ -69,6 +100,7 @@ pub struct Recorder {
     windows: BTreeMap<u64, (Histogram<u64>, u64)>,
     /// Answers by status (`0` for no answer).
     pub statuses: BTreeMap<u16, u64>,
+    pub refusals: Refusals,
 }
 
 impl Default for Recorder {
@@ -77,6 +109,7 @@ impl Default for Recorder {
             all: new_histogram(),
             windows: BTreeMap::new(),
             statuses: BTreeMap::new(),
+            refusals: Refusals::default(),
         }
     }
 }
@@ -93,6 +126,7 @@ impl Recorder {
         let ok = sample.status.is_some_and(|s| (200..300).contains(&s));
         if !ok {
             *errors += 1;
+            self.refusals.record(sample);
         }
         *self.statuses.entry(sample.status.unwrap_or(0)).or_default() += 1;
     }
@@ -143,6 +177,8 @@ mod tests {
             second,
             latency: Duration::from_millis(ms),
             status,
+            retry_after: status == Some(503),
+            answered_at: UNIX_EPOCH + Duration::from_secs(1_000 + second),
         }
     }
 
@@ -166,5 +202,9 @@ mod tests {
         assert_eq!(windows.len(), 2);
         assert_eq!((windows[0].requests, windows[0].errors), (100, 0));
         assert_eq!((windows[1].requests, windows[1].errors), (2, 2));
+        let refusals = &recorder.refusals;
+        assert_eq!((refusals.count, refusals.without_retry_after), (2, 1));
+        assert_eq!(refusals.first_at_unix_s, Some(1_001.0));
+        assert_eq!(refusals.last_at_unix_s, Some(1_001.0));
     }
 }

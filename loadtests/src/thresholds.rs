@@ -77,6 +77,7 @@ mod tests {
                 p99_ms,
                 ..Default::default()
             },
+            refusals: Default::default(),
             windows: Vec::new(),
             audit,
             end_to_end: None,

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Accepted, Audit, Found};
 use crate::pacing::Schedule;
-use crate::recorder::{Percentiles, Recorder, Sample, Window};
+use crate::recorder::{Percentiles, Recorder, Refusals, Sample, Window};
 use crate::target::{Api, Scratch, Webhook, echo_workflow};
 
 /// How requests are paced.
@@ -50,6 +50,8 @@ pub struct WebhookOptions {
     pub live: bool,
     /// Keep the scratch user and workflow after the run (their token and id are printed).
     pub keep: bool,
+    /// Other API base URLs to send calls through, in turn with `api`.
+    pub also_via: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -65,6 +67,8 @@ pub struct WebhookReport {
     /// Accepted requests per second of the load phase.
     pub accepted_per_s: f64,
     pub latency: Percentiles,
+    /// Calls not accepted: how many lacked `Retry-After`, when the first and last came.
+    pub refusals: Refusals,
     pub windows: Vec<Window>,
     /// `None` when the run could not audit (an existing webhook without `--access-token`).
     pub audit: Option<Audit>,
@@ -85,8 +89,9 @@ pub struct WebhookReport {
 /// What every request task shares.
 pub(crate) struct Shared {
     client: reqwest::Client,
-    /// Parsed once, with the `Authorization` value: per-request work is the generator's cost.
-    url: reqwest::Url,
+    /// The webhook's URL through each entry point (round robin by sequence number), parsed
+    /// once, with the `Authorization` value: per-request work is the generator's cost.
+    urls: Vec<reqwest::Url>,
     authorization: reqwest::header::HeaderValue,
     sync: bool,
     body_padding: String,
@@ -109,7 +114,7 @@ impl Shared {
                 .timeout(request_timeout)
                 .pool_max_idle_per_host(connections)
                 .build()?,
-            url: reqwest::Url::parse(&webhook.url).context("the webhook URL")?,
+            urls: vec![reqwest::Url::parse(&webhook.url).context("the webhook URL")?],
             authorization: reqwest::header::HeaderValue::from_str(&format!(
                 "Bearer {}",
                 webhook.token
@@ -123,6 +128,20 @@ impl Shared {
         })
     }
 
+    /// Also sends calls through these API base URLs (the webhook's path on each), in turn with
+    /// the webhook's own URL: several API replicas behind no shared load balancer.
+    pub(crate) fn also_via(mut self, bases: &[String]) -> anyhow::Result<Self> {
+        let first = self.urls[0].clone();
+        for base in bases {
+            let mut url =
+                reqwest::Url::parse(base).with_context(|| format!("--also-via {base}"))?;
+            url.set_path(first.path());
+            url.set_query(first.query());
+            self.urls.push(url);
+        }
+        Ok(self)
+    }
+
     pub(crate) fn recorder(&self) -> std::sync::MutexGuard<'_, Recorder> {
         self.recorder.lock().expect("recorder")
     }
@@ -133,18 +152,20 @@ impl Shared {
 
     /// Sends request `seq`, due at `due` (`second` of the run), and records what came back.
     pub(crate) async fn fire(&self, seq: u64, due: Instant, second: u64) {
+        let url = &self.urls[(seq % self.urls.len() as u64) as usize];
         let mut request = self
             .client
-            .post(self.url.clone())
+            .post(url.clone())
             .header("authorization", self.authorization.clone())
             .header("content-type", "application/json")
             .body(self.body(seq));
         if !self.sync {
             request = request.header("prefer", "respond-async");
         }
-        let (status, execution_id) = match request.send().await {
+        let (status, retry_after, execution_id) = match request.send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
+                let retry_after = response.headers().contains_key("retry-after");
                 let header_id = response
                     .headers()
                     .get("x-kai-execution-id")
@@ -154,15 +175,17 @@ impl Shared {
                 let body_id = serde_json::from_slice::<Value>(&body)
                     .ok()
                     .and_then(|v| v["execution_id"].as_str()?.parse().ok());
-                (Some(status), header_id.or(body_id))
+                (Some(status), retry_after, header_id.or(body_id))
             }
-            Err(_) => (None, None),
+            Err(_) => (None, false, None),
         };
         let latency = due.elapsed();
         self.recorder.lock().expect("recorder").record(&Sample {
             second,
             latency,
             status,
+            retry_after,
+            answered_at: std::time::SystemTime::now(),
         });
         if let (Some(200..=299), Some(execution_id)) = (status, execution_id) {
             self.accepted
@@ -193,13 +216,16 @@ pub async fn run(options: WebhookOptions) -> anyhow::Result<WebhookReport> {
         Load::OpenLoop { max_in_flight, .. } => max_in_flight,
         Load::ClosedLoop { connections } => connections,
     };
-    let shared = Arc::new(Shared::new(
-        webhook,
-        options.sync,
-        options.payload_bytes,
-        options.request_timeout,
-        connections,
-    )?);
+    let shared = Arc::new(
+        Shared::new(
+            webhook,
+            options.sync,
+            options.payload_bytes,
+            options.request_timeout,
+            connections,
+        )?
+        .also_via(&options.also_via)?,
+    );
 
     let start = Instant::now();
     // An existing webhook's workflow may hold older executions: read back from this run on
@@ -267,6 +293,7 @@ pub async fn run(options: WebhookOptions) -> anyhow::Result<WebhookReport> {
         accepted,
         accepted_per_s: accepted as f64 / load_time.as_secs_f64().max(1e-9),
         latency: recorder.latency(),
+        refusals: recorder.refusals.clone(),
         windows: recorder.windows(),
         audit,
         end_to_end,

@@ -20,6 +20,7 @@ mod jobs;
 mod openapi;
 mod retrieval;
 mod runs;
+mod scale_from_zero;
 mod schedules;
 mod site;
 mod startup;

@@ -190,18 +190,63 @@ async fn with_nats_gone_ingress_answers_503_in_bounded_time_then_recovers() {
 }
 
 #[tokio::test]
-async fn a_full_job_queue_answers_503_and_stores_nothing_more() {
-    let app = TestApp::spawn_api_only_with(|config| config.common.jobs_max_messages = 3).await;
+async fn a_full_job_queue_answers_503_keeps_what_it_stored_and_resumes_as_workers_drain_it() {
+    let mut app = TestApp::spawn_api_only_with(|config| config.common.jobs_max_messages = 3).await;
     let (url, secret) = limited_hook(&app, "full@example.com", 0).await;
+    let mut accepted = Vec::new();
     for _ in 0..3 {
-        assert_eq!(call_status(&app, &url, &secret).await, StatusCode::ACCEPTED);
+        let response = async_call(&app, &url, &secret).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: serde_json::Value = response.json().await.unwrap();
+        accepted.push(body["execution_id"].as_str().unwrap().to_owned());
     }
-    let response = async_call(&app, &url, &secret).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(response.headers().contains_key("retry-after"));
+    for _ in 0..3 {
+        let response = async_call(&app, &url, &secret).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key("retry-after"));
+    }
+    // Refusals dropped none of the stored jobs (discard "new", never "old").
     let depth = kai_common::nats::queue_depth(&app.state.js, &app.state.names).await;
     assert_eq!(depth, Some(3));
+
+    // A worker drains the queue; ingest takes calls again by itself, with no restart.
+    app.start_worker().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let resumed = loop {
+        let response = async_call(&app, &url, &secret).send().await.unwrap();
+        if response.status() == StatusCode::ACCEPTED {
+            let body: serde_json::Value = response.json().await.unwrap();
+            break body["execution_id"].as_str().unwrap().to_owned();
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(Instant::now() < deadline, "ingest never resumed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    accepted.push(resumed);
+    // Every accepted call ran (its execution id is the record's key: once).
+    for execution_id in &accepted {
+        wait_until_completed(&app, execution_id).await;
+    }
     app.stop().await;
+}
+
+/// Waits until execution `execution_id` is recorded as completed (at most 30 s).
+async fn wait_until_completed(app: &TestApp, execution_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let runs: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM workflow_executions WHERE id = $1::uuid AND status = 'completed'",
+        )
+        .bind(execution_id)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+        if runs == 1 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{execution_id} never completed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

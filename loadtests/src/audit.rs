@@ -43,6 +43,10 @@ pub struct Audit {
     pub duplicated: u64,
     /// The execution id of every missing request, so a real loss can be looked into.
     pub missing_ids: Vec<Uuid>,
+    /// Requests answered with an error that ran all the same: a refusal after the job was
+    /// stored but before its storage was confirmed ("it may still run"). Not a loss or a
+    /// duplicate, but worth knowing.
+    pub refused_but_ran: u64,
 }
 
 impl Audit {
@@ -100,6 +104,11 @@ pub fn audit(statuses: &BTreeMap<u16, u64>, accepted: &[Accepted], found: &[Foun
         }
     }
     report.duplicated = per_seq.values().map(|n| n.saturating_sub(1)).sum();
+    let accepted_seqs: HashSet<u64> = accepted.iter().map(|a| a.seq).collect();
+    report.refused_but_ran = per_seq
+        .keys()
+        .filter(|seq| !accepted_seqs.contains(seq))
+        .count() as u64;
     report
 }
 
@@ -166,5 +175,19 @@ mod tests {
         assert_eq!(report.duplicated, 1, "request 1 ran twice");
         assert_eq!(report.unfinished, 1);
         assert!(!report.is_clean());
+    }
+
+    #[test]
+    fn a_refused_request_that_ran_is_counted_apart_not_as_a_loss() {
+        // Request 1 was answered 503 (its storage unconfirmed) and ran once all the same.
+        let statuses = BTreeMap::from([(202, 1), (503, 1)]);
+        let report = audit(
+            &statuses,
+            &[accepted(0)],
+            &[found(0, "completed"), found(1, "completed")],
+        );
+        assert_eq!(report.refused_but_ran, 1);
+        assert_eq!((report.missing, report.duplicated), (0, 0));
+        assert!(report.is_clean());
     }
 }

@@ -83,6 +83,13 @@ pub fn webhook_summary(report: &WebhookReport) -> String {
                 "  executions        completed {}  failed {}  unfinished {}  missing {}  duplicated {}",
                 audit.completed, audit.failed, audit.unfinished, audit.missing, audit.duplicated
             );
+            if audit.refused_but_ran > 0 {
+                let _ = writeln!(
+                    out,
+                    "  refused, ran once {} (answered 503 before their storage was confirmed)",
+                    audit.refused_but_ran
+                );
+            }
             if let Some(e2e) = &report.end_to_end {
                 let _ = writeln!(
                     out,

@@ -3,9 +3,13 @@
 //! The leader holds the lock on a dedicated connection. When the leader process dies its
 //! connection closes and PostgreSQL releases the lock at once; a standby polling every
 //! `POLL` takes over. If the leader's host vanishes instead, the server's TCP keepalives
-//! (set short on this connection) end the session. The leader checks its connection every
-//! `POLL` and steps down as soon as it fails, so two leaders can overlap only briefly, and
-//! whatever a leader emits is idempotent (deterministic ids) so an overlap is harmless.
+//! (set short on this connection) end the session. If the link goes silent without closing (a
+//! partition, or a proxy between them that stops forwarding but still acknowledges the packets,
+//! so keepalives see nothing wrong), PostgreSQL ends the session once no query came for
+//! `SESSION_ENDS_IDLE`, which is longer than the leader takes to step down: the leader checks
+//! its connection every `POLL`, gives up on a check unanswered within `CHECK_TIMEOUT`, and so
+//! stops leading before PostgreSQL frees the lock for a standby. Whatever a leader emits is
+//! idempotent too (deterministic ids), so even an overlap would be harmless.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +21,13 @@ use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
 const POLL: Duration = Duration::from_secs(1);
+/// Longest a lock check (or connecting) may take before the connection counts as lost.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// PostgreSQL ends an election session that sent no query for this long (`idle_session_timeout`),
+/// releasing its lock: a leader cut off from the database has stepped down by then
+/// (`POLL + CHECK_TIMEOUT` after its last answered check), a healthy one polls far more often.
+const SESSION_ENDS_IDLE: Duration = Duration::from_secs(6);
+const _: () = assert!(POLL.as_millis() + CHECK_TIMEOUT.as_millis() < SESSION_ENDS_IDLE.as_millis());
 
 /// Whether this process currently leads; shared with health and the leader's tasks.
 #[derive(Clone, Default)]
@@ -68,22 +79,33 @@ pub async fn campaign<W: LeaderWork>(
         };
         hold_or_wait(&mut conn, &lock_name, &leadership, &work, &shutdown).await;
         leadership.set(false);
-        // Closing the session releases the lock for a standby right away.
-        let _ = conn.close().await;
+        // Closing the session releases the lock for a standby right away (bounded: over a
+        // silent link the goodbye never arrives, and PostgreSQL ends the idle session itself).
+        let _ = tokio::time::timeout(CHECK_TIMEOUT, conn.close()).await;
     }
 }
 
 async fn connect(url: &SecretString) -> Result<PgConnection, sqlx::Error> {
     let options: PgConnectOptions = url.expose_secret().parse()?;
+    let idle_ms = SESSION_ENDS_IDLE.as_millis().to_string();
     // Short server-side keepalives: if this host disappears, PostgreSQL ends the session (and
-    // frees the lock) within about 11 s instead of the kernel's default two hours.
+    // frees the lock) within about 11 s instead of the kernel's default two hours. A silent
+    // link that keepalives cannot see ends the session after `SESSION_ENDS_IDLE`.
     let options = options.options([
         ("tcp_keepalives_idle", "5"),
         ("tcp_keepalives_interval", "2"),
         ("tcp_keepalives_count", "3"),
+        ("idle_session_timeout", idle_ms.as_str()),
         ("application_name", "kai-scheduler"),
     ]);
-    PgConnection::connect_with(&options).await
+    tokio::time::timeout(CHECK_TIMEOUT, PgConnection::connect_with(&options))
+        .await
+        .map_err(|_| {
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "PostgreSQL did not answer the connection in time",
+            ))
+        })?
 }
 
 /// Returns when the connection fails or on shutdown.
@@ -107,7 +129,7 @@ async fn hold_or_wait<W: LeaderWork>(
         } else {
             query.bind(lock_name)
         };
-        let result = tokio::time::timeout(POLL * 3, query.fetch_one(&mut *conn)).await;
+        let result = tokio::time::timeout(CHECK_TIMEOUT, query.fetch_one(&mut *conn)).await;
         match result {
             Ok(Ok(true)) if leader_stop.is_none() => {
                 leadership.set(true);

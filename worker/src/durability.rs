@@ -7,6 +7,8 @@
 //! their records written again: nothing acknowledged is ever lost.
 
 use sqlx::PgPool;
+
+use crate::outage::WRITE_TIMEOUT;
 use tokio::sync::{mpsc, oneshot};
 
 type Waiter = oneshot::Sender<Result<(), String>>;
@@ -45,13 +47,19 @@ async fn run(db: PgPool, mut receiver: mpsc::Receiver<Waiter>) {
     // Whoever registered before the barrier commit starts is covered by it.
     while receiver.recv_many(&mut group, MAX_GROUP).await > 0 {
         let started = std::time::Instant::now();
-        let result = sqlx::query(
+        let barrier = sqlx::query(
             "UPDATE kai_durability_barrier SET flushed_at = clock_timestamp() WHERE id = 1",
         )
-        .execute(&db)
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("database: {e}"));
+        .execute(&db);
+        // Bounded, so a silent link fails the waiting jobs (held until the database answers)
+        // instead of stalling every later barrier behind this one.
+        let result = match tokio::time::timeout(WRITE_TIMEOUT, barrier).await {
+            Ok(done) => done.map(|_| ()).map_err(|e| format!("database: {e}")),
+            Err(_) => Err(format!(
+                "database: no answer within {} s",
+                WRITE_TIMEOUT.as_secs()
+            )),
+        };
         metrics::histogram!("kai_worker_durability_barrier_seconds")
             .record(started.elapsed().as_secs_f64());
         metrics::histogram!("kai_worker_durability_group_size").record(group.len() as f64);

@@ -10,6 +10,12 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+/// Longest a write of finished runs (or the durability barrier) may take before the database
+/// counts as unreachable. Writes take milliseconds; a link that went silent without closing (a
+/// partition: TCP keepalives through a still-acknowledging middlebox see nothing wrong) would
+/// otherwise hang them until it heals. The failed write then finds the database down by its
+/// probe, and the worker holds its jobs and pulls nothing new until a probe answers.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an unreachable database is probed.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// A probe slower than this counts as unreachable.

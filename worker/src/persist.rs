@@ -27,6 +27,8 @@ pub enum PersistError {
     OwnerGone,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database: no answer within {} s", .0.as_secs())]
+    Unanswered(std::time::Duration),
 }
 
 impl PersistError {

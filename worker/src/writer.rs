@@ -12,6 +12,7 @@ use sqlx::postgres::PgPoolOptions;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::durability::Durability;
+use crate::outage::WRITE_TIMEOUT;
 use crate::persist::{self, FinishedRun, PersistError, Written};
 
 /// Why a run could not be written.
@@ -140,7 +141,7 @@ fn take_batch(
 async fn write_batch(db: &PgPool, batch: Vec<(FinishedRun, Done)>) {
     let (runs, waiters): (Vec<FinishedRun>, Vec<Done>) = batch.into_iter().unzip();
     let started = std::time::Instant::now();
-    let results = match persist::write_runs(db, &runs).await {
+    let results = match write_runs(db, &runs).await {
         Ok(written) => written.into_iter().map(Ok).collect(),
         // One run's workflow is gone and the whole batch was refused: write them one by one so
         // the others are not held back by it.
@@ -160,16 +161,25 @@ async fn write_batch(db: &PgPool, batch: Vec<(FinishedRun, Done)>) {
 }
 
 async fn single(db: &PgPool, run: &FinishedRun) -> Result<Written, WriteFailure> {
-    persist::write_runs(db, std::slice::from_ref(run))
+    write_runs(db, std::slice::from_ref(run))
         .await
         .map(|written| written[0])
         .map_err(failure)
+}
+
+/// `persist::write_runs`, given up after `WRITE_TIMEOUT` (the write may still commit later: a
+/// retried write of the same runs is idempotent).
+async fn write_runs(db: &PgPool, runs: &[FinishedRun]) -> Result<Vec<Written>, PersistError> {
+    tokio::time::timeout(WRITE_TIMEOUT, persist::write_runs(db, runs))
+        .await
+        .unwrap_or(Err(PersistError::Unanswered(WRITE_TIMEOUT)))
 }
 
 fn failure(err: PersistError) -> WriteFailure {
     match err {
         PersistError::OwnerGone => WriteFailure::OwnerGone,
         PersistError::Database(e) => WriteFailure::Retry(format!("database: {e}")),
+        e @ PersistError::Unanswered(_) => WriteFailure::Retry(e.to_string()),
     }
 }
 

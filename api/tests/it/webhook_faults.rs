@@ -278,3 +278,32 @@ async fn calls_to_many_webhooks_at_once_are_limited_each_on_its_own() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_call_while_no_server_leads_the_jobs_stream_is_stored_once_one_does() {
+    let app = TestApp::spawn_api_only().await;
+    let (hook, secret) = limited_hook(&app, "election@example.com", 0).await;
+    // No server answers for the stream (as during a leader election): publishes find no
+    // responder. It is back a second later.
+    let js = app.state.js.clone();
+    let names = app.state.names.clone();
+    js.delete_stream(names.jobs_stream()).await.unwrap();
+    let settings = (&app.env.common_config()).into();
+    let back = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        kai_common::nats::ensure_streams(&js, &names, settings)
+            .await
+            .unwrap();
+    });
+    let started = Instant::now();
+    assert_eq!(
+        call_status(&app, &hook, &secret).await,
+        StatusCode::ACCEPTED
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    back.await.unwrap();
+    // Stored once, however many times it was offered meanwhile.
+    let depth = kai_common::nats::queue_depth(&app.state.js, &app.state.names).await;
+    assert_eq!(depth, Some(1));
+    app.stop().await;
+}

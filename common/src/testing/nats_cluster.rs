@@ -111,7 +111,7 @@ impl NatsCluster {
     pub fn restart(&mut self, i: usize) {
         self.kill(i);
         let server = &mut self.servers[i];
-        let process = Command::new("nats-server")
+        let process = Command::new(server_binary())
             .arg("-c")
             .arg(&server.config)
             .stdout(Stdio::null())
@@ -172,6 +172,24 @@ impl Drop for NatsCluster {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The nats-server to run: `KAI_NATS_SERVER`, else the recent one `scripts/setup-services.sh`
+/// installs for clusters (Debian's 2.9 loses acknowledged messages as a cluster), else the one on
+/// the `PATH`.
+fn server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("KAI_NATS_SERVER") {
+        return path.into();
+    }
+    let tools = std::env::var_os("KAI_TOOLS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/kai-fusion/tools"))
+        });
+    tools
+        .map(|tools| tools.join("nats/bin/nats-server"))
+        .filter(|path| path.exists())
+        .unwrap_or_else(|| PathBuf::from("nats-server"))
 }
 
 /// `count` distinct ports free on loopback now (all held until all are chosen, so none is

@@ -140,3 +140,28 @@ async fn several_seed_servers_connect_while_one_is_down() {
         assert!(nats_cluster::jetstream_ready(&client).await);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_starting_together_all_set_up_the_streams() {
+    // A deployment's APIs, workers and schedulers start at once, each bringing the streams to its
+    // settings: whichever process creates a stream first, every other one must start too.
+    let mut processes = Vec::new();
+    for _ in 0..12 {
+        processes.push(jetstream_of(&kai_common::testing::nats_url()).await);
+    }
+    // Several deployments, so the creations collide in more than one way.
+    for _ in 0..10 {
+        let env = kai_common::testing::TestEnv::new();
+        let names = Names::new(&env.prefix);
+        let mut starts = tokio::task::JoinSet::new();
+        for js in &processes {
+            let (js, names) = (js.clone(), names.clone());
+            starts.spawn(async move { nats::ensure_streams(&js, &names, settings(1)).await });
+        }
+        while let Some(start) = starts.join_next().await {
+            start
+                .unwrap()
+                .expect("a process starting beside others sets up the streams");
+        }
+    }
+}

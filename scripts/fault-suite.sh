@@ -257,6 +257,8 @@ partition() {
   sleep "$(python3 -c "print(max(0, $PARTITION - ($(date +%s.%N) - $FAULT_AT)))")"
   heal "$1"
   NOTE="$4 cut for $PARTITION s: noticed after $seen"
+  # Every cut must be noticed within its documented bound (all shorter than the cut).
+  case $seen in not*) NOTE="$NOTE; FAILED: the cut went unnoticed" ;; esac
 }
 fault_partition_worker_nats() { partition worker_nats worker1 "lost the connection to NATS" "worker 1 from NATS"; }
 fault_partition_worker_pg() { partition worker_pg worker1 "PostgreSQL is unreachable" "worker 1 from PostgreSQL"; }

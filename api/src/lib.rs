@@ -222,6 +222,6 @@ pub async fn serve(
     if let Some(ops_server) = ops_server {
         ops_server.await.ok();
     }
-    state.nats.flush().await.ok();
+    kai_common::nats::flush_within(&state.nats, std::time::Duration::from_secs(5)).await;
     Ok(())
 }

@@ -166,6 +166,27 @@ pub async fn connect(url: &SecretString, name: &str) -> Result<async_nats::Clien
     Ok(client)
 }
 
+/// Sends what the client still buffers (replies, acknowledgements, cancellations), waiting at
+/// most `limit`. The client's own flush waits for a server to answer, so with NATS unreachable
+/// it would never return: a process told to stop, or a request, would hang on it until the
+/// link came back. Returns whether the flush completed.
+pub async fn flush_within(client: &async_nats::Client, limit: Duration) -> bool {
+    match tokio::time::timeout(limit, client.flush()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not flush to NATS");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                ?limit,
+                "NATS did not confirm a flush in time; going on without it"
+            );
+            false
+        }
+    }
+}
+
 /// Says when the connection to NATS is lost and found again (what an operator, and the fault
 /// suite timing a partition's detection, look for), and counts it.
 fn log_connection_event(event: &async_nats::Event) {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Ingest and drain of one build, as docs/BENCHMARKS.md reports them: the API alone takes 10 s
 # of asynchronous 1 KiB webhooks from 64 connections (`kai-loadtest webhook`, accepted/s), then
-# one worker drains the backlog (executions completed per second, from PostgreSQL), and the
-# load test's audit checks every accepted call ran once.
+# one worker (KAI_BENCH_WORKERS=2: two) drains the backlog (executions completed per second, from
+# PostgreSQL), and the load test's audit checks every accepted call ran once.
 #
 #   scripts/bench/ingest-drain.sh BIN_DIR TAG [LOADTEST]   # e.g. target/release new
 #
@@ -24,7 +24,7 @@ PORT=$((18300 + RANDOM % 500))
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
 export KAI_NATS_PREFIX=bench$suffix
 export KAI_API_ADDR=127.0.0.1:$PORT KAI_API_OPS_ADDR=off KAI_PUBLIC_URL=http://127.0.0.1:$PORT
-export KAI_WORKER_ADDR=127.0.0.1:$((PORT + 1)) RUST_LOG=warn
+export RUST_LOG=warn
 API=http://127.0.0.1:$PORT
 
 pids=()
@@ -45,7 +45,9 @@ sleep 11
 
 count() { psql -qAt -h 127.0.0.1 -U postgres -d "$DB" -c \
   "SELECT count(*) FROM workflow_executions WHERE status = 'completed'"; }
-"$BIN/kai-worker" >"$OUT/$TAG-worker.log" 2>&1 & pids+=($!)
+for w in $(seq 1 "${KAI_BENCH_WORKERS:-1}"); do
+  KAI_WORKER_ADDR=127.0.0.1:$((PORT + w)) "$BIN/kai-worker" >"$OUT/$TAG-worker$w.log" 2>&1 & pids+=($!)
+done
 started=$(date +%s.%N)
 # The load test writes its report once its audit has seen every execution; the drain ends when
 # the last execution was completed (the count's last change), not when the audit noticed.

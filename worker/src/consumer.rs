@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
-use futures::StreamExt;
 use kai_common::jobs::{ExecutionReply, ExecutionStatus, JobMessage};
 use kai_common::nats::Names;
 use kai_common::nodes::services::{NodeServices, RunIds};
@@ -24,6 +23,7 @@ use crate::engine::{self, RunInput};
 use crate::events::{EventBus, RunEvents};
 use crate::outage::DatabaseGate;
 use crate::persist::{self, FinishedRun, Written};
+use crate::pulls::Pulls;
 use crate::request::RunRequest;
 use crate::versions::{VersionError, Versions};
 use crate::writer::{RunWriter, WriteFailure};
@@ -34,6 +34,8 @@ use kai_common::events::{EventKind, ExecutionEvent};
 /// How long a run goes on before it is recorded as `running` (see `visible_while_long`).
 const LIVE_AFTER: Duration = Duration::from_millis(500);
 const WRITERS: usize = 4;
+/// How long one pull request waits for jobs before the loop asks again.
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
 const MAX_BATCH: usize = 128;
 const MAX_BATCH_BYTES: usize = 2 << 20;
 
@@ -456,6 +458,19 @@ impl Consumer {
     /// Pulls and runs jobs until `shutdown`, then waits for the jobs in flight, at most the
     /// drain's grace period, after which the rest are handed back.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut pulls = match Pulls::open(
+            self.pull.clone(),
+            self.handler.nats.clone(),
+            self.handler.js.clone(),
+        )
+        .await
+        {
+            Ok(pulls) => pulls,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot subscribe to receive jobs");
+                return;
+            }
+        };
         let capacity = Arc::new(Semaphore::new(self.concurrency));
         let tasks = TaskTracker::new();
         let stopping = Stopping {
@@ -482,35 +497,14 @@ impl Consumer {
             // Only this loop takes permits, so everything available now stays available until
             // the batch is handed out: we never hold a job we have no capacity to run.
             let wanted = 1 + capacity.available_permits();
-            let batch = self
-                .pull
-                .batch()
-                .max_messages(wanted)
-                .max_bytes(room)
-                .expires(Duration::from_secs(1))
-                .messages()
-                .await;
-            let mut messages = match batch {
-                Ok(messages) => messages,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not pull jobs; retrying");
-                    drop(first);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            };
+            if let Err(e) = pulls.request(wanted, room, PULL_EXPIRES).await {
+                tracing::warn!(error = %e, "could not pull jobs; retrying");
+                drop(first);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
             let mut first = Some(first);
-            while let Some(message) = messages.next().await {
-                let message = match message {
-                    Ok(message) => message,
-                    // The pull asked for the bytes free; JetStream ends it (status 409) when the
-                    // next job would not fit: the batch is simply over.
-                    Err(e) if e.to_string().contains("MaxBytes") => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "error while pulling jobs");
-                        break;
-                    }
-                };
+            while let Some(message) = pulls.next().await {
                 let permit = match first.take() {
                     Some(permit) => permit,
                     None => match capacity.clone().acquire_owned().await {
@@ -532,6 +526,8 @@ impl Consumer {
                 });
             }
         }
+        // Jobs that arrived after the last request ended go back to the queue at once.
+        pulls.close().await;
         tracing::info!(
             in_flight = tasks.len(),
             "stopped pulling; finishing jobs in flight"

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod events;
 pub mod outage;
 pub mod persist;
+pub mod pulls;
 pub mod request;
 pub mod stranded;
 pub mod versions;
@@ -29,6 +30,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
 use crate::consumer::{Consumer, JobHandler};
+
+/// How long a stopping worker waits for NATS to take what it still buffers (the last replies
+/// and acknowledgements): unacknowledged jobs are redelivered anyway, and with NATS unreachable
+/// an unbounded flush kept a stopped worker alive until the link returned.
+const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs the worker until `shutdown` is cancelled, then stops pulling, finishes the jobs it
 /// holds, and returns. `listener` serves health and metrics.
@@ -110,7 +116,7 @@ pub async fn run(
 
     health_shutdown.cancel();
     let _ = health_server.await;
-    nats_client.flush().await.ok();
+    nats::flush_within(&nats_client, SHUTDOWN_FLUSH).await;
     db.close().await;
     tracing::info!("worker stopped");
     Ok(())

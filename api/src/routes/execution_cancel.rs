@@ -74,7 +74,8 @@ impl ExecutionCancelApi {
                 tracing::warn!(error = %e, "could not publish a cancellation");
                 ApiError::unavailable("the workers cannot be reached; retry", 1)
             })?;
-        state.nats.flush().await.ok();
+        // Bounded: the request answers even when NATS has just become unreachable.
+        kai_common::nats::flush_within(&state.nats, std::time::Duration::from_secs(2)).await;
         Ok(CancelResponse::Accepted(Json(CancelRequested {
             execution_id: id.0,
             status: "cancelling".to_owned(),

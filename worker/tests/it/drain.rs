@@ -11,6 +11,9 @@ use poem::web::{Data, Json};
 use poem::{EndpointExt, Route, handler, post};
 use serde_json::{Value, json};
 
+use kai_common::test_proxy::TcpProxy;
+use kai_common::testing::{addr_of, nats_url};
+
 use crate::harness::{Harness, assert_exactly_once, fire};
 
 /// Hangs on its first call (longer than any test), answers at once afterwards.
@@ -78,5 +81,37 @@ async fn a_job_still_running_after_the_grace_period_is_handed_back_and_run_elsew
         "run again by the second worker"
     );
     assert_exactly_once(&accepted, &harness.executions(hook.workflow_id).await);
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_told_to_stop_while_nats_is_unreachable_still_exits() {
+    // Its last flush waited for a NATS server to answer, so such a worker stayed alive (a pod
+    // stuck terminating) until the link came back.
+    let harness = Harness::start().await;
+    let hook = harness.hook().await;
+    let nats = TcpProxy::start(addr_of(&nats_url())).await;
+    let mut worker = harness.spawn_worker_with(
+        30,
+        &[
+            ("NATS_URL", format!("nats://{}", nats.addr())),
+            ("KAI_WORKER_DRAIN_SECS", "1".into()),
+        ],
+    );
+    let (accepted, refused) = fire(harness.client.clone(), &hook, 5, 5).await;
+    assert_eq!(refused, 0);
+    harness
+        .wait_for_executions(hook.workflow_id, 5, Duration::from_secs(30))
+        .await;
+    assert_exactly_once(&accepted, &harness.executions(hook.workflow_id).await);
+
+    nats.cut();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kill(Pid::from_raw(worker.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), worker.wait())
+        .await
+        .expect("the worker exits although NATS cannot be reached")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
     harness.stop().await;
 }

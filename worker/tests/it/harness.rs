@@ -18,6 +18,8 @@ pub struct Harness {
     pub client: reqwest::Client,
     base: String,
     shutdown: CancellationToken,
+    /// Set when the test runs its own NATS deployment: (its URL, the streams' replica count).
+    nats: Option<(String, usize)>,
 }
 
 /// A webhook ready to be called.
@@ -29,9 +31,25 @@ pub struct Hook {
 
 impl Harness {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// On a NATS deployment of the test's own (`url`), its streams with `replicas` copies.
+    pub async fn start_on_nats(url: String, replicas: usize) -> Self {
+        Self::start_with(Some((url, replicas))).await
+    }
+
+    async fn start_with(nats: Option<(String, usize)>) -> Self {
         let env = TestEnv::new();
         let shutdown = CancellationToken::new();
-        let api = kai_api::testing::start(&env, shutdown.clone()).await;
+        let own_nats = nats.clone();
+        let api = kai_api::testing::start_with(&env, shutdown.clone(), move |config| {
+            if let Some((url, replicas)) = own_nats {
+                config.common.nats_url = secrecy::SecretString::from(url);
+                config.common.stream_replicas = replicas;
+            }
+        })
+        .await;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -42,6 +60,7 @@ impl Harness {
             client,
             base: api.base,
             shutdown,
+            nats,
         }
     }
 
@@ -134,8 +153,15 @@ impl Harness {
 
     /// Like `spawn_worker`, with some variables set otherwise (e.g. a proxied `DATABASE_URL`).
     pub fn spawn_worker_with(&self, ack_wait_secs: u64, vars: &[(&str, String)]) -> Child {
+        let own_nats = self.nats.iter().flat_map(|(url, replicas)| {
+            [
+                ("NATS_URL", url.clone()),
+                ("KAI_NATS_STREAM_REPLICAS", replicas.to_string()),
+            ]
+        });
         Command::new(env!("CARGO_BIN_EXE_kai-worker"))
             .envs(self.env.env_vars())
+            .envs(own_nats)
             .env("KAI_WORKER_ADDR", "127.0.0.1:0")
             .env("KAI_WORKER_CONCURRENCY", "32")
             .env("KAI_JOB_ACK_WAIT_SECS", ack_wait_secs.to_string())

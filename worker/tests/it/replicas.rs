@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, stream::Stream};
 use kai_common::nats::{self, Names, StreamSettings};
 use kai_common::testing::nats_cluster::{self, NatsCluster};
+
+use crate::harness::{Harness, assert_exactly_once, fire};
 use secrecy::SecretString;
 
 fn settings(replicas: usize) -> StreamSettings {
@@ -164,4 +166,22 @@ async fn processes_starting_together_all_set_up_the_streams() {
                 .expect("a process starting beside others sets up the streams");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_job_runs_at_once_on_a_replicated_stream() {
+    // On a clustered stream, nats-server 2.10 and later can send a pull's `409 Batch Completed`
+    // ahead of its last jobs. A worker that stopped listening at that status left those jobs to
+    // wait out the acknowledgement timeout (here 120 s) before anyone ran them.
+    let cluster = NatsCluster::start(3).await;
+    let harness = Harness::start_on_nats(cluster.url(), 3).await;
+    let hook = harness.hook().await;
+    let _worker = harness.spawn_worker(120);
+    let (accepted, refused) = fire(harness.client.clone(), &hook, 2_000, 32).await;
+    assert_eq!(refused, 0);
+    harness
+        .wait_for_executions(hook.workflow_id, accepted.len(), Duration::from_secs(60))
+        .await;
+    assert_exactly_once(&accepted, &harness.executions(hook.workflow_id).await);
+    harness.stop().await;
 }

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # What one execution costs each part of the cluster, for docs/SCALING.md: CPU-milliseconds in
-# the API, the workers, NATS, PostgreSQL and Redis, and bytes written (PostgreSQL's WAL, every
-# PostgreSQL process's disk writes, the NATS server's). One API and WORKERS workers on a fresh
-# database; a webhook → end workflow fired open loop at RATE calls/s for 20 s (after a 5-s
-# warm-up at the same rate); CPU and I/O are read from /proc before the measured load and again
-# once every execution of it is recorded, then divided by the executions completed in between.
+# the API, the workers, NATS, PostgreSQL and Redis; bytes written (PostgreSQL's WAL, every
+# PostgreSQL process's writes, the NATS servers', the disk's) and kept (the database's growth).
+# One API and WORKERS workers on a fresh database; a webhook → end workflow fired open loop at
+# RATE calls/s for 20 s (after a 5-s warm-up at the same rate); CPU and I/O are read from /proc
+# before the measured load and again once every execution of it is recorded, then divided by
+# the executions completed in between.
 #
 #   scripts/bench/capacity.sh BIN_DIR RATE WORKERS [async|sync]     # e.g. target/release 1000 1
 #
-# NATS: the machine's nats-server (127.0.0.1:4222, one replica) by default; with
-# KAI_CAPACITY_NATS=r3, a private 3-server cluster of the pinned recent nats-server
-# (scripts/setup-services.sh installs it) with every stream replicated 3 times.
+# NATS: a private server of the machine's nats-server (one replica, file storage) by default;
+# with KAI_CAPACITY_NATS=r3, a private 3-server cluster of the pinned recent nats-server
+# (scripts/setup-services.sh installs it) with every stream replicated 3 times. Either is
+# removed with its streams at the end.
 # Prints one JSON line (also appended to /tmp/kai-bench/capacity.jsonl).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -61,8 +63,12 @@ if [ "$NATS_KIND" = r3 ]; then
   export KAI_NATS_STREAM_REPLICAS=3
   sleep 3
 else
-  export NATS_URL=nats://127.0.0.1:4222
-  ROLE[$(pgrep -xo nats-server)]=nats
+  # A private server of the machine's nats-server binary: its streams go with it.
+  natsdir=$(mktemp -d)
+  nats-server -a 127.0.0.1 -p 26420 -js -sd "$natsdir/n1" >"$natsdir/n1.log" 2>&1 &
+  nats_pids+=($!); ROLE[$!]=nats
+  export NATS_URL=nats://127.0.0.1:26420
+  sleep 1
 fi
 for pid in $(pgrep -x redis-server); do ROLE[$pid]=redis; done
 
@@ -127,12 +133,14 @@ snapshot() {
 load 5 "$OUT/$TAG-warm.json"
 warm=$(accepted "$OUT/$TAG-warm.json")
 wait_completed "$warm"
+stored_before=$(sql "SELECT pg_database_size(current_database())")
 before=$(snapshot); wal_before=$(sql "SELECT pg_current_wal_lsn()"); started=$(date +%s.%N)
 load "$DURATION" "$OUT/$TAG-load.json"
 measured=$(accepted "$OUT/$TAG-load.json")
 wait_completed $((warm + measured))
 after=$(snapshot); ended=$(date +%s.%N)
 wal=$(sql "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$wal_before')")
+stored=$(($(sql "SELECT pg_database_size(current_database())") - stored_before))
 executions=$(($(completed) - warm))
 duplicates=$(sql "SELECT count(*) - count(DISTINCT id) FROM workflow_executions")
 [ "$executions" -eq "$measured" ] || echo "warning: $measured accepted, $executions completed" >&2
@@ -162,6 +170,7 @@ print(json.dumps({
     "busy_cores": {r: round(ticks[r] / hz / window, 2) for r in ticks if r not in ("machine", "disk")},
     "bytes_per_execution": {
         "postgres_wal": round($wal / n),
+        "postgres_stored": round($stored / n),
         "postgres_written": round(written["postgres"] / n),
         "nats_written": round(written["nats"] / n),
         "disk_device": round(written["disk"] / n),

@@ -57,12 +57,33 @@ pub async fn create_database_if_missing(url: &SecretString) -> Result<(), DbErro
 pub async fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool, DbError> {
     create_database_if_missing(url).await?;
     let options: PgConnectOptions = url.expose_secret().parse().map_err(DbError::InvalidUrl)?;
-    PgPoolOptions::new()
+    let pool = PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5));
+    with_nodelay(pool, &options)
         .connect_with(options)
         .await
         .map_err(DbError::Connect)
+}
+
+/// Pool options that set `TCP_NODELAY` on each new connection to the server of `options`
+/// (sqlx 0.9.0 no longer does; see `db_nodelay`).
+pub fn with_nodelay(pool: PgPoolOptions, options: &PgConnectOptions) -> PgPoolOptions {
+    let Some(port) = tcp_port(options) else {
+        return pool;
+    };
+    pool.after_connect(move |_, _| {
+        Box::pin(async move {
+            crate::db_nodelay::set_on_connections_to(port);
+            Ok(())
+        })
+    })
+}
+
+/// The server's port when `options` connect over TCP (not a Unix socket).
+fn tcp_port(options: &PgConnectOptions) -> Option<u16> {
+    let unix = options.get_socket().is_some() || options.get_host().starts_with('/');
+    (!unix).then(|| options.get_port())
 }
 
 /// Applies pending migrations. sqlx holds a PostgreSQL advisory lock while it migrates, so

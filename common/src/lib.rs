@@ -5,6 +5,7 @@ pub mod compute;
 pub mod config;
 pub mod credentials;
 pub mod db;
+mod db_nodelay;
 pub mod documents;
 pub mod events;
 pub mod health;

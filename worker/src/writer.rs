@@ -90,10 +90,10 @@ fn async_commit_pool(db: &PgPool, size: usize) -> PgPool {
     let options = (*db.connect_options())
         .clone()
         .options([("synchronous_commit", "off")]);
-    PgPoolOptions::new()
+    let pool = PgPoolOptions::new()
         .max_connections(size as u32)
-        .acquire_timeout(std::time::Duration::from_secs(5))
-        .connect_lazy_with(options)
+        .acquire_timeout(std::time::Duration::from_secs(5));
+    kai_common::db::with_nodelay(pool, &options).connect_lazy_with(options)
 }
 
 async fn write_batches(

@@ -8,6 +8,7 @@ mod drain;
 mod harness;
 mod inflight;
 mod outage;
+mod pulls;
 mod replicas;
 mod secrets;
 mod stranded;

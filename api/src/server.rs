@@ -138,6 +138,11 @@ where
             Ok::<_, Infallible>(hyper::Response::<BoxBody<Bytes, io::Error>>::from(response))
         }
     });
+    // A response written in more than one segment (a head, then a body hyper could not join
+    // to it) would otherwise wait for the client's delayed ACK of the first.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%remote, %error, "cannot set TCP_NODELAY");
+    }
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -39,7 +39,7 @@ pub fn set_on_connections_to(_port: u16) -> usize {
 /// Calls `visit` with a duplicate of each connected TCP socket of this process, with its local
 /// and remote addresses.
 #[cfg(target_os = "linux")]
-fn for_each_tcp_socket(
+pub(crate) fn for_each_tcp_socket(
     mut visit: impl FnMut(&std::os::fd::OwnedFd, std::net::SocketAddr, std::net::SocketAddr),
 ) {
     use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
@@ -95,20 +95,8 @@ fn refused_once(error: &rustix::io::Errno) {
 
 #[cfg(all(test, feature = "testing", target_os = "linux"))]
 mod tests {
-    use super::*;
-    use crate::testing::{TestEnv, addr_of};
+    use crate::testing::{TestEnv, addr_of, nodelay_of_local_port};
     use secrecy::SecretString;
-
-    /// Whether the socket of this process whose local port is `port` has `TCP_NODELAY`.
-    fn nodelay_of_local_port(port: u16) -> Option<bool> {
-        let mut found = None;
-        for_each_tcp_socket(|socket, local, _| {
-            if local.port() == port {
-                found = rustix::net::sockopt::tcp_nodelay(socket).ok();
-            }
-        });
-        found
-    }
 
     #[tokio::test]
     async fn every_pooled_connection_to_postgresql_has_tcp_nodelay() {

@@ -3,13 +3,15 @@
 
 use std::time::Duration;
 
-use deadpool_redis::{Config, Pool, Runtime};
+use deadpool_redis::redis::IntoConnectionInfo;
+use deadpool_redis::redis::io::tcp::TcpSettings;
+use deadpool_redis::{Manager, Pool, Runtime};
 use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
     #[error("invalid REDIS_URL: {0}")]
-    Config(#[from] deadpool_redis::CreatePoolError),
+    Config(String),
     #[error("redis unreachable: {0}")]
     Pool(#[from] deadpool_redis::PoolError),
     #[error("redis command failed: {0}")]
@@ -20,13 +22,24 @@ pub enum RedisError {
 
 /// Builds a pool; connections are opened lazily, so this succeeds while Redis is down.
 pub fn pool(url: &SecretString) -> Result<Pool, RedisError> {
-    let mut config = Config::from_url(url.expose_secret());
+    // The URL is a secret (it may hold a password): the error names what is wrong, not it.
+    let info = url
+        .expose_secret()
+        .into_connection_info()
+        .map_err(|e| RedisError::Config(e.to_string()))?
+        // redis-rs leaves Nagle's algorithm on by default: a pipelined call written in more
+        // than one segment then waits for Redis's delayed ACK (up to 40 ms) before its rest.
+        .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+    let manager = Manager::new(info).map_err(|e| RedisError::Config(e.to_string()))?;
     let mut pool_config = deadpool_redis::PoolConfig::new(32);
     pool_config.timeouts.wait = Some(Duration::from_secs(2));
     pool_config.timeouts.create = Some(Duration::from_secs(2));
     pool_config.timeouts.recycle = Some(Duration::from_secs(2));
-    config.pool = Some(pool_config);
-    Ok(config.create_pool(Some(Runtime::Tokio1))?)
+    Pool::builder(manager)
+        .config(pool_config)
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| RedisError::Config(e.to_string()))
 }
 
 /// Sends PING, bounded by `timeout`.
@@ -78,5 +91,47 @@ pub async fn cache(pool: &Pool, key: &str, value: &str, ttl: Duration, timeout: 
     };
     if let Ok(Err(e)) = tokio::time::timeout(timeout, write).await {
         tracing::debug!(error = %e, "cache write failed");
+    }
+}
+
+#[cfg(all(test, feature = "testing", target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::testing::nodelay_of_local_port;
+
+    #[tokio::test]
+    async fn every_pooled_connection_to_redis_has_tcp_nodelay() {
+        let config = crate::testing::TestEnv::new().common_config();
+        let pool = pool(&config.redis_url).unwrap();
+        let mut connections = Vec::new();
+        for _ in 0..3 {
+            connections.push(pool.get().await.unwrap());
+        }
+        for connection in &mut connections {
+            // `addr=` is the client's side of the connection, as Redis sees it (loopback).
+            let info: String = deadpool_redis::redis::cmd("CLIENT")
+                .arg("INFO")
+                .query_async(connection)
+                .await
+                .unwrap();
+            let port: u16 = info
+                .split_whitespace()
+                .find_map(|field| field.strip_prefix("addr="))
+                .and_then(|addr| addr.rsplit(':').next()?.parse().ok())
+                .unwrap_or_else(|| panic!("no client address in {info}"));
+            assert_eq!(
+                nodelay_of_local_port(port),
+                Some(true),
+                "the connection from port {port}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_malformed_url_is_named_without_being_repeated() {
+        let url = SecretString::from("redis://user:s3cret@[not-a-host");
+        let error = pool(&url).expect_err("refused").to_string();
+        assert!(error.starts_with("invalid REDIS_URL"), "{error}");
+        assert!(!error.contains("s3cret"), "{error}");
     }
 }

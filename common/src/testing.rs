@@ -183,3 +183,30 @@ pub fn one_page_pdf(text: &str) -> Vec<u8> {
     );
     pdf
 }
+
+/// Whether the TCP socket of this process whose local port is `port` has `TCP_NODELAY`
+/// (`None`: no such socket, or it cannot be looked at).
+#[cfg(target_os = "linux")]
+pub fn nodelay_of_local_port(port: u16) -> Option<bool> {
+    nodelay_of(|local, _| local.port() == port)
+}
+
+/// Whether this process's TCP socket from local port `local` to peer port `peer` has
+/// `TCP_NODELAY` (a server's accepted connection, told apart from the client's own end).
+#[cfg(target_os = "linux")]
+pub fn nodelay_between(local: u16, peer: u16) -> Option<bool> {
+    nodelay_of(|l, p| l.port() == local && p.port() == peer)
+}
+
+#[cfg(target_os = "linux")]
+fn nodelay_of(
+    matches: impl Fn(std::net::SocketAddr, std::net::SocketAddr) -> bool,
+) -> Option<bool> {
+    let mut found = None;
+    crate::db_nodelay::for_each_tcp_socket(|socket, local, peer| {
+        if matches(local, peer) {
+            found = rustix::net::sockopt::tcp_nodelay(socket).ok();
+        }
+    });
+    found
+}

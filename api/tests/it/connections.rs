@@ -163,3 +163,29 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     app.stop().await;
 }
+
+/// Accepted connections have Nagle's algorithm off: a response written in pieces is not held
+/// back for the client's delayed acknowledgement of the first.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn accepted_connections_have_tcp_nodelay() {
+    let app = api(|_| {}).await;
+    let mut client = connect(&app).await;
+    client
+        .write_all(b"GET /health HTTP/1.1\r\nHost: kai\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_response(&mut client, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The server's end of this connection lives in this process: local port the API's, peer
+    // port the client's.
+    let server_port = client.peer_addr().unwrap().port();
+    let client_port = client.local_addr().unwrap().port();
+    assert_eq!(
+        kai_common::testing::nodelay_between(server_port, client_port),
+        Some(true)
+    );
+    app.stop().await;
+}

@@ -24,6 +24,7 @@ mod scale_from_zero;
 mod schedules;
 mod site;
 mod startup;
+mod sync_reads;
 mod upstream;
 mod vectors;
 mod webhook_checks;

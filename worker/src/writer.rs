@@ -4,12 +4,18 @@
 //! load, batches grow by themselves, so throughput follows the database's rows per second, not
 //! its commits per second. Batches are committed asynchronously (no disk flush to wait for);
 //! a job acknowledges its message only after `durable` says its run is on disk.
+//!
+//! Only full batches are written side by side. A batch with room left waits for the write in
+//! flight to end, taking the runs that arrive meanwhile: at a steady rate one statement of a few
+//! runs costs the database far less than as many statements of one run competing for it, and
+//! the runs wait no longer (measured in docs/decisions/0004-synchronous-answers.md). A backlog
+//! fills every batch at once, so draining one still uses every writer.
 
 use std::sync::Arc;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 use crate::durability::Durability;
 use crate::outage::WRITE_TIMEOUT;
@@ -41,15 +47,15 @@ impl RunWriter {
     /// (synchronous commits) makes their writes durable.
     pub fn start(db: PgPool, writers: usize, max_batch: usize, max_batch_bytes: usize) -> Self {
         let (sender, receiver) = mpsc::channel(writers * max_batch);
-        let receiver = Arc::new(Mutex::new(receiver));
+        let queue = Arc::new(Queue {
+            receiver: Mutex::new(receiver),
+            writing: watch::Sender::new(0),
+            max_batch,
+            max_batch_bytes,
+        });
         let async_commits = async_commit_pool(&db, writers);
         for _ in 0..writers {
-            tokio::spawn(write_batches(
-                async_commits.clone(),
-                receiver.clone(),
-                max_batch,
-                max_batch_bytes,
-            ));
+            tokio::spawn(write_batches(async_commits.clone(), queue.clone()));
         }
         Self {
             sender,
@@ -96,46 +102,94 @@ fn async_commit_pool(db: &PgPool, size: usize) -> PgPool {
     kai_common::db::with_nodelay(pool, &options).connect_lazy_with(options)
 }
 
-async fn write_batches(
-    db: PgPool,
-    receiver: Arc<Mutex<mpsc::Receiver<(FinishedRun, Done)>>>,
+/// The runs waiting to be written, shared by the writer tasks.
+struct Queue {
+    receiver: Mutex<mpsc::Receiver<(FinishedRun, Done)>>,
+    /// Batches being written now.
+    writing: watch::Sender<usize>,
     max_batch: usize,
     max_batch_bytes: usize,
-) {
-    loop {
-        let batch = {
-            let mut receiver = receiver.lock().await;
-            let Some(first) = receiver.recv().await else {
-                return;
-            };
-            take_batch(first, &mut receiver, max_batch, max_batch_bytes)
-        };
-        metrics::histogram!("kai_worker_write_batch_size").record(batch.len() as f64);
-        write_batch(&db, batch).await;
+}
+
+async fn write_batches(db: PgPool, queue: Arc<Queue>) {
+    while let Some(batch) = next_batch(&queue).await {
+        metrics::histogram!("kai_worker_write_batch_size").record(batch.runs.len() as f64);
+        metrics::histogram!("kai_worker_write_batch_bytes").record(batch.bytes as f64);
+        write_batch(&db, batch.runs).await;
+        queue.writing.send_modify(|n| *n -= 1);
     }
 }
 
-/// `first` and the runs waiting after it, up to `max_batch` of them and until their job
-/// messages come to `max_batch_bytes` (the run that crosses it is the last taken).
-fn take_batch(
-    first: (FinishedRun, Done),
-    receiver: &mut mpsc::Receiver<(FinishedRun, Done)>,
-    max_batch: usize,
-    max_batch_bytes: usize,
-) -> Vec<(FinishedRun, Done)> {
-    let mut bytes = first.0.job.message_bytes;
-    let mut batch = vec![first];
-    while batch.len() < max_batch && bytes < max_batch_bytes {
-        match receiver.try_recv() {
-            Ok(next) => {
-                bytes += next.0.job.message_bytes;
-                batch.push(next);
+/// The next batch: the runs waiting now and, while another batch is being written and this one
+/// has room, those arriving until that write ends. It is counted as being written before the
+/// queue is let go, so the next writer cannot take it for idle. `None` once every sender is
+/// gone and nothing is left.
+async fn next_batch(queue: &Queue) -> Option<Batch> {
+    let mut receiver = queue.receiver.lock().await;
+    let first = receiver.recv().await?;
+    let mut batch = Batch::of(first, queue.max_batch, queue.max_batch_bytes);
+    batch.take_waiting(&mut receiver);
+    let mut writing = queue.writing.subscribe();
+    while !batch.is_full() {
+        tokio::select! {
+            biased;
+            ended = writing.wait_for(|n| *n == 0) => {
+                // The sender lives in `queue`: waiting cannot fail while it is borrowed.
+                debug_assert!(ended.is_ok());
+                break;
             }
-            Err(_) => break,
+            next = receiver.recv() => match next {
+                Some(next) => {
+                    batch.push(next);
+                    batch.take_waiting(&mut receiver);
+                }
+                None => break,
+            },
         }
     }
-    metrics::histogram!("kai_worker_write_batch_bytes").record(bytes as f64);
-    batch
+    queue.writing.send_modify(|n| *n += 1);
+    Some(batch)
+}
+
+/// Runs taken for one statement, bounded by count and by the bytes of their job messages (the
+/// run that crosses the byte bound is the last taken).
+struct Batch {
+    runs: Vec<(FinishedRun, Done)>,
+    bytes: usize,
+    max_runs: usize,
+    max_bytes: usize,
+}
+
+impl Batch {
+    fn of(first: (FinishedRun, Done), max_runs: usize, max_bytes: usize) -> Self {
+        let mut batch = Self {
+            runs: Vec::new(),
+            bytes: 0,
+            max_runs,
+            max_bytes,
+        };
+        batch.push(first);
+        batch
+    }
+
+    fn push(&mut self, run: (FinishedRun, Done)) {
+        self.bytes += run.0.job.message_bytes;
+        self.runs.push(run);
+    }
+
+    fn is_full(&self) -> bool {
+        self.runs.len() >= self.max_runs || self.bytes >= self.max_bytes
+    }
+
+    /// Adds the runs already waiting, until full.
+    fn take_waiting(&mut self, receiver: &mut mpsc::Receiver<(FinishedRun, Done)>) {
+        while !self.is_full() {
+            match receiver.try_recv() {
+                Ok(next) => self.push(next),
+                Err(_) => break,
+            }
+        }
+    }
 }
 
 async fn write_batch(db: &PgPool, batch: Vec<(FinishedRun, Done)>) {
@@ -207,23 +261,76 @@ mod tests {
         (run, oneshot::channel().0)
     }
 
+    fn queue(max_batch: usize) -> (mpsc::Sender<(FinishedRun, Done)>, Queue) {
+        let (sender, receiver) = mpsc::channel(64);
+        let queue = Queue {
+            receiver: Mutex::new(receiver),
+            writing: watch::Sender::new(0),
+            max_batch,
+            max_batch_bytes: 8 << 20,
+        };
+        (sender, queue)
+    }
+
     #[tokio::test]
     async fn a_batch_stops_at_its_byte_bound_as_well_as_its_count() {
-        let (sender, mut receiver) = mpsc::channel(32);
-        let sizes = |receiver: &mut mpsc::Receiver<_>, max_batch| {
+        let (sender, queue) = queue(128);
+        let sizes = |queue: &Queue| {
+            let mut receiver = queue.receiver.try_lock().unwrap();
             let first = receiver.try_recv().unwrap();
-            take_batch(first, receiver, max_batch, 8 << 20).len()
+            let mut batch = Batch::of(first, queue.max_batch, queue.max_batch_bytes);
+            batch.take_waiting(&mut receiver);
+            batch.runs.len()
         };
         for _ in 0..10 {
             sender.send(run_of(3 << 20)).await.unwrap();
         }
         // 3 + 3 + 3 MiB crosses 8 MiB: three runs a batch, not ten.
-        let large: Vec<usize> = (0..4).map(|_| sizes(&mut receiver, 128)).collect();
+        let large: Vec<usize> = (0..4).map(|_| sizes(&queue)).collect();
         assert_eq!(large, [3, 3, 3, 1]);
+        let (sender, queue) = self::queue(6);
         for _ in 0..10 {
             sender.send(run_of(100)).await.unwrap();
         }
-        let small: Vec<usize> = (0..2).map(|_| sizes(&mut receiver, 6)).collect();
+        let small: Vec<usize> = (0..2).map(|_| sizes(&queue)).collect();
         assert_eq!(small, [6, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_room_waits_for_the_write_in_flight_and_takes_what_arrives() {
+        let (sender, queue) = queue(4);
+        let queue = Arc::new(queue);
+        // Nothing is being written: one run is a batch at once, counted as being written.
+        sender.send(run_of(100)).await.unwrap();
+        let alone = next_batch(&queue).await.unwrap();
+        assert_eq!(alone.runs.len(), 1);
+        assert_eq!(*queue.writing.borrow(), 1);
+
+        // While it is written, the next batch gathers the runs that arrive...
+        sender.send(run_of(100)).await.unwrap();
+        let gathering = tokio::spawn({
+            let queue = queue.clone();
+            async move { next_batch(&queue).await.unwrap().runs.len() }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        sender.send(run_of(100)).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            !gathering.is_finished(),
+            "a partial batch left before the write ended"
+        );
+        // ...until that write ends.
+        queue.writing.send_modify(|n| *n -= 1);
+        assert_eq!(gathering.await.unwrap(), 2);
+
+        // A full batch does not wait for the write in flight.
+        for _ in 0..4 {
+            sender.send(run_of(100)).await.unwrap();
+        }
+        let full = tokio::time::timeout(std::time::Duration::from_secs(5), next_batch(&queue))
+            .await
+            .expect("a full batch waited for the write in flight");
+        assert_eq!(full.unwrap().runs.len(), 4);
+        assert_eq!(*queue.writing.borrow(), 2);
     }
 }

@@ -9,26 +9,13 @@ set -euo pipefail
 BIN=${1:?the directory of kai-api}
 TAG=${2:?a name for this run}
 LOADTEST=${3:-$BIN/kai-loadtest}
-OUT=/tmp/kai-bench
-mkdir -p "$OUT"
-suffix=$(date +%s%N | tail -c 7)
-DB=kai_cpu_$suffix
-PORT=$((19300 + RANDOM % 500))
-export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
-export KAI_NATS_PREFIX=cpu$suffix
-export KAI_API_ADDR=127.0.0.1:$PORT KAI_API_OPS_ADDR=off KAI_PUBLIC_URL=http://127.0.0.1:$PORT RUST_LOG=warn
-API=http://127.0.0.1:$PORT
-
-api=
-cleanup() {
-  [ -n "$api" ] && kill "$api" 2>/dev/null || true
-  wait 2>/dev/null || true
-  psql -qAt -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-
-"$BIN/kai-api" >"$OUT/$TAG-api.log" 2>&1 & api=$!
-for _ in $(seq 1 100); do curl -fsS "$API/health" >/dev/null 2>&1 && break; sleep 0.2; done
+source "$(dirname "$0")/lib.sh"
+bench_setup "cpu_$TAG" 19300
+# The jobs are never drained: a private server takes them away with it.
+bench_private_nats
+bench_start "$OUT/$TAG-api.log" "$BIN/kai-api"
+api=$BENCH_PID
+bench_wait_api
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$api/stat"; }
 load() {

@@ -23,60 +23,36 @@ WORKERS=${3:?how many workers}
 MODE=${4:-async}
 NATS_KIND=${KAI_CAPACITY_NATS:-r1}
 DURATION=${KAI_CAPACITY_SECONDS:-20}
-OUT=/tmp/kai-bench
-mkdir -p "$OUT"
-suffix=$(date +%s%N | tail -c 7)
-TAG=cap_${MODE}_${RATE}_${WORKERS}w_${NATS_KIND}_$suffix
-DB=kai_$TAG
-PORT=$((20300 + RANDOM % 500))
-export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
-export KAI_NATS_PREFIX=cap$suffix
-export KAI_API_ADDR=127.0.0.1:$PORT KAI_API_OPS_ADDR=off KAI_PUBLIC_URL=http://127.0.0.1:$PORT
-export RUST_LOG=warn
-API=http://127.0.0.1:$PORT
+source scripts/bench/lib.sh
+bench_setup "cap_${MODE}_${RATE}_${WORKERS}w_${NATS_KIND}" 20300
+TAG=${BENCH_DB#kai_}
+DB=$BENCH_DB
 sql() { psql -qAt -h 127.0.0.1 -U postgres -d "${2:-$DB}" -c "$1"; }
 
 declare -A ROLE   # pid → the part of the cluster it is counted as
-pids=()       # the API and workers
-nats_pids=()  # a private NATS cluster's servers, stopped after the processes using them
-natsdir=""
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait "${pids[@]}" 2>/dev/null || true
-  for pid in "${nats_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "$natsdir" ] && rm -rf "$natsdir"
-  sql "DROP DATABASE IF EXISTS $DB WITH (FORCE)" postgres >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-
 if [ "$NATS_KIND" = r3 ]; then
   NATS_SERVER=${KAI_NATS_SERVER:-$HOME/.cache/kai-fusion/tools/nats/bin/nats-server}
-  natsdir=$(mktemp -d)
+  BENCH_NATS_DIR=$(mktemp -d)
   routes=nats://127.0.0.1:26621,nats://127.0.0.1:26622,nats://127.0.0.1:26623
   for n in 1 2 3; do
-    "$NATS_SERVER" -a 127.0.0.1 -p $((26420 + n)) -js -sd "$natsdir/n$n" -n "n$n" --cluster_name kai-capacity \
-      --cluster "nats://127.0.0.1:$((26620 + n))" --routes "$routes" --no_advertise >"$natsdir/n$n.log" 2>&1 &
-    nats_pids+=($!); ROLE[$!]=nats
+    "$NATS_SERVER" -a 127.0.0.1 -p $((26420 + n)) -js -sd "$BENCH_NATS_DIR/n$n" -n "n$n" --cluster_name kai-capacity \
+      --cluster "nats://127.0.0.1:$((26620 + n))" --routes "$routes" --no_advertise >"$BENCH_NATS_DIR/n$n.log" 2>&1 &
+    BENCH_NATS_PIDS+=($!); ROLE[$!]=nats
   done
   export NATS_URL=nats://127.0.0.1:26421,nats://127.0.0.1:26422,nats://127.0.0.1:26423
   export KAI_NATS_STREAM_REPLICAS=3
   sleep 3
 else
-  # A private server of the machine's nats-server binary: its streams go with it.
-  natsdir=$(mktemp -d)
-  nats-server -a 127.0.0.1 -p 26420 -js -sd "$natsdir/n1" >"$natsdir/n1.log" 2>&1 &
-  nats_pids+=($!); ROLE[$!]=nats
-  export NATS_URL=nats://127.0.0.1:26420
-  sleep 1
+  bench_private_nats
+  ROLE[${BENCH_NATS_PIDS[0]}]=nats
 fi
 for pid in $(pgrep -x redis-server); do ROLE[$pid]=redis; done
 
-"$BIN/kai-api" >"$OUT/$TAG-api.log" 2>&1 & pids+=($!); ROLE[$!]=api
-for _ in $(seq 1 150); do curl -fsS "$API/health" >/dev/null 2>&1 && break; sleep 0.2; done
+bench_start "$OUT/$TAG-api.log" "$BIN/kai-api"; ROLE[$BENCH_PID]=api
+bench_wait_api
 for w in $(seq 1 "$WORKERS"); do
-  KAI_WORKER_ADDR=127.0.0.1:$((PORT + w)) "$BIN/kai-worker" >"$OUT/$TAG-worker$w.log" 2>&1 &
-  pids+=($!); ROLE[$!]=worker
+  KAI_WORKER_ADDR=127.0.0.1:$((PORT + w)) bench_start "$OUT/$TAG-worker$w.log" "$BIN/kai-worker"
+  ROLE[$BENCH_PID]=worker
 done
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }

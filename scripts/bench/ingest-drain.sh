@@ -9,34 +9,21 @@
 # LOADTEST is the kai-loadtest binary (default BIN_DIR/kai-loadtest), so an older build's API and
 # worker are measured with the same tool.
 #
-# Each run uses a fresh database and NATS prefix; results go to /tmp/kai-bench/TAG-*.json.
+# Each run uses a fresh database and a private NATS server (scripts/bench/lib.sh); results go to
+# /tmp/kai-bench/TAG-*.json.
 set -euo pipefail
 
 BIN=${1:?the directory of kai-api, kai-worker and kai-loadtest}
 TAG=${2:?a name for this run}
 LOADTEST=${3:-$BIN/kai-loadtest}
-OUT=/tmp/kai-bench
-mkdir -p "$OUT"
+source "$(dirname "$0")/lib.sh"
 rm -f "$OUT/$TAG"-*  # a report left by an earlier run of the same tag would be read as this one's
-suffix=$(date +%s%N | tail -c 7)
-DB=kai_bench_${TAG//[^a-z0-9]/_}_$suffix
-PORT=$((18300 + RANDOM % 500))
-export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
-export KAI_NATS_PREFIX=bench$suffix
-export KAI_API_ADDR=127.0.0.1:$PORT KAI_API_OPS_ADDR=off KAI_PUBLIC_URL=http://127.0.0.1:$PORT
-export RUST_LOG=warn
-API=http://127.0.0.1:$PORT
+bench_setup "bench_$TAG" 18300
+bench_private_nats
+DB=$BENCH_DB
 
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  psql -qAt -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-
-"$BIN/kai-api" >"$OUT/$TAG-api.log" 2>&1 & pids+=($!)
-for _ in $(seq 1 100); do curl -fsS "$API/health" >/dev/null 2>&1 && break; sleep 0.2; done
+bench_start "$OUT/$TAG-api.log" "$BIN/kai-api"
+bench_wait_api
 
 "$LOADTEST" webhook --api "$API" --connections 64 --duration 10s --payload-bytes 1024 \
   --audit-timeout 600s --quiet --json "$OUT/$TAG-ingest.json" >"$OUT/$TAG-loadtest.log" 2>&1 &
@@ -46,7 +33,7 @@ sleep 11
 count() { psql -qAt -h 127.0.0.1 -U postgres -d "$DB" -c \
   "SELECT count(*) FROM workflow_executions WHERE status = 'completed'"; }
 for w in $(seq 1 "${KAI_BENCH_WORKERS:-1}"); do
-  KAI_WORKER_ADDR=127.0.0.1:$((PORT + w)) "$BIN/kai-worker" >"$OUT/$TAG-worker$w.log" 2>&1 & pids+=($!)
+  KAI_WORKER_ADDR=127.0.0.1:$((PORT + w)) bench_start "$OUT/$TAG-worker$w.log" "$BIN/kai-worker"
 done
 started=$(date +%s.%N)
 # The load test writes its report once its audit has seen every execution; the drain ends when

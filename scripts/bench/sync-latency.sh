@@ -16,38 +16,14 @@ BIN=${1:?the directory of kai-api, kai-worker and kai-loadtest}
 TAG=${2:?a name for this run}
 LOADTEST=${3:-$BIN/kai-loadtest}
 RATE=${4:-1000}
-OUT=/tmp/kai-bench
-mkdir -p "$OUT"
+source scripts/bench/lib.sh
 rm -f "$OUT/$TAG"-sync-*
-suffix=$(date +%s%N | tail -c 7)
-DB=kai_sync_${TAG//[^a-z0-9]/_}_$suffix
-PORT=$((20900 + RANDOM % 400))
-NATS_PORT=$((26430 + RANDOM % 100))
-export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
-export KAI_NATS_PREFIX=sync$suffix
-export KAI_API_ADDR=127.0.0.1:$PORT KAI_API_OPS_ADDR=off KAI_PUBLIC_URL=http://127.0.0.1:$PORT
+bench_setup "sync_$TAG" 20900
 export KAI_WORKER_ADDR=127.0.0.1:$((PORT + 1))
-export NATS_URL=nats://127.0.0.1:$NATS_PORT
-export RUST_LOG=warn
-API=http://127.0.0.1:$PORT
-
-pids=()
-natsdir=$(mktemp -d)
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$natsdir"
-  psql -qAt -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-
-# A private server of the machine's nats-server: its streams go with it, and no other
-# benchmark's streams share it.
-nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$natsdir" >"$natsdir.log" 2>&1 & pids+=($!)
-sleep 1
-"$BIN/kai-api" >"$OUT/$TAG-sync-api.log" 2>&1 & pids+=($!)
-for _ in $(seq 1 150); do curl -fsS "$API/health" >/dev/null 2>&1 && break; sleep 0.2; done
-"$BIN/kai-worker" >"$OUT/$TAG-sync-worker.log" 2>&1 & pids+=($!)
+bench_private_nats
+bench_start "$OUT/$TAG-sync-api.log" "$BIN/kai-api"
+bench_wait_api
+bench_start "$OUT/$TAG-sync-worker.log" "$BIN/kai-worker"
 sleep 2
 
 load() {  # NAME ARGS...

@@ -12,27 +12,14 @@ set -euo pipefail
 BIN=${1:?the directory of kai-api and kai-loadtest}
 TAG=${2:?a name for this run}
 shift 2
-OUT=/tmp/kai-bench
-mkdir -p "$OUT"
+source "$(dirname "$0")/lib.sh"
 rm -f "$OUT/$TAG"-*
-suffix=$(date +%s%N | tail -c 7)
-DB=kai_bench_${TAG//[^a-z0-9]/_}_$suffix
-PORT=$((18300 + RANDOM % 500))
-export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB
-export KAI_NATS_PREFIX=bench$suffix
-export KAI_API_ADDR=127.0.0.1:$PORT KAI_API_OPS_ADDR=off KAI_PUBLIC_URL=http://127.0.0.1:$PORT RUST_LOG=warn
-API=http://127.0.0.1:$PORT
-
-api=
-cleanup() {
-  [ -n "$api" ] && kill "$api" 2>/dev/null || true
-  wait 2>/dev/null || true
-  psql -qAt -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-
-"$BIN/kai-api" >"$OUT/$TAG-api.log" 2>&1 & api=$!
-for _ in $(seq 1 100); do curl -fsS "$API/health" >/dev/null 2>&1 && break; sleep 0.2; done
+bench_setup "bench_$TAG" 18300
+DB=$BENCH_DB
+bench_private_nats
+bench_start "$OUT/$TAG-api.log" "$BIN/kai-api"
+api=$BENCH_PID
+bench_wait_api
 
 # CPU seconds (user + system) of a process and its children so far.
 cpu() { awk '{ print ($14 + $15 + $16 + $17) / 100 }' "/proc/$1/stat"; }

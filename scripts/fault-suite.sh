@@ -78,6 +78,13 @@ start_pg; start_redis
 for n in "${NATS_SERVERS[@]}"; do start_nats "$n"; done
 wait_port "$PG_PORT"; wait_port "$REDIS_PORT"
 for n in "${NATS_SERVERS[@]}"; do wait_port "$(nats_port "$n")"; done
+# Streams can be set up only once the servers have elected a JetStream meta leader: an API
+# started before that fails its stream setup and exits (a busy machine may take seconds).
+meta_leader() {
+  curl -fsS "http://127.0.0.1:$(nats_monitor "$1")/jsz" 2>/dev/null | python3 -c \
+    "import json,sys; print((json.load(sys.stdin).get('meta_cluster') or {}).get('leader') or '')" 2>/dev/null || true
+}
+for _ in $(seq 1 600); do [ -n "$(meta_leader "${NATS_SERVERS[0]}")" ] && break; sleep 0.1; done
 
 # Partition proxies (kai-loadtest partition): worker 1 reaches NATS and PostgreSQL, API 2 NATS,
 # and each scheduler PostgreSQL through one of its own, which a partition scenario cuts (SIGUSR1:
@@ -130,8 +137,13 @@ start_scheduler() {
     "$BIN/kai-scheduler" >>"$DIR/scheduler$1.log" 2>&1 &
   PIDS[scheduler$1]=$!
 }
-start_api 1; wait_for_api "$API" # the first creates the database and the streams alone
-start_api 2; wait_for_api "$API2"
+# An API that never came up fails the suite here, with its log, not later at its first call.
+started_or_fail() {
+  curl -fsS "$1/health" >/dev/null 2>&1 && return
+  log "$2 did not start; the end of its log:"; tail -n 20 "$DIR/$2.log" >&2; exit 2
+}
+start_api 1; wait_for_api "$API"; started_or_fail "$API" api1 # creates the database and streams alone
+start_api 2; wait_for_api "$API2"; started_or_fail "$API2" api2
 for n in "${WORKERS[@]}"; do start_worker "$n"; done
 start_scheduler 1; start_scheduler 2
 log "NATS cluster: jobs stream led by $(jobs_leader), followers current after $(stream_state wait-current 2) s"

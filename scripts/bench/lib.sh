@@ -29,7 +29,7 @@ bench_setup() {
 }
 
 bench_private_nats() {
-  local port=$((26430 + RANDOM % 100))
+  local port=$((28430 + RANDOM % 100))  # clear of the fault suite's ports
   BENCH_NATS_DIR=$(mktemp -d)
   nats-server -a 127.0.0.1 -p "$port" -js -sd "$BENCH_NATS_DIR/n1" >"$BENCH_NATS_DIR/n1.log" 2>&1 &
   BENCH_NATS_PIDS+=($!)

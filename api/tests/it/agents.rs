@@ -597,7 +597,15 @@ async fn a_long_run_is_visible_while_it_runs_and_its_owner_can_cancel_it() {
     let root = fake.root.clone();
     app.start_worker_with(|config| config.models = ModelServersConfig::all_at(&root))
         .await;
-    let running = poll(&app, &token, id, |e| e["status"] == "running").await;
+    // The start node's event follows the run's own by a moment (both are published in the
+    // background): wait for the first settled node, then check that only it has settled.
+    let running = poll(&app, &token, id, |e| {
+        e["status"] == "running"
+            && e["node_executions"]
+                .as_array()
+                .is_some_and(|nodes| !nodes.is_empty())
+    })
+    .await;
     let settled: Vec<&str> = running["node_executions"]
         .as_array()
         .unwrap()

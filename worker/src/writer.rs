@@ -115,8 +115,19 @@ async fn write_batches(db: PgPool, queue: Arc<Queue>) {
     while let Some(batch) = next_batch(&queue).await {
         metrics::histogram!("kai_worker_write_batch_size").record(batch.runs.len() as f64);
         metrics::histogram!("kai_worker_write_batch_bytes").record(batch.bytes as f64);
+        // Counted off however the write ends: a writer lost to a panic must not leave every
+        // later partial batch waiting for a write that will never end.
+        let _written = WriteEnds(&queue.writing);
         write_batch(&db, batch.runs).await;
-        queue.writing.send_modify(|n| *n -= 1);
+    }
+}
+
+/// Takes one batch off the count of batches being written when dropped.
+struct WriteEnds<'a>(&'a watch::Sender<usize>);
+
+impl Drop for WriteEnds<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
     }
 }
 
